@@ -1,0 +1,410 @@
+//! Ecosystem files (YAML or JSON, PM2's keys) and CLI flags → validated [`AppSpec`]s.
+//!
+//! No processes, no sockets: only parsing and checks. Bad input is rejected here with
+//! the file, line, app, key and a hint, so nothing downstream re-checks strings.
+//!
+//! - `values`: the value types (instances, durations, sizes, listen, …), each parsed
+//!   the same from a file (serde) and from a flag (`FromStr`)
+//! - `raw`: one app entry as written ([`RawApp`]): key names, aliases, types
+//! - `keys`: which keys exist, which PM2 keys are not supported yet
+//! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
+//! - `locate`: the line of a key, found after the fact
+//! - `error`: [`ConfigError`] and "did you mean"
+
+pub mod spec;
+
+mod error;
+mod keys;
+mod locate;
+mod raw;
+mod resolve;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use yaml_serde::{Mapping, Value};
+
+pub use error::{ConfigError, ErrorInfo};
+pub use raw::{CliApp, RawApp};
+pub use resolve::MAX_UNIX_PATH;
+pub use spec::*;
+pub use values::{
+    ArgList, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize, Millis,
+};
+
+use error::{FieldError, Seg, did_you_mean};
+use raw::{describe_value, key_text};
+
+/// What resolution needs from the caller's world.
+#[derive(Debug, Clone)]
+pub struct ResolveContext {
+    /// DROVER_HOME: default logs go to `$home/logs/<name>-out.log` / `-error.log`.
+    pub home: PathBuf,
+    /// The caller's working directory (absolute): base of relative CLI paths and of
+    /// a relative ecosystem file name.
+    pub cwd: PathBuf,
+    /// CPU count, for `instances: max` / `-1`.
+    pub cpus: u32,
+    /// `--env <name>`: merge each app's `env_<name>` over its `env`.
+    pub env_name: Option<String>,
+}
+
+/// Whether `p` names an ecosystem file drover reads (`.yaml`, `.yml`, `.json`).
+pub fn is_ecosystem_path(p: &Path) -> bool {
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["yaml", "yml", "json"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    })
+}
+
+/// Read and validate an ecosystem file.
+pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Vec<AppSpec>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
+    load_str(&text, path, ctx)
+}
+
+/// Validate an ecosystem file's text. `origin` is the file's name as shown in
+/// messages; relative paths in the file resolve against its directory.
+pub fn load_str(
+    text: &str,
+    origin: &Path,
+    ctx: &ResolveContext,
+) -> Result<Vec<AppSpec>, ConfigError> {
+    let ext = origin
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("js" | "cjs" | "mjs" | "ts")) {
+        return Err(
+            ConfigError::file(origin, "JavaScript ecosystem files are not supported").with_hint(
+                "write the same apps as ecosystem.yaml or ecosystem.json (the keys are the same)",
+            ),
+        );
+    }
+    // YAML allows no tabs for indentation; JSON does, and tabs cannot occur inside
+    // JSON strings, so turning them into spaces keeps every line and column.
+    let text: Cow<'_, str> = if ext.as_deref() == Some("json") && text.contains('\t') {
+        Cow::Owned(text.replace('\t', " "))
+    } else {
+        Cow::Borrowed(text)
+    };
+    let file = File {
+        origin,
+        text: &text,
+    };
+    let mut doc: Value = yaml_serde::from_str(&text).map_err(|e| file.syntax_error(&e))?;
+    doc.apply_merge()
+        .map_err(|e| ConfigError::file(origin, format!("merge key (<<): {e}")))?;
+    let (apps, prefix) = file.apps(&doc)?;
+    let base = resolve::normalize(&ctx.cwd.join(origin.parent().unwrap_or(Path::new(""))));
+
+    let mut specs: Vec<AppSpec> = Vec::with_capacity(apps.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut env_names: BTreeSet<String> = BTreeSet::new();
+    for (i, item) in apps.iter().enumerate() {
+        let mut app_path = prefix.clone();
+        app_path.push(Seg::Index(i));
+        let Value::Mapping(map) = item else {
+            let line = locate::locate(&text, &app_path).map(|l| l.0);
+            return Err(ConfigError::file(
+                origin,
+                format!(
+                    "app #{}: expected a map of keys (script:, name:, instances:, …), got {}",
+                    i + 1,
+                    describe_value(item)
+                ),
+            )
+            .at(line));
+        };
+        let app = AppInFile {
+            file: &file,
+            path: &app_path,
+            map,
+            label: app_label(map, i),
+        };
+        let raw = RawApp::from_mapping(map).map_err(|e| app.error(e))?;
+        env_names.extend(raw.env_named.keys().cloned());
+        let spec = resolve::resolve(raw, &base, ctx).map_err(|e| app.error(e))?;
+        if let Some(prev) = names.get(&spec.name) {
+            return Err(app.error(
+                FieldError::at_key(
+                    "name",
+                    format!(
+                        "the name {:?} is already used by app #{}",
+                        spec.name,
+                        prev + 1
+                    ),
+                )
+                .with_hint("names must be unique: set a different name:"),
+            ));
+        }
+        names.insert(spec.name.clone(), i);
+        specs.push(spec);
+    }
+    if let Some(env) = &ctx.env_name
+        && !env_names.contains(env)
+    {
+        let found = if env_names.is_empty() {
+            "no app has an env_<name> section".to_owned()
+        } else {
+            let list: Vec<String> = env_names.iter().map(|n| format!("env_{n}")).collect();
+            format!("found: {}", list.join(", "))
+        };
+        return Err(ConfigError::file(
+            origin,
+            format!(
+                "--env {env}: no app in {} has env_{env} ({found})",
+                origin.display()
+            ),
+        ));
+    }
+    Ok(specs)
+}
+
+/// Validate one app given as CLI flags: the same rules as a file entry, with paths
+/// relative to `ctx.cwd` and errors naming the flag (`--instances: …`).
+/// `ctx.env_name` merges `env_<name>` when the app has it and is ignored otherwise.
+pub fn resolve_cli(raw: RawApp, ctx: &ResolveContext) -> Result<AppSpec, ConfigError> {
+    resolve::resolve(raw, &ctx.cwd, ctx).map_err(ConfigError::from_cli)
+}
+
+/// The file being loaded: its name for messages and its text for line lookups.
+struct File<'a> {
+    origin: &'a Path,
+    text: &'a str,
+}
+
+impl File<'_> {
+    fn syntax_error(&self, e: &yaml_serde::Error) -> ConfigError {
+        let full = e.to_string();
+        let mut err = ConfigError::file(self.origin, "");
+        if let Some(loc) = e.location() {
+            err.line = Some(loc.line());
+            err.column = Some(loc.column());
+        }
+        if full.starts_with("EOF while parsing") {
+            err.message = "the file is empty".into();
+            err.line = None;
+            err.column = None;
+            return err.with_hint(HINT_SHAPE);
+        }
+        let msg = strip_first_mark(&full);
+        if let Some(at) = msg.find("duplicate entry with key ") {
+            let key = msg[at + "duplicate entry with key ".len()..].trim();
+            let unquoted = key.trim_matches('"');
+            if let Some(line) = err.line {
+                err.line = Some(second_occurrence(self.text, line, unquoted).unwrap_or(line));
+                err.column = None;
+            }
+            err.message = format!("the key {key} appears twice in the same map");
+            return err.with_hint("keep one of them");
+        }
+        // libyaml's own messages are syntax errors; serde's (tags, anchors, limits)
+        // carry a path like `.[0].instances:` and are about values.
+        let kind = if msg.starts_with('.') || msg.contains("invalid") {
+            "invalid YAML"
+        } else {
+            "syntax error"
+        };
+        err.message = format!("{kind}: {msg}");
+        err
+    }
+
+    /// The list of apps, and the path to it (`apps`, or nothing for a bare list).
+    fn apps<'v>(&self, doc: &'v Value) -> Result<(&'v [Value], Vec<Seg>), ConfigError> {
+        let top = match doc {
+            Value::Sequence(list) => return self.non_empty(list, Vec::new()),
+            Value::Mapping(top) => top,
+            Value::Null => {
+                return Err(
+                    ConfigError::file(self.origin, "the file is empty").with_hint(HINT_SHAPE)
+                );
+            }
+            other => {
+                return Err(ConfigError::file(
+                    self.origin,
+                    format!(
+                        "expected apps: with a list of apps, got {}",
+                        describe_value(other)
+                    ),
+                )
+                .with_hint(HINT_SHAPE));
+            }
+        };
+        let mut apps = None;
+        for (k, v) in top {
+            let key = key_text(k).unwrap_or_else(|| describe_value(k));
+            match key.as_str() {
+                "apps" => apps = Some(v),
+                "deploy" => {
+                    return Err(self.at_key(&key, "deploy is not supported").with_hint(
+                        "drover runs apps; deploy them with your own tooling, then `drover start`",
+                    ));
+                }
+                other if !matches!(keys::classify(other), keys::KeyKind::Unknown) => {
+                    return Err(self
+                        .at_key(
+                            &key,
+                            format!(
+                                "{other} is an app key, but it is at the top level of the file"
+                            ),
+                        )
+                        .with_hint(HINT_SHAPE));
+                }
+                other => {
+                    let msg = match did_you_mean(other, keys::TOP_LEVEL) {
+                        Some(near) => {
+                            format!("unknown top-level key {other:?} (did you mean {near:?}?)")
+                        }
+                        None => format!("unknown top-level key {other:?} (expected apps:)"),
+                    };
+                    return Err(self.at_key(&key, msg));
+                }
+            }
+        }
+        match apps {
+            None => {
+                Err(ConfigError::file(self.origin, "no apps: key in the file")
+                    .with_hint(HINT_SHAPE))
+            }
+            Some(Value::Sequence(list)) => self.non_empty(list, vec![Seg::Key("apps".into())]),
+            Some(Value::Null) => Err(self.at_key("apps", "apps: the list of apps is empty")),
+            Some(other) => Err(self
+                .at_key(
+                    "apps",
+                    format!(
+                        "apps: expected a list of apps, got {}",
+                        describe_value(other)
+                    ),
+                )
+                .with_hint("start each app with `- `, as in `- script: app.js`")),
+        }
+    }
+
+    /// An error at a top-level key.
+    fn at_key(&self, key: &str, msg: impl Into<String>) -> ConfigError {
+        let line = locate::locate(self.text, &[Seg::Key(key.to_owned())]).map(|l| l.0);
+        ConfigError::file(self.origin, msg).at(line)
+    }
+
+    fn non_empty<'v>(
+        &self,
+        list: &'v [Value],
+        prefix: Vec<Seg>,
+    ) -> Result<(&'v [Value], Vec<Seg>), ConfigError> {
+        if list.is_empty() {
+            let line = locate::locate(self.text, &prefix).map(|l| l.0);
+            return Err(ConfigError::file(self.origin, "the list of apps is empty").at(line));
+        }
+        Ok((list, prefix))
+    }
+}
+
+const HINT_SHAPE: &str = "an ecosystem file looks like:\n    apps:\n      - name: api\n        script: server.js\n        instances: max";
+
+/// One app entry of the file, for placing its errors.
+struct AppInFile<'a> {
+    file: &'a File<'a>,
+    path: &'a [Seg],
+    map: &'a Mapping,
+    label: String,
+}
+
+impl AppInFile<'_> {
+    fn error(&self, mut e: FieldError) -> ConfigError {
+        self.respell(&mut e);
+        let mut full = self.path.to_vec();
+        full.extend(e.path.iter().cloned());
+        let line = locate::locate(self.file.text, &full)
+            .or_else(|| locate::locate(self.file.text, self.path))
+            .map(|l| l.0);
+        ConfigError::from_field(self.file.origin, line, self.label.clone(), e)
+    }
+
+    /// Resolution names keys canonically; show them as the file spells them
+    /// (`node_args` rather than `interpreter_args`).
+    fn respell(&self, e: &mut FieldError) {
+        let Some(Seg::Key(canon)) = e.path.first() else {
+            return;
+        };
+        if self.map.contains_key(canon.as_str()) {
+            return;
+        }
+        let Some(alias) = keys::aliases(canon)
+            .iter()
+            .find(|a| self.map.contains_key(**a))
+        else {
+            return;
+        };
+        if let Some(label) = &mut e.label
+            && let Some(rest) = label.strip_prefix(canon.as_str())
+        {
+            *label = format!("{alias}{rest}");
+        }
+        e.path[0] = Seg::Key((*alias).to_owned());
+    }
+}
+
+/// `app "api"` when the entry has a usable name (or script to take it from), else `app #2`.
+fn app_label(map: &Mapping, i: usize) -> String {
+    let text = |k: &str| match map.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let name = text("name").or_else(|| {
+        text("script").or_else(|| text("exec")).and_then(|s| {
+            Path::new(&s)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+    });
+    match name {
+        Some(n) if resolve::validate_name(&n).is_ok() => format!("app {n:?}"),
+        _ => format!("app #{}", i + 1),
+    }
+}
+
+/// Remove the first ` at line N column M` (or ` at position N`) from a yaml_serde
+/// message: the location is shown in front.
+fn strip_first_mark(msg: &str) -> String {
+    for marker in [" at line ", " at position "] {
+        if let Some(start) = msg.find(marker) {
+            let rest = &msg[start + marker.len()..];
+            let mut end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if let Some(col) = rest[end..].strip_prefix(" column ") {
+                end +=
+                    " column ".len() + col.find(|c: char| !c.is_ascii_digit()).unwrap_or(col.len());
+            }
+            return format!("{}{}", &msg[..start], &rest[end..]);
+        }
+    }
+    msg.to_owned()
+}
+
+/// The line of the second `key:` at or after line `from` (1-based), for duplicate keys.
+fn second_occurrence(text: &str, from: usize, key: &str) -> Option<usize> {
+    let mut seen = 0;
+    for (n, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let t = line.trim_start().trim_start_matches("- ").trim_start();
+        let t = t
+            .strip_prefix(key)
+            .or_else(|| t.strip_prefix(&format!("\"{key}\"")))
+            .or_else(|| t.strip_prefix(&format!("'{key}'")));
+        if t.is_some_and(|rest| rest.trim_start().starts_with(':')) {
+            seen += 1;
+            if seen == 2 {
+                return Some(n + 1);
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,1028 @@
+//! Tests of the whole module: files in, specs or messages out.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::*;
+
+/// A temp dir with real scripts: app.js, worker.py, run.sh, server (+x), data.txt (not
+/// executable), srv/main.js.
+struct Fx {
+    dir: tempfile::TempDir,
+    ctx: ResolveContext,
+}
+
+fn fx() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for f in ["app.js", "worker.py", "run.sh", "data.txt", "missing-perm"] {
+        fs::write(root.join(f), "").unwrap();
+    }
+    for f in ["server", "run.sh"] {
+        fs::write(root.join(f), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(root.join(f), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::create_dir(root.join("srv")).unwrap();
+    fs::write(root.join("srv/main.js"), "").unwrap();
+    let ctx = ResolveContext {
+        home: root.join("home"),
+        cwd: root.to_path_buf(),
+        cpus: 8,
+        env_name: None,
+    };
+    Fx { dir, ctx }
+}
+
+impl Fx {
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    fn load_as(&self, origin: &str, text: &str) -> Result<Vec<AppSpec>, ConfigError> {
+        load_str(text, Path::new(origin), &self.ctx)
+    }
+    fn load(&self, text: &str) -> Result<Vec<AppSpec>, ConfigError> {
+        self.load_as("ecosystem.yaml", text)
+    }
+    fn one(&self, text: &str) -> AppSpec {
+        match self.load(text) {
+            Ok(mut apps) => {
+                assert_eq!(apps.len(), 1);
+                apps.remove(0)
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    fn err(&self, text: &str) -> String {
+        match self.load(text) {
+            Ok(apps) => panic!("accepted: {text}\n→ {apps:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+#[test]
+fn pm2_shape_with_defaults() {
+    let f = fx();
+    let app = f.one("apps:\n  - name: api\n    script: app.js\n");
+    assert_eq!(app.name, "api");
+    assert_eq!(app.cwd, f.root());
+    assert_eq!(app.command.interpreter.as_deref(), Some("node"));
+    assert_eq!(app.command.script, f.root().join("app.js"));
+    assert!(app.command.args.is_empty());
+    assert_eq!(app.instances, 1);
+    assert_eq!(app.exec_mode, ExecMode::Fork);
+    assert!(app.env.is_empty());
+    assert_eq!(app.listen, None);
+    assert_eq!(app.socket, SocketMode::Reuseport);
+    // PM2's defaults
+    assert_eq!(app.stop.kill_timeout, Duration::from_millis(1600));
+    assert_eq!(app.stop.kill_signal, Signal::SIGINT);
+    assert_eq!(app.restart.min_uptime, Duration::from_millis(1000));
+    assert_eq!(app.restart.max_restarts, 16);
+    assert!(app.restart.autorestart);
+    assert_eq!(app.restart.restart_delay, Duration::ZERO);
+    assert_eq!(app.restart.exp_backoff_restart_delay, None);
+    assert!(app.restart.stop_exit_codes.is_empty());
+    assert_eq!(app.instance_var, "NODE_APP_INSTANCE");
+    assert_eq!(app.increment_var, None);
+    assert_eq!(app.max_memory_restart, None);
+    assert_eq!(app.logs.out_file, f.root().join("home/logs/api-out.log"));
+    assert_eq!(
+        app.logs.error_file,
+        f.root().join("home/logs/api-error.log")
+    );
+    assert!(!app.logs.merge);
+    assert_eq!(app.logs.date_format, None);
+}
+
+#[test]
+fn bare_list_and_default_name() {
+    let f = fx();
+    let apps = f
+        .load("- script: app.js\n- script: worker.py\n  args: --queue high\n")
+        .unwrap();
+    assert_eq!(apps[0].name, "app");
+    assert_eq!(apps[1].name, "worker");
+    assert_eq!(apps[1].command.interpreter.as_deref(), Some("python3"));
+    assert_eq!(apps[1].command.args, vec!["--queue", "high"]);
+}
+
+#[test]
+fn json_form_with_tabs() {
+    let f = fx();
+    let text = "{\n\t\"apps\": [{\n\t\t\"name\": \"api\",\n\t\t\"script\": \"app.js\",\n\t\t\"instances\": \"max\",\n\t\t\"exec_mode\": \"cluster_mode\",\n\t\t\"env\": {\"NODE_ENV\": \"production\", \"PORT\": 3000}\n\t}]\n}\n";
+    let apps = f.load_as("ecosystem.json", text).unwrap();
+    assert_eq!(apps[0].instances, 8);
+    assert_eq!(apps[0].exec_mode, ExecMode::Cluster);
+    assert_eq!(apps[0].env["PORT"], "3000");
+    assert_eq!(
+        apps[0].listen,
+        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+    );
+    let e = f
+        .load_as(
+            "ecosystem.json",
+            "{\n\t\"apps\": [{\n\t\t\"script\": \"app.js\",\n\t\t\"instances\": \"lots\"\n\t}]\n}\n",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("ecosystem.json:4: app \"app\": instances: expected a number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn env_production_merge() {
+    let mut f = fx();
+    let text = "apps:\n  - script: app.js\n    env:\n      NODE_ENV: development\n      DEBUG: 1\n    env_production:\n      NODE_ENV: production\n      FAST: true\n  - script: worker.py\n";
+    let dev = f.load(text).unwrap();
+    assert_eq!(dev[0].env["NODE_ENV"], "development");
+    assert_eq!(dev[0].env["DEBUG"], "1");
+    assert!(!dev[0].env.contains_key("FAST"));
+    f.ctx.env_name = Some("production".into());
+    let prod = f.load(text).unwrap();
+    assert_eq!(prod[0].env["NODE_ENV"], "production");
+    assert_eq!(prod[0].env["DEBUG"], "1");
+    assert_eq!(prod[0].env["FAST"], "true");
+    // the worker lacks env_production: not an error (PM2)
+    assert!(prod[1].env.is_empty());
+    f.ctx.env_name = Some("staging".into());
+    let e = f.err(text);
+    assert!(
+        e.contains("ecosystem.yaml: --env staging: no app in ecosystem.yaml has env_staging (found: env_production)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn instances_forms() {
+    let f = fx();
+    for (value, want, mode) in [
+        ("max", 8, ExecMode::Cluster),
+        ("0", 8, ExecMode::Cluster),
+        ("-1", 7, ExecMode::Cluster),
+        ("-3", 5, ExecMode::Cluster),
+        ("-20", 1, ExecMode::Cluster),
+        ("\"4\"", 4, ExecMode::Cluster),
+        ("2", 2, ExecMode::Cluster),
+    ] {
+        let app = f.one(&format!("- script: app.js\n  instances: {value}\n"));
+        assert_eq!(app.instances, want, "{value}");
+        assert_eq!(app.exec_mode, mode, "{value}");
+    }
+    let app = f.one("- script: app.js\n  instances: 3\n  exec_mode: fork\n");
+    assert_eq!((app.instances, app.exec_mode), (3, ExecMode::Fork));
+}
+
+#[test]
+fn durations_and_sizes() {
+    let f = fx();
+    let app = f.one(
+        "- script: app.js\n  min_uptime: 5s\n  kill_timeout: 3000\n  restart_delay: \"250\"\n  exp_backoff_restart_delay: 100ms\n  max_memory_restart: 512M\n  max_restarts: 3\n  stop_exit_codes: [0, 3]\n  kill_signal: term\n  autorestart: false\n",
+    );
+    assert_eq!(app.restart.min_uptime, Duration::from_secs(5));
+    assert_eq!(app.stop.kill_timeout, Duration::from_millis(3000));
+    assert_eq!(app.restart.restart_delay, Duration::from_millis(250));
+    assert_eq!(
+        app.restart.exp_backoff_restart_delay,
+        Some(Duration::from_millis(100))
+    );
+    assert_eq!(app.max_memory_restart, Some(512 * 1024 * 1024));
+    assert_eq!(app.restart.max_restarts, 3);
+    assert_eq!(app.restart.stop_exit_codes, vec![0, 3]);
+    assert_eq!(app.stop.kill_signal, Signal::SIGTERM);
+    assert!(!app.restart.autorestart);
+    for (v, bytes) in [
+        ("300K", 300 * 1024),
+        ("1G", 1 << 30),
+        ("1024", 1024),
+        ("512MB", 512 << 20),
+    ] {
+        let app = f.one(&format!("- script: app.js\n  max_memory_restart: {v}\n"));
+        assert_eq!(app.max_memory_restart, Some(bytes), "{v}");
+    }
+}
+
+#[test]
+fn interpreter_inference() {
+    let f = fx();
+    let interp = |script: &str, extra: &str| {
+        f.one(&format!("- script: {script}\n{extra}"))
+            .command
+            .interpreter
+    };
+    assert_eq!(interp("app.js", "").as_deref(), Some("node"));
+    assert_eq!(interp("worker.py", "").as_deref(), Some("python3"));
+    assert_eq!(interp("run.sh", "").as_deref(), Some("bash"));
+    assert_eq!(interp("server", ""), None);
+    assert_eq!(interp("run.sh", "  interpreter: none\n"), None);
+    assert_eq!(
+        interp("worker.py", "  interpreter: python3.12\n").as_deref(),
+        Some("python3.12")
+    );
+    let app = f.one("- script: app.js\n  node_args: --max-old-space-size=512 --inspect\n");
+    assert_eq!(
+        app.command.interpreter_args,
+        vec!["--max-old-space-size=512", "--inspect"]
+    );
+    assert_eq!(app.command.runtime(), Runtime::Node);
+}
+
+#[test]
+fn interpreter_none_needs_executable() {
+    let f = fx();
+    let e = f.err("- script: app.js\n  interpreter: none\n");
+    assert!(e.contains("is not executable"), "{e}");
+}
+
+#[test]
+fn script_on_path() {
+    let f = fx();
+    let app = f.one("- script: sh\n  args: [-c, 'exit 0']\n");
+    assert_eq!(app.name, "sh");
+    assert_eq!(app.command.interpreter, None);
+    assert!(app.command.script.is_absolute());
+    assert!(app.command.script.ends_with("sh"));
+    assert_eq!(app.command.args, vec!["-c", "exit 0"]);
+}
+
+#[test]
+fn cwd_key_and_relative_paths() {
+    let f = fx();
+    let app = f.one(
+        "- script: main.js\n  cwd: srv\n  out_file: logs/out.log\n  error: /tmp/err.log\n  merge_logs: true\n  time: true\n",
+    );
+    assert_eq!(app.cwd, f.root().join("srv"));
+    assert_eq!(app.command.script, f.root().join("srv/main.js"));
+    assert_eq!(app.logs.out_file, f.root().join("srv/logs/out.log"));
+    assert_eq!(app.logs.error_file, PathBuf::from("/tmp/err.log"));
+    assert!(app.logs.merge);
+    assert_eq!(app.logs.date_format.as_deref(), Some(defaults::TIME_FORMAT));
+    let app = f.one("- script: app.js\n  time: true\n  log_date_format: YYYY-MM-DD HH:mm Z\n");
+    assert_eq!(app.logs.date_format.as_deref(), Some("YYYY-MM-DD HH:mm Z"));
+    // a file in a subdirectory: paths are relative to it
+    fs::create_dir(f.root().join("deploy")).unwrap();
+    fs::write(f.root().join("deploy/x.js"), "").unwrap();
+    let apps = f
+        .load_as("deploy/ecosystem.yml", "- script: x.js\n")
+        .unwrap();
+    assert_eq!(apps[0].command.script, f.root().join("deploy/x.js"));
+}
+
+#[test]
+fn cluster_listen_defaults() {
+    let f = fx();
+    // from `port` (which also sets PORT, as PM2)
+    let app = f.one("- script: app.js\n  instances: 4\n  port: 8080\n");
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Tcp("0.0.0.0:8080".parse().unwrap()))
+    );
+    assert_eq!(app.env["PORT"], "8080");
+    assert_eq!(app.socket, SocketMode::Reuseport);
+    // from env PORT
+    let app = f.one("- script: app.js\n  exec_mode: cluster\n  env: {PORT: 3000}\n");
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+    );
+    // env_production's PORT
+    let mut g = fx();
+    g.ctx.env_name = Some("production".into());
+    let apps = g
+        .load("- script: app.js\n  instances: 2\n  env_production: {PORT: 4000}\n")
+        .unwrap();
+    assert_eq!(
+        apps[0].listen,
+        Some(ListenAddr::Tcp("0.0.0.0:4000".parse().unwrap()))
+    );
+    // fork mode: port only sets PORT
+    let app = f.one("- script: app.js\n  port: 8080\n");
+    assert_eq!(app.listen, None);
+    assert_eq!(app.env["PORT"], "8080");
+    // explicit listen wins and adds no PORT
+    let app = f.one("- script: app.js\n  instances: 2\n  listen: 127.0.0.1:0\n  socket: shared\n");
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()))
+    );
+    assert_eq!(app.socket, SocketMode::Shared);
+    assert!(app.env.is_empty());
+    let app = f.one("- script: app.js\n  listen: '[::1]:9000'\n");
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Tcp("[::1]:9000".parse().unwrap()))
+    );
+}
+
+#[test]
+fn unix_listen() {
+    let f = fx();
+    let app = f.one("- script: app.js\n  instances: 2\n  listen: unix:run/app.sock\n");
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Unix(f.root().join("run/app.sock")))
+    );
+    assert_eq!(app.socket, SocketMode::Shared);
+}
+
+#[test]
+fn increment_var_base() {
+    let f = fx();
+    let app = f.one("- script: app.js\n  instances: 3\n  exec_mode: fork\n  increment_var: PORT\n  env: {PORT: 3000}\n");
+    assert_eq!(app.increment_var.as_deref(), Some("PORT"));
+    assert_eq!(app.env["PORT"], "3000");
+    assert_eq!(app.listen, None);
+    // base from `port`
+    let app = f.one("- script: app.js\n  instances: 3\n  exec_mode: fork\n  increment_var: PORT\n  port: 5000\n");
+    assert_eq!(app.env["PORT"], "5000");
+    // base from a fork-mode listen
+    let app = f.one("- script: app.js\n  increment_var: PORT\n  listen: 7000\n");
+    assert_eq!(app.env["PORT"], "7000");
+    // cluster + port + increment_var PORT: one port per instance, nothing shared (as PM2)
+    let app = f.one("- script: app.js\n  instances: 2\n  increment_var: PORT\n  port: 5000\n");
+    assert_eq!(app.listen, None);
+    // another variable
+    let app =
+        f.one("- script: app.js\n  instances: 2\n  increment_var: SHARD\n  env: {SHARD: 10}\n");
+    assert_eq!(app.env["SHARD"], "10");
+}
+
+#[test]
+fn merge_keys_and_aliases() {
+    let f = fx();
+    let apps = f
+        .load("defaults: &d\n  script: app.js\n  instances: 2\napps:\n  - <<: *d\n    name: a\n  - <<: *d\n    name: b\n")
+        .unwrap_err()
+        .to_string();
+    // `defaults` is not a top-level key drover knows
+    assert!(
+        apps.contains("unknown top-level key \"defaults\""),
+        "{apps}"
+    );
+    let apps = f
+        .load("apps:\n  - &d\n    name: a\n    script: app.js\n    instances: 2\n  - <<: *d\n    name: b\n")
+        .unwrap();
+    assert_eq!(apps[1].name, "b");
+    assert_eq!(apps[1].instances, 2);
+    let app = f.one("- exec: app.js\n  exec_interpreter: node\n  output: o.log\n  err: e.log\n  combine_logs: true\n  watch: false\n  treekill: true\n  vizion: false\n  namespace: default\n  windowsHide: true\n");
+    assert_eq!(app.logs.out_file, f.root().join("o.log"));
+    assert_eq!(app.logs.error_file, f.root().join("e.log"));
+    assert!(app.logs.merge);
+}
+
+#[test]
+fn raw_app_deserializes_and_cli() {
+    let f = fx();
+    let raw: RawApp =
+        yaml_serde::from_str("script: app.js\ninstances: max\nenv: {A: 1}\n").unwrap();
+    assert_eq!(raw.instances, Some(Instances(0)));
+    assert_eq!(raw.env.as_ref().unwrap()["A"], "1");
+    let app = resolve_cli(raw, &f.ctx).unwrap();
+    assert_eq!(app.instances, 8);
+    assert_eq!(app.exec_mode, ExecMode::Cluster);
+    let e = yaml_serde::from_str::<RawApp>("script: app.js\ninstances: lots\n").unwrap_err();
+    assert!(
+        e.to_string().contains("instances: expected a number"),
+        "{e}"
+    );
+
+    let raw = RawApp {
+        script: Some("app.js".into()),
+        socket: Some(SocketMode::Shared),
+        ..RawApp::default()
+    };
+    let e = resolve_cli(raw, &f.ctx).unwrap_err().to_string();
+    assert!(e.starts_with("--socket: shared has no effect"), "{e}");
+    let raw = RawApp {
+        script: Some("nope.js".into()),
+        ..RawApp::default()
+    };
+    let e = resolve_cli(raw, &f.ctx).unwrap_err();
+    assert!(
+        e.to_string().contains("script \"nope.js\" not found"),
+        "{e}"
+    );
+    assert_eq!(e.file, None);
+    let raw = RawApp {
+        script: Some("app.js".into()),
+        instance_var: Some("1X".into()),
+        ..RawApp::default()
+    };
+    let e = resolve_cli(raw, &f.ctx).unwrap_err().to_string();
+    assert!(
+        e.starts_with("--instance-var: \"1X\" is not a valid environment variable name"),
+        "{e}"
+    );
+    assert_eq!(
+        "lots".parse::<Instances>().unwrap_err(),
+        "expected a number, \"max\" or -1, got \"lots\""
+    );
+}
+
+#[test]
+fn is_ecosystem() {
+    assert!(is_ecosystem_path(Path::new("ecosystem.yaml")));
+    assert!(is_ecosystem_path(Path::new("a/b.YML")));
+    assert!(is_ecosystem_path(Path::new("pm2.json")));
+    assert!(!is_ecosystem_path(Path::new("ecosystem.config.js")));
+    assert!(!is_ecosystem_path(Path::new("app")));
+}
+
+#[test]
+fn load_file_reads_and_reports() {
+    let f = fx();
+    let path = f.root().join("eco.yaml");
+    fs::write(&path, "apps:\n  - script: app.js\n").unwrap();
+    assert_eq!(load_file(&path, &f.ctx).unwrap()[0].name, "app");
+    let e = load_file(&f.root().join("none.yaml"), &f.ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("none.yaml: cannot read the file"), "{e}");
+    let e = f
+        .load_as("ecosystem.config.js", "module.exports = {}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("JavaScript ecosystem files are not supported"),
+        "{e}"
+    );
+}
+
+/// Each bad input: the message must contain every listed piece (file, line, app, key
+/// and the phrase a user acts on).
+#[test]
+fn malformed_inputs() {
+    let f = fx();
+    let long = "x".repeat(120);
+    let long_listen = format!("- script: app.js\n  listen: unix:/tmp/{long}.sock\n");
+    let long_name = format!("- script: app.js\n  name: {}\n", "n".repeat(65));
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "apps:\n  - name: api\n    script: app.js\n    args: a: b\n",
+            vec![
+                "ecosystem.yaml:4:",
+                "syntax error: mapping values are not allowed",
+            ],
+        ),
+        (
+            "apps:\n  - name: api\n    script: app.js\n    instances: lots\n",
+            vec![
+                "ecosystem.yaml:4: app \"api\": instances: expected a number, \"max\" or -1, got \"lots\"",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instances: 1.5\n",
+            vec![
+                "ecosystem.yaml:3: app \"api\": instances: expected a number",
+                "got 1.5",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instances: true\n",
+            vec!["ecosystem.yaml:3:", "instances:", "got true"],
+        ),
+        (
+            "apps:\n  - name: api\n    script: app.js\n    intances: 4\n",
+            vec![
+                "ecosystem.yaml:4: app \"api\": unknown key \"intances\" (did you mean \"instances\"?)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  banana: 4\n",
+            vec!["ecosystem.yaml:3: app \"api\": unknown key \"banana\""],
+        ),
+        (
+            "- name: api\n  script: app.js\n\n  max_memory_restart: 12X\n",
+            vec![
+                "ecosystem.yaml:4: app \"api\": max_memory_restart: \"12X\" is not a memory size (use bytes or 300K, 512M, 1G)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  max_memory_restart: 0\n",
+            vec!["ecosystem.yaml:3:", "max_memory_restart:", "more than 0"],
+        ),
+        (
+            "- name: worker\n  script: ./missing.js\n",
+            vec![
+                "ecosystem.yaml:2: app \"worker\": script \"./missing.js\" not found (resolved to /",
+                "/missing.js)",
+            ],
+        ),
+        (
+            "- name: api\n  instances: 2\n",
+            vec!["ecosystem.yaml:1: app \"api\": script is missing", "hint:"],
+        ),
+        (
+            "- name: a/b\n  script: app.js\n",
+            vec!["ecosystem.yaml:1:", "name: \"a/b\" contains a slash"],
+        ),
+        (
+            "- name: api\n  script: app.js\n- name: api\n  script: worker.py\n",
+            vec!["ecosystem.yaml:3: app \"api\": the name \"api\" is already used by app #1"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  kill_timeout: -5\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "kill_timeout: expected milliseconds",
+                "got -5",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  min_uptime: soon\n",
+            vec!["ecosystem.yaml:3:", "min_uptime:", "1.5s", "got \"soon\""],
+        ),
+        (
+            "- name: api\n  script: app.js\n  kill_signal: SIGFOO\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "kill_signal: expected a signal name",
+                "SIGFOO",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  exec_mode: both\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "exec_mode: expected cluster or fork, got \"both\"",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  watch: true\n",
+            vec!["ecosystem.yaml:3: app \"api\": watch is not supported yet"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  watch: [src]\n",
+            vec!["ecosystem.yaml:3:", "watch is not supported yet"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  wait_ready: true\n",
+            vec!["ecosystem.yaml:3:", "wait_ready is not supported yet"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  log_file: combined.log\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "log_file is not supported yet",
+                "hint: use out_file and error_file",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: '0 * * * *'\n",
+            vec!["ecosystem.yaml:3:", "cron_restart is not supported yet"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  listen: unix:/tmp/a.sock\n  socket: reuseport\n",
+            vec![
+                "ecosystem.yaml:4:",
+                "socket: reuseport needs a TCP listen address",
+            ],
+        ),
+        (
+            &long_listen,
+            vec!["ecosystem.yaml:2:", "listen:", "the limit is 107"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instances: 2\n  listen: 3000\n  increment_var: PORT\n",
+            vec![
+                "ecosystem.yaml:5:",
+                "increment_var: PORT gives each instance its own port",
+                "exec_mode: fork",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  increment_var: SHARD\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "increment_var: SHARD has no base value",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  exec_mode: fork\n  increment_var: PORT\n  env:\n    PORT: abc\n",
+            vec![
+                "ecosystem.yaml:4:",
+                "increment_var: PORT must hold a whole number",
+                "\"abc\"",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  env:\n    A: ok\n    B: [1, 2]\n",
+            vec![
+                "ecosystem.yaml:5:",
+                "env.B: expected a string, number or true/false, got a list",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  env:\n    EMPTY:\n",
+            vec![
+                "ecosystem.yaml:4:",
+                "env.EMPTY:",
+                "write \"\" for an empty value",
+            ],
+        ),
+        (
+            "app:\n  - script: app.js\n",
+            vec!["ecosystem.yaml:1: unknown top-level key \"app\" (did you mean \"apps\"?)"],
+        ),
+        (
+            "apps:\n  - script: app.js\ndeploy:\n  production: {}\n",
+            vec!["ecosystem.yaml:3: deploy is not supported"],
+        ),
+        (
+            "script: app.js\ninstances: 2\n",
+            vec![
+                "ecosystem.yaml:1: script is an app key, but it is at the top level",
+                "apps:",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  max_restarts: -1\n",
+            vec!["ecosystem.yaml:3:", "max_restarts: -1 is negative"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  listen: example.com:80\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "listen:",
+                "host names are not resolved",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cwd: nowhere\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cwd: \"nowhere\" does not exist (resolved to /",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  stop_exit_codes: [0, 300]\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "stop_exit_codes: 300 is not an exit code",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  out_file: a.log\n  output: b.log\n",
+            vec![
+                "ecosystem.yaml:4:",
+                "output and out_file are the same setting",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  name: web\n",
+            vec!["ecosystem.yaml:3:", "the key \"name\" appears twice"],
+        ),
+        (
+            "- app.js\n",
+            vec![
+                "ecosystem.yaml:1: app #1: expected a map of keys",
+                "got \"app.js\"",
+            ],
+        ),
+        (
+            "apps:\n  name: api\n  script: app.js\n",
+            vec![
+                "ecosystem.yaml:1: apps: expected a list of apps, got a map",
+                "hint: start each app with `- `",
+            ],
+        ),
+        ("", vec!["ecosystem.yaml: the file is empty"]),
+        (
+            "# just a comment\n",
+            vec!["ecosystem.yaml: the file is empty"],
+        ),
+        (
+            "apps: []\n",
+            vec!["ecosystem.yaml:1: the list of apps is empty"],
+        ),
+        (
+            "- name: data\n  script: data.txt\n",
+            vec![
+                "ecosystem.yaml:2:",
+                "script \"data.txt\" is not executable",
+                "hint: chmod +x",
+            ],
+        ),
+        (
+            "- name: srv\n  script: server\n  node_args: --inspect\n",
+            vec!["ecosystem.yaml:3:", "node_args: has no effect"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instance_var: 1BAD\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "instance_var: \"1BAD\" is not a valid environment variable name",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  log_date_format: ''\n",
+            vec!["ecosystem.yaml:3:", "log_date_format: is empty"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  port: 70000\n",
+            vec!["ecosystem.yaml:3:", "port: 70000 is not a port"],
+        ),
+        (&long_name, vec!["ecosystem.yaml:2:", "name:", "too long"]),
+        (
+            "- name: api\n  script: app.js\n  autorestart: yes\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "autorestart: expected true or false, got \"yes\"",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  env_: {A: 1}\n",
+            vec!["ecosystem.yaml:3:", "env_ needs a name"],
+        ),
+        (
+            "- name: -x\n  script: app.js\n",
+            vec![
+                "ecosystem.yaml:1:",
+                "name: \"-x\" must not start with '.' or '-'",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  args: \"--title 'open\"\n",
+            vec!["ecosystem.yaml:3:", "args: unterminated ' quote"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  uid: 1000\n",
+            vec!["ecosystem.yaml:3:", "uid is not supported yet", "hint:"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  execMode: cluster\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "unknown key \"execMode\" (did you mean \"exec_mode\"?)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instances: 10000\n",
+            vec!["ecosystem.yaml:3:", "instances: 10000 is too many"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  socket: shared\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "socket: shared has no effect without a listen address",
+            ],
+        ),
+        (
+            "apps:\n  - name: api\n    script: app.js\n---\napps: []\n",
+            vec!["ecosystem.yaml", "more than one document"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  env: !secret foo\n",
+            vec!["ecosystem.yaml:3:", "env: expected a map of variables"],
+        ),
+        (
+            "- name: api\n  script: app.js\n  instances: !!int lots\n",
+            vec!["ecosystem.yaml"],
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    let mut failures = Vec::new();
+    for (text, wants) in &cases {
+        let e = match f.load(text) {
+            Ok(apps) => {
+                failures.push(format!("input:\n{text}\naccepted: {apps:?}"));
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        for want in wants {
+            if !e.contains(want) || e.contains("drover-locate-probe") {
+                failures.push(format!("input:\n{text}\nmessage: {e}\nmissing: {want}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn error_fields_for_callers() {
+    let f = fx();
+    let e = f
+        .load("apps:\n  - name: api\n    script: app.js\n    node_args: 5\n    interpreter: none\n")
+        .unwrap_err();
+    // the script is not executable without an interpreter; app and file are named
+    assert_eq!(e.file.as_deref(), Some(Path::new("ecosystem.yaml")));
+    assert_eq!(e.app.as_deref(), Some("app \"api\""));
+    let e = f
+        .load("apps:\n  - name: api\n    script: server\n    node_args: --inspect\n")
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("node_args"));
+    assert_eq!(e.line, Some(4));
+    let e = f.load("apps:\n  - name: api\n   script: x\n").unwrap_err();
+    assert!(e.line.is_some() && e.column.is_some(), "{e:?}");
+}
+
+/// Nothing panics, whatever the bytes.
+#[test]
+fn garbage_never_panics() {
+    let f = fx();
+    let inputs = [
+        "{",
+        "}",
+        "[",
+        "- - - -",
+        ":",
+        "apps: {{{}",
+        "apps: [1, [2], {a: b}]",
+        "\u{0}",
+        "!!binary aGVsbG8=",
+        "apps:\n  - script: app.js\n    args: [[1]]\n",
+        "a: &a [*a]",
+        "apps: &x\n  - *x\n",
+        "- {script: app.js, env: {? [1]: 2}}",
+        "- script: app.js\n  instances: 99999999999999999999999\n",
+        "- script: app.js\n  kill_timeout: 99999999999999999999h\n",
+        "- script: \"\\0\"\n",
+        "- script: app.js\n  listen: 'unix:\\0'\n",
+        "- {script: app.js, 1: 2}",
+        "- {script: app.js, null: 2}",
+        "- script: app.js\n  env: {\"A=B\": 1}\n",
+        "- script: app.js\n  args: \"\\\\\"\n",
+        "- script: ../../../../../../../../..\n",
+        "- script: /\n",
+        "- script: app.js\n  cwd: /dev/null\n",
+        "- script: app.js\n  max_memory_restart: 1.5.5G\n",
+        "- script: app.js\n  instances: -9223372036854775808\n",
+        "- script: app.js\n  increment_var: PORT\n  env: {PORT: 65535}\n  instances: 2\n  exec_mode: fork\n",
+        "- script: app.js\n  increment_var: N\n  env: {N: 9223372036854775807}\n  instances: 2\n",
+        "lol: &lol [a, a, a, a]\nlol2: &lol2 [*lol, *lol, *lol, *lol]\nlol3: [*lol2, *lol2, *lol2]\n",
+    ];
+    for text in inputs {
+        for origin in ["e.yaml", "e.json"] {
+            let _ = f.load_as(origin, text);
+        }
+    }
+}
+
+/// The CLI path: flags as strings, parsed with the file's rules, errors naming the flag.
+#[test]
+fn cli_flags() {
+    let f = fx();
+    let cli = |script: &str| CliApp {
+        script: PathBuf::from(script),
+        args: vec!["--port".into(), "80".into()],
+        name: None,
+        instances: None,
+        listen: None,
+        socket: None,
+        interpreter: None,
+        cwd: None,
+        out_file: None,
+        error_file: None,
+        merge_logs: false,
+        log_date_format: None,
+        time: false,
+        autorestart: true,
+        max_memory_restart: None,
+        kill_timeout: None,
+        kill_signal: None,
+        max_restarts: None,
+        min_uptime: None,
+        restart_delay: None,
+        exp_backoff_restart_delay: None,
+    };
+    let app = resolve_cli(
+        RawApp::from_cli(CliApp {
+            instances: Some("-1".into()),
+            listen: Some("3000".into()),
+            max_memory_restart: Some("1G".into()),
+            kill_timeout: Some("2s".into()),
+            kill_signal: Some("sigterm".into()),
+            max_restarts: Some("5".into()),
+            out_file: Some("o.log".into()),
+            time: true,
+            ..cli("app.js")
+        }),
+        &f.ctx,
+    )
+    .unwrap();
+    assert_eq!(app.name, "app");
+    assert_eq!((app.instances, app.exec_mode), (7, ExecMode::Cluster));
+    assert_eq!(
+        app.listen,
+        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+    );
+    assert_eq!(app.max_memory_restart, Some(1 << 30));
+    assert_eq!(app.stop.kill_timeout, Duration::from_secs(2));
+    assert_eq!(app.stop.kill_signal, Signal::SIGTERM);
+    assert_eq!(app.restart.max_restarts, 5);
+    assert_eq!(app.command.args, vec!["--port", "80"]);
+    assert_eq!(app.logs.out_file, f.root().join("o.log"));
+    assert_eq!(app.logs.date_format.as_deref(), Some(defaults::TIME_FORMAT));
+    assert!(app.restart.autorestart);
+
+    for (bad, want) in [
+        (
+            CliApp {
+                instances: Some("lots".into()),
+                ..cli("app.js")
+            },
+            "--instances: expected a number, \"max\" or -1, got \"lots\"",
+        ),
+        (
+            CliApp {
+                max_memory_restart: Some("big".into()),
+                ..cli("app.js")
+            },
+            "--max-memory-restart: \"big\" is not a memory size",
+        ),
+        (
+            CliApp {
+                kill_timeout: Some("-5".into()),
+                ..cli("app.js")
+            },
+            "--kill-timeout: expected milliseconds",
+        ),
+        (
+            CliApp {
+                listen: Some("nowhere:port".into()),
+                ..cli("app.js")
+            },
+            "--listen: expected a port",
+        ),
+        (
+            CliApp {
+                max_restarts: Some("-1".into()),
+                ..cli("app.js")
+            },
+            "--max-restarts: -1 is negative",
+        ),
+        (
+            CliApp {
+                socket: Some("reuseport".into()),
+                listen: Some("unix:/tmp/a.sock".into()),
+                ..cli("app.js")
+            },
+            "--socket: reuseport needs a TCP listen address",
+        ),
+        (
+            CliApp {
+                name: Some("a b".into()),
+                ..cli("app.js")
+            },
+            "--name: \"a b\" contains ' '",
+        ),
+        (
+            CliApp {
+                cwd: Some("nowhere".into()),
+                ..cli("app.js")
+            },
+            "--cwd: \"nowhere\" does not exist",
+        ),
+        (cli("nope.js"), "script \"nope.js\" not found (not in /"),
+    ] {
+        let e = resolve_cli(RawApp::from_cli(bad), &f.ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(want), "{e}\nwanted: {want}");
+        assert!(!e.contains("ecosystem"), "{e}");
+    }
+}
+
+/// The shapes the integration tests (tests/it/bad_input.rs) rely on.
+#[test]
+fn integration_shapes() {
+    let f = fx();
+    let script = f.root().join("run.sh");
+    let s = script.to_str().unwrap();
+    let e = f.err(&format!("apps:\n  - name: a\n    script: {s}\n   bad: [\n"));
+    assert!(e.starts_with("ecosystem.yaml:4:"), "{e}");
+    let e = f.err(&format!(
+        "apps:\n  - name: good\n    script: {s}\n  - name: bad\n    script: {s}\n    kill_timeout: soon\n"
+    ));
+    assert!(
+        e.starts_with("ecosystem.yaml:6: app \"bad\": kill_timeout:"),
+        "{e}"
+    );
+    let e = f.err("apps:\n  - name: a/b\n    script: app.js\n");
+    assert!(e.starts_with("ecosystem.yaml:2:"), "{e}");
+}
+
+/// The repository's example file is valid (production env too).
+#[test]
+fn example_file_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("ecosystem.example.yaml");
+    if !path.exists() {
+        return;
+    }
+    let ctx = ResolveContext {
+        home: PathBuf::from("/tmp/drover-home"),
+        cwd: root.to_path_buf(),
+        cpus: 4,
+        env_name: Some("production".into()),
+    };
+    let apps = load_file(&path, &ctx).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!apps.is_empty());
+}

@@ -1,0 +1,330 @@
+//! Splitting a byte stream into lines, and the pump that drains a worker's pipe into a
+//! [`LineSink`] until EOF.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use super::files::LineSink;
+
+/// Longest line kept in memory: a longer line is cut into pieces of this size, each
+/// written as a line of its own.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Bytes asked of the pipe per read; a Linux pipe holds 64 KiB by default.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Cuts a byte stream into lines (without their `\n`), whatever the read boundaries.
+/// Memory stays bounded: at most [`MAX_LINE`] bytes of an unfinished line are held.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes of the stream; `emit` gets every line completed by them.
+    pub fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8])) {
+        while let Some(i) = data.iter().position(|&b| b == b'\n') {
+            let line = &data[..i];
+            data = &data[i + 1..];
+            if self.pending.is_empty() && line.len() <= MAX_LINE {
+                emit(line); // the common case: no copy
+            } else {
+                self.push_partial(line, &mut emit);
+                emit(&self.pending);
+                self.pending.clear();
+            }
+        }
+        self.push_partial(data, &mut emit);
+    }
+
+    /// Ends the stream: emits a final line that had no `\n`, if any.
+    pub fn finish(&mut self, mut emit: impl FnMut(&[u8])) {
+        if !self.pending.is_empty() {
+            emit(&self.pending);
+            self.pending.clear();
+        }
+    }
+
+    /// Bytes of an unfinished line held.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Appends bytes of an unfinished line; a full piece is emitted only once more bytes
+    /// of the same line arrive, so a line of exactly `MAX_LINE` bytes stays one line.
+    fn push_partial(&mut self, mut part: &[u8], emit: &mut impl FnMut(&[u8])) {
+        while !part.is_empty() {
+            if self.pending.len() == MAX_LINE {
+                emit(&self.pending);
+                self.pending.clear();
+            }
+            let take = (MAX_LINE - self.pending.len()).min(part.len());
+            self.pending.extend_from_slice(&part[..take]);
+            part = &part[take..];
+        }
+    }
+}
+
+/// What a [`pump`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PumpStats {
+    /// Lines handed to the sink (pieces of a split line count one each).
+    pub lines: u64,
+    /// Bytes read from the pipe.
+    pub bytes: u64,
+}
+
+/// Reads `reader` until EOF (or a read error) and writes each line to `sink`.
+///
+/// The sink is flushed whenever the reader has nothing more immediately available and
+/// at the end, so lines reach the file promptly without one write per line. A final
+/// line without `\n` is written with one. Write errors never stop the pump: the sink
+/// counts the lines it drops and the pipe keeps draining, so the worker never blocks.
+pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, mut sink: LineSink) -> PumpStats {
+    let mut stats = PumpStats::default();
+    let mut splitter = LineSplitter::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let read = match read_if_ready(&mut reader, &mut buf).await {
+            Some(r) => r,
+            None => {
+                // Nothing more right now: push what we have to disk, then wait.
+                sink.flush();
+                reader.read(&mut buf).await
+            }
+        };
+        match read {
+            Ok(0) => break,
+            Ok(n) => {
+                stats.bytes += n as u64;
+                splitter.feed(&buf[..n], |line| {
+                    sink.write_line(line);
+                    stats.lines += 1;
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "log pipe read failed; ending pump");
+                break;
+            }
+        }
+    }
+    splitter.finish(|line| {
+        sink.write_line(line);
+        stats.lines += 1;
+    });
+    sink.flush();
+    stats
+}
+
+/// One read attempt that does not wait: `None` when the reader would block.
+async fn read_if_ready<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+) -> Option<io::Result<usize>> {
+    poll_fn(|cx| {
+        let mut rb = ReadBuf::new(buf);
+        match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Ready(None),
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{LogHub, Stream};
+    use tokio::io::AsyncWriteExt;
+
+    /// xorshift64*: deterministic chunk sizes without a rand dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn split_all(input: &[u8], chunks: &[usize]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut s = LineSplitter::new();
+        let mut rest = input;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = chunks[i % chunks.len()].clamp(1, rest.len());
+            i += 1;
+            s.feed(&rest[..n], |l| out.push(l.to_vec()));
+            rest = &rest[n..];
+        }
+        s.finish(|l| out.push(l.to_vec()));
+        out
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn splits_across_any_boundary() {
+        let mut input = Vec::new();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut want = Vec::new();
+        for i in 0..2000 {
+            let len = rng.below(200) as usize;
+            let line: Vec<u8> = (0..len)
+                .map(|j| match (i + j) % 7 {
+                    0 => 0xFF, // invalid UTF-8 passes through
+                    1 => b'\r',
+                    _ => b'a' + ((i * 31 + j) % 26) as u8,
+                })
+                .collect();
+            input.extend_from_slice(&line);
+            input.push(b'\n');
+            want.push(line);
+        }
+        for chunks in [vec![1], vec![2, 3, 5], vec![4096], vec![usize::MAX]] {
+            assert_eq!(split_all(&input, &chunks), want, "chunks {chunks:?}");
+        }
+        let random: Vec<usize> = (0..1000).map(|_| 1 + rng.below(300) as usize).collect();
+        assert_eq!(split_all(&input, &random), want);
+    }
+
+    #[test]
+    fn partial_last_line_and_empty_lines() {
+        assert_eq!(
+            split_all(b"a\n\nb", &[1]),
+            vec![b"a".to_vec(), vec![], b"b".to_vec()]
+        );
+        assert_eq!(split_all(b"\n", &[1]), vec![Vec::<u8>::new()]);
+        assert!(split_all(b"", &[1]).is_empty());
+    }
+
+    #[test]
+    fn long_lines_are_cut_in_64k_pieces() {
+        let exact = vec![b'x'; MAX_LINE];
+        let mut input = exact.clone();
+        input.push(b'\n');
+        for chunks in [vec![1000], vec![usize::MAX], vec![MAX_LINE]] {
+            assert_eq!(split_all(&input, &chunks), vec![exact.clone()]);
+        }
+
+        let long: Vec<u8> = (0..MAX_LINE * 2 + 10)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let mut input = long.clone();
+        input.extend_from_slice(b"\ntail");
+        let want = vec![
+            long[..MAX_LINE].to_vec(),
+            long[MAX_LINE..2 * MAX_LINE].to_vec(),
+            long[2 * MAX_LINE..].to_vec(),
+            b"tail".to_vec(),
+        ];
+        for chunks in [vec![7777], vec![usize::MAX], vec![1, MAX_LINE]] {
+            let got = split_all(&input, &chunks);
+            assert_eq!(got, want, "chunks {chunks:?}");
+        }
+        // Memory stays bounded while an endless line streams in.
+        let mut s = LineSplitter::new();
+        let mut pieces = 0;
+        for _ in 0..100 {
+            s.feed(&[b'z'; 10_000], |l| {
+                assert_eq!(l.len(), MAX_LINE);
+                pieces += 1;
+            });
+            assert!(s.pending_len() <= MAX_LINE);
+        }
+        assert_eq!(pieces, 1_000_000 / MAX_LINE);
+    }
+
+    #[test]
+    fn pump_through_duplex_in_random_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let sink = hub.sink("api", 0, Stream::Out, &path, true, None).unwrap();
+
+        let mut rng = Rng(42);
+        let mut input = Vec::new();
+        for i in 0..5000 {
+            let len = rng.below(120) as usize;
+            input.extend((0..len).map(|j| b'0' + ((i + j) % 10) as u8));
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"no newline at the end");
+        let stats = rt().block_on(async {
+            let (mut tx, rx) = tokio::io::duplex(512);
+            let writer = {
+                let input = input.clone();
+                tokio::spawn(async move {
+                    let mut rest = &input[..];
+                    let mut rng = Rng(7);
+                    while !rest.is_empty() {
+                        let n = (1 + rng.below(700) as usize).min(rest.len());
+                        tx.write_all(&rest[..n]).await.unwrap();
+                        rest = &rest[n..];
+                        if rng.below(4) == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            };
+            let stats = pump(rx, sink).await;
+            writer.await.unwrap();
+            stats
+        });
+        let mut want = input.clone();
+        want.push(b'\n');
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        assert_eq!(stats.bytes, input.len() as u64);
+        assert_eq!(stats.lines, 5001);
+        assert_eq!(hub.dropped_lines(), 0);
+    }
+
+    #[test]
+    fn pump_real_pipe_drains_after_writer_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipe.log");
+        let hub = LogHub::new(false);
+        let sink = hub.sink("api", 3, Stream::Err, &path, false, None).unwrap();
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let mut tx = std::fs::File::from(tx);
+        // More than a pipe holds, written from a thread that then closes its end.
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            for i in 0..20_000 {
+                writeln!(tx, "line {i}").unwrap();
+            }
+            write!(tx, "last words").unwrap();
+        });
+        let stats = rt().block_on(async {
+            let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rx).unwrap();
+            pump(rx, sink).await
+        });
+        writer.join().unwrap();
+        assert_eq!(stats.lines, 20_001);
+        let text = std::fs::read_to_string(dir.path().join("pipe-3.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20_001);
+        assert_eq!(lines[19_999], "line 19999");
+        assert_eq!(lines[20_000], "last words");
+    }
+}

@@ -1,0 +1,36 @@
+//! Worker output → log files.
+//!
+//! Each worker's stdout and stderr pipe is drained by a [`pump`] into a [`LineSink`]
+//! made by the supervisor's [`LogHub`]. Lines are the unit: a line is written whole or
+//! not at all, never interleaved with another worker's line, even in a merged file; a
+//! pipe is drained to EOF so a crashing worker loses nothing.
+//!
+//! - `timestamp`: PM2/moment.js date formats (`YYYY-MM-DD HH:mm:ss Z`), compiled once.
+//! - `lines`: the line splitter (64 KiB cap per line) and the async pump.
+//! - `files`: one shared, buffered handle per path; per-instance naming; reopen; the
+//!   dropped-lines counter; the optional `name#i | ` console mirror.
+//!
+//! ```no_run
+//! # async fn demo(rx: tokio::net::unix::pipe::Receiver) -> std::io::Result<()> {
+//! use drover::logs::{LogHub, Stream, pump};
+//! let hub = LogHub::new(false);
+//! let sink = hub.sink("api", 0, Stream::Out, "logs/api-out.log".as_ref(), false,
+//!                     Some("YYYY-MM-DD HH:mm:ss Z"))?;   // writes logs/api-out-0.log
+//! let stats = pump(rx, sink).await;                      // returns at EOF
+//! # let _ = stats; Ok(()) }
+//! ```
+
+mod files;
+mod lines;
+pub mod timestamp;
+
+pub use files::{LineSink, LogHub, instance_log_path};
+pub use lines::{LineSplitter, MAX_LINE, PumpStats, pump};
+pub use timestamp::DateFormat;
+
+/// Which of a worker's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Out,
+    Err,
+}

@@ -1,0 +1,18 @@
+//! argv → command. The exec trampoline is handled first, before clap or any runtime, so a
+//! worker's start costs one exec of a small static binary and nothing else.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(drover::os::TRAMPOLINE_ARG.as_ref()) {
+        // `drover __exec -- <program> [args…]`
+        let argv: Vec<_> = args.skip_while(|a| a != "--").skip(1).collect();
+        let err = drover::os::exec_trampoline(argv);
+        eprintln!("drover: {err}");
+        // 127: the shell's "command not found / cannot execute", which the restart policy
+        // treats as any quick crash.
+        return ExitCode::from(127);
+    }
+    drover::cli::main()
+}

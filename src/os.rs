@@ -1,0 +1,165 @@
+//! The one module that talks to the OS below std's safe surface: the code that runs in a
+//! forked child before exec, the exec trampoline, signal dispositions, reaping, and the
+//! process-wide flags of the supervisor. Every `unsafe` block of drover lives here.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// The fd a worker finds its listener on (systemd's SD_LISTEN_FDS_START).
+pub const LISTEN_FD: RawFd = 3;
+
+/// argv[1] that turns `drover` into the exec trampoline (see `exec_trampoline`).
+pub const TRAMPOLINE_ARG: &str = "__exec";
+
+/// Makes the supervisor the reaper of every orphan below it, so grandchildren whose worker
+/// died are reaped by us (and are ours to kill), as when running as PID 1 in a container.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer argument and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Prepares `cmd` so the child, between fork and exec:
+/// - gets `listener` as fd 3 with close-on-exec cleared (also when it already is fd 3,
+///   where dup2 would be a no-op and leave the flag set);
+/// - dies with SIGKILL when the supervisor dies (PR_SET_PDEATHSIG). The flag is tied to
+///   the spawning *thread*: the supervisor runs a current-thread runtime, so that thread
+///   is the main thread and lives as long as the process.
+///
+/// The closure only makes async-signal-safe syscalls and allocates nothing.
+pub fn prepare_child(cmd: &mut Command, listener: Option<BorrowedFd<'_>>) {
+    let listener_fd: Option<RawFd> = listener.map(|fd| fd.as_raw_fd());
+    let supervisor_pid = std::process::id() as libc::pid_t;
+    // SAFETY: the hook runs in the forked child of a possibly multi-threaded process; it
+    // uses only raw syscalls (prctl, getppid, dup2, fcntl) on values captured by copy,
+    // and allocates nothing, so it cannot deadlock on a lock held by another thread.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The supervisor may have died between fork and prctl: then nobody would kill us.
+            if libc::getppid() != supervisor_pid {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(fd) = listener_fd {
+                if fd != LISTEN_FD && libc::dup2(fd, LISTEN_FD) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                let flags = libc::fcntl(LISTEN_FD, libc::F_GETFD);
+                if flags == -1
+                    || libc::fcntl(LISTEN_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The exec trampoline: `drover __exec <program> [args…]`, started by the supervisor with
+/// the worker's fds and environment already in place. It runs single-threaded, before any
+/// runtime exists, so it may allocate freely — which the pre-exec hook may not. It:
+/// - sets LISTEN_PID to its own pid (the pid the worker keeps after exec), which the
+///   supervisor cannot know before fork;
+/// - resets every signal disposition to default and unblocks every signal, so a worker
+///   never inherits an ignored SIGINT/SIGTERM (e.g. from `nohup` or a shell's `&`);
+/// - execs the program (PATH lookup as execvp).
+///
+/// Returns only on failure, with the error to report.
+pub fn exec_trampoline(mut argv: Vec<OsString>) -> io::Error {
+    if argv.is_empty() {
+        return io::Error::new(io::ErrorKind::InvalidInput, "no program to exec");
+    }
+    reset_signals();
+    let program = argv.remove(0);
+    let mut cmd = Command::new(&program);
+    cmd.args(argv);
+    if std::env::var_os("LISTEN_FDS").is_some() {
+        cmd.env("LISTEN_PID", std::process::id().to_string());
+    }
+    let err = cmd.exec();
+    io::Error::new(
+        err.kind(),
+        format!("cannot exec {}: {err}", program.to_string_lossy()),
+    )
+}
+
+fn reset_signals() {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL registers no Rust code as a handler; this process is
+        // single-threaded here (the trampoline runs before anything else).
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Sends `sig` to the process group led by `pgid` (every worker leads its own group).
+pub fn signal_group(pgid: Pid, sig: Signal) -> nix::Result<()> {
+    signal::killpg(pgid, sig)
+}
+
+/// One reaped child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub pid: Pid,
+    pub status: ExitKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Code(i32),
+    Signal(Signal),
+}
+
+impl std::fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitKind::Code(code) => write!(f, "exit code {code}"),
+            ExitKind::Signal(sig) => write!(f, "signal {}", sig.as_str()),
+        }
+    }
+}
+
+/// Reaps every child that has exited, without blocking. Orphans adopted as subreaper
+/// come back too; callers ignore pids they do not know.
+pub fn reap_all() -> Vec<Reaped> {
+    let mut reaped = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => reaped.push(Reaped {
+                pid,
+                status: ExitKind::Code(code),
+            }),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => reaped.push(Reaped {
+                pid,
+                status: ExitKind::Signal(sig),
+            }),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    reaped
+}
+
+/// Whether a process exists (and is not a zombie of ours: those are reaped promptly).
+pub fn process_exists(pid: Pid) -> bool {
+    !matches!(signal::kill(pid, None), Err(Errno::ESRCH))
+}

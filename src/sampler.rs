@@ -1,0 +1,153 @@
+//! Samples the RSS and CPU of each worker's whole process tree about once a second and
+//! tells a slot when its tree is over `max_memory_restart`. It never kills: the slot's
+//! policy decides.
+//!
+//! The kernel here may lack /proc/<pid>/task/<tid>/children, so descendants are found from
+//! every process's parent pid (one cheap pass reading only /proc/<pid>/stat), and memory
+//! and CPU are then read for the tree pids only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+use tokio::time::MissedTickBehavior;
+
+use crate::supervisor::Shared;
+use crate::supervisor::slot::SlotMsg;
+
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Resource use of one worker's process tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Resident set size summed over the tree, in bytes.
+    pub rss: u64,
+    /// CPU use summed over the tree, in percent of one core.
+    pub cpu: f32,
+}
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut sys = System::new();
+    let mut ticks = tokio::time::interval(INTERVAL);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let watched: Vec<(
+            Pid,
+            Option<u64>,
+            tokio::sync::mpsc::UnboundedSender<SlotMsg>,
+        )> = shared
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(pid, w)| (*pid, w.memory_limit, w.tx.clone()))
+            .collect();
+        if watched.is_empty() {
+            continue;
+        }
+        let roots: Vec<Pid> = watched.iter().map(|(pid, _, _)| *pid).collect();
+        let usage = sample(&mut sys, &roots);
+        for (pid, limit, tx) in &watched {
+            let Some(u) = usage.get(pid) else { continue };
+            if let Some(limit) = limit
+                && u.rss > *limit
+            {
+                let _ = tx.send(SlotMsg::MemoryExceeded {
+                    pid: *pid,
+                    rss: u.rss,
+                });
+            }
+        }
+        *shared.usage.lock().unwrap_or_else(|p| p.into_inner()) = usage;
+    }
+}
+
+/// Usage of the process tree rooted at each of `roots`.
+pub fn sample(sys: &mut System, roots: &[Pid]) -> HashMap<Pid, Usage> {
+    sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+    let mut children: HashMap<sysinfo::Pid, Vec<sysinfo::Pid>> = HashMap::new();
+    for (pid, process) in sys.processes() {
+        // Threads show up as processes on Linux; their memory is the process's.
+        if process.thread_kind().is_some() {
+            continue;
+        }
+        if let Some(parent) = process.parent() {
+            children.entry(parent).or_default().push(*pid);
+        }
+    }
+    let trees: Vec<(Pid, Vec<sysinfo::Pid>)> = roots
+        .iter()
+        .map(|root| {
+            let mut tree = vec![sysinfo::Pid::from_u32(root.as_raw() as u32)];
+            let mut next = 0;
+            while next < tree.len() {
+                if let Some(kids) = children.get(&tree[next]) {
+                    tree.extend(kids.iter().copied());
+                }
+                next += 1;
+            }
+            (*root, tree)
+        })
+        .collect();
+    let all: Vec<sysinfo::Pid> = trees.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&all),
+        false,
+        ProcessRefreshKind::nothing().with_memory().with_cpu(),
+    );
+    trees
+        .into_iter()
+        .map(|(root, tree)| {
+            let mut usage = Usage::default();
+            for pid in tree {
+                if let Some(p) = sys.process(pid) {
+                    usage.rss += p.memory();
+                    usage.cpu += p.cpu_usage();
+                }
+            }
+            (root, usage)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn a_tree_counts_its_grandchildren() {
+        // sh → sleep: the tree of sh includes sleep's RSS.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let root = Pid::from_raw(child.id() as i32);
+        let mut sys = System::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (alone, tree) = loop {
+            let usage = sample(&mut sys, &[root]);
+            let alone = sys
+                .process(sysinfo::Pid::from_u32(child.id()))
+                .map(|p| p.memory())
+                .unwrap_or(0);
+            let tree = usage[&root].rss;
+            if tree > alone || std::time::Instant::now() > deadline {
+                break (alone, tree);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGKILL);
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        assert!(
+            alone > 0 && tree > alone,
+            "tree {tree} should exceed the root's own {alone}"
+        );
+    }
+}

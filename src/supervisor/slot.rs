@@ -1,0 +1,267 @@
+//! One task per worker slot: it feeds events (exits, timers, commands, memory samples)
+//! through the pure policy and carries out the actions it returns (spawn, signal, kill,
+//! arm a timer, release the listener).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, watch};
+use tokio::time::sleep_until;
+use tracing::{error, info, warn};
+
+use super::Shared;
+use super::policy::{Action, Event, Phase, SlotPolicy};
+use super::spawn::{WorkerLaunch, spawn_worker};
+use crate::config::AppSpec;
+use crate::logs::{self, Stream};
+use crate::os::{self, ExitKind};
+use crate::sockets::AppListeners;
+
+/// What the rest of the supervisor tells a slot.
+#[derive(Debug, Clone, Copy)]
+pub enum SlotMsg {
+    Exited { pid: Pid, status: ExitKind },
+    MemoryExceeded { pid: Pid, rss: u64 },
+    Stop,
+    Restart,
+}
+
+/// A slot as others see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotStatus {
+    pub status: &'static str,
+    pub pid: Option<Pid>,
+    pub restarts: u32,
+    pub at_rest: bool,
+    pub last_exit: Option<ExitKind>,
+}
+
+pub struct SlotHandle {
+    pub app: Arc<AppSpec>,
+    pub instance: u32,
+    pub tx: mpsc::UnboundedSender<SlotMsg>,
+    pub status: watch::Receiver<SlotStatus>,
+}
+
+pub struct Slot {
+    app: Arc<AppSpec>,
+    instance: u32,
+    policy: SlotPolicy,
+    listeners: Option<Arc<Mutex<AppListeners>>>,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<SlotMsg>,
+    rx: mpsc::UnboundedReceiver<SlotMsg>,
+    status: watch::Sender<SlotStatus>,
+    timer: Option<Instant>,
+}
+
+impl Slot {
+    /// Creates the slot and starts its first worker before returning, so the caller sees
+    /// it running (or already failed) at once.
+    pub(crate) fn start(
+        app: Arc<AppSpec>,
+        instance: u32,
+        listeners: Option<Arc<Mutex<AppListeners>>>,
+        shared: Arc<Shared>,
+    ) -> (Slot, SlotHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let policy = SlotPolicy::new(app.restart.clone(), app.stop.clone());
+        let (status, status_rx) = watch::channel(status_of(&policy));
+        let mut slot = Slot {
+            app: app.clone(),
+            instance,
+            policy,
+            listeners,
+            shared,
+            tx: tx.clone(),
+            rx,
+            status,
+            timer: None,
+        };
+        slot.apply(Event::Start);
+        let handle = SlotHandle {
+            app,
+            instance,
+            tx,
+            status: status_rx,
+        };
+        (slot, handle)
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let event = tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.event_of(msg),
+                    None => break,
+                },
+                _ = sleep_until(self.timer.unwrap_or_else(Instant::now).into()), if self.timer.is_some() => {
+                    self.timer = None;
+                    Event::Timer
+                }
+            };
+            self.apply(event);
+        }
+    }
+
+    fn event_of(&self, msg: SlotMsg) -> Event {
+        match msg {
+            SlotMsg::Exited { pid, status } => {
+                let level_is_expected = matches!(self.policy.phase, Phase::Stopping { .. });
+                if level_is_expected {
+                    info!("{} pid {pid} exited ({status})", self.label());
+                } else {
+                    warn!("{} pid {pid} exited ({status})", self.label());
+                }
+                Event::Exited { pid, status }
+            }
+            SlotMsg::MemoryExceeded { pid, rss } => {
+                if self.policy.pid() == Some(pid)
+                    && matches!(self.policy.phase, Phase::Online { .. })
+                {
+                    warn!(
+                        "{} pid {pid} uses {} MiB, over max_memory_restart ({} MiB): restarting",
+                        self.label(),
+                        rss >> 20,
+                        self.app.max_memory_restart.unwrap_or(0) >> 20
+                    );
+                }
+                Event::MemoryExceeded { pid }
+            }
+            SlotMsg::Stop => Event::StopRequested,
+            SlotMsg::Restart => Event::RestartRequested,
+        }
+    }
+
+    fn label(&self) -> String {
+        format!("{}#{}", self.app.name, self.instance)
+    }
+
+    /// Runs one event and the events its actions cause (a spawn's outcome) through the
+    /// policy, then publishes the new status.
+    fn apply(&mut self, event: Event) {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            let was_errored = self.policy.phase == Phase::Errored;
+            for action in self.policy.on(event, Instant::now()) {
+                match action {
+                    Action::Spawn => match self.spawn() {
+                        Ok(pid) => events.push_back(Event::Spawned { pid }),
+                        Err(e) => {
+                            error!("{}: {e}", self.label());
+                            events.push_back(Event::SpawnFailed);
+                        }
+                    },
+                    Action::SendSignal(pid, sig) => signal_group(pid, sig),
+                    Action::KillGroup(pid) => signal_group(pid, Signal::SIGKILL),
+                    Action::ArmTimer(at) => self.timer = Some(at),
+                    Action::ReleaseListener => {
+                        if let Some(listeners) = &self.listeners {
+                            lock(listeners).release(self.instance);
+                        }
+                    }
+                }
+            }
+            if !was_errored && self.policy.phase == Phase::Errored {
+                error!(
+                    "{} errored: {} unstable restarts (ran less than min_uptime {} ms each); not restarting",
+                    self.label(),
+                    self.app.restart.max_restarts,
+                    self.app.restart.min_uptime.as_millis()
+                );
+            }
+        }
+        let status = status_of(&self.policy);
+        self.status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
+        self.shared.slot_changed.notify_one();
+    }
+
+    fn spawn(&mut self) -> std::io::Result<Pid> {
+        let app = &self.app;
+        let mut guard = self.listeners.as_ref().map(|l| lock(l));
+        let (listener, bound_port) = match guard.as_deref_mut() {
+            Some(listeners) => {
+                let port = listeners.port();
+                (Some(listeners.acquire(self.instance)?), port)
+            }
+            None => (None, None),
+        };
+        let launch = WorkerLaunch {
+            app,
+            instance: self.instance,
+            listener,
+            bound_port,
+            trampoline: &self.shared.trampoline,
+            node_shim: self.shared.node_shim.as_deref(),
+        };
+        let worker = spawn_worker(&launch)?;
+        drop(guard);
+        let pid = worker.pid;
+        // Registered before any await: the reaper cannot run in between (current-thread
+        // runtime), so no exit goes unclaimed.
+        self.shared
+            .register(pid, self.tx.clone(), app.max_memory_restart);
+        info!("{} started pid {pid}", self.label());
+
+        let hub = &self.shared.logs;
+        let out = hub.sink(
+            &app.name,
+            self.instance,
+            Stream::Out,
+            &app.logs.out_file,
+            app.logs.merge,
+            app.logs.date_format.as_deref(),
+        );
+        let err = hub.sink(
+            &app.name,
+            self.instance,
+            Stream::Err,
+            &app.logs.error_file,
+            app.logs.merge,
+            app.logs.date_format.as_deref(),
+        );
+        match (out, err) {
+            (Ok(out), Ok(err)) => {
+                self.shared.track_pump(tokio::spawn(async move {
+                    logs::pump(worker.stdout, out).await;
+                }));
+                self.shared.track_pump(tokio::spawn(async move {
+                    logs::pump(worker.stderr, err).await;
+                }));
+            }
+            (out, err) => {
+                // Keep the worker (it may serve fine) but say why its output goes nowhere;
+                // the pipes are dropped, so its writes fail with EPIPE rather than block.
+                let e = out.err().or(err.err()).expect("one failed");
+                error!("{}: cannot open its log files: {e}", self.label());
+            }
+        }
+        Ok(pid)
+    }
+}
+
+fn status_of(policy: &SlotPolicy) -> SlotStatus {
+    SlotStatus {
+        status: policy.status(),
+        pid: policy.pid(),
+        restarts: policy.restarts,
+        at_rest: policy.is_at_rest(),
+        last_exit: policy.last_exit,
+    }
+}
+
+fn signal_group(pid: Pid, sig: Signal) {
+    // ESRCH: the group is already gone, which is the goal.
+    let _ = os::signal_group(pid, sig);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

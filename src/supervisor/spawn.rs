@@ -1,0 +1,155 @@
+//! The only place that builds a worker's `Command`: its argv, environment, working
+//! directory, process group, pipes and fd 3. The child goes through the exec trampoline
+//! (`drover __exec …`, see `os::exec_trampoline`), which sets LISTEN_PID to the worker's
+//! own pid and resets signal dispositions before exec'ing the real program.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+use tokio::net::unix::pipe;
+
+use crate::config::{AppSpec, Runtime};
+use crate::os;
+
+/// Everything a worker needs that is not in its app spec.
+pub struct WorkerLaunch<'a> {
+    pub app: &'a AppSpec,
+    pub instance: u32,
+    /// The listener to hand over as fd 3.
+    pub listener: Option<BorrowedFd<'a>>,
+    /// The TCP port actually bound, for PORT.
+    pub bound_port: Option<u16>,
+    /// The drover binary, which doubles as the exec trampoline.
+    pub trampoline: &'a Path,
+    /// The Node preload that maps `listen(PORT)` onto fd 3.
+    pub node_shim: Option<&'a Path>,
+}
+
+pub struct SpawnedWorker {
+    pub pid: Pid,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+}
+
+/// Variables a worker must never inherit from the supervisor's own environment: they
+/// describe fds and sockets of the supervisor (e.g. when systemd started it).
+const SUPERVISOR_ONLY_VARS: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
+    let app = launch.app;
+    let mut cmd = Command::new(launch.trampoline);
+    cmd.arg(os::TRAMPOLINE_ARG)
+        .arg("--")
+        .args(app.command.argv());
+    cmd.current_dir(&app.cwd);
+    for var in SUPERVISOR_ONLY_VARS {
+        cmd.env_remove(var);
+    }
+    for (key, value) in worker_env(launch) {
+        cmd.env(key, value);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Its own process group, so a stop reaches its whole tree and a Ctrl-C at the
+    // terminal of `drover run` reaches the supervisor only (it then stops workers in order).
+    cmd.process_group(0);
+    os::prepare_child(&mut cmd, launch.listener);
+
+    let mut child = cmd.spawn().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot start {}#{}: {e}", app.name, launch.instance),
+        )
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    // The std Child is dropped without waiting: the supervisor reaps every child itself
+    // (os::reap_all on SIGCHLD), orphans included.
+    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stdout.take().expect("piped")))?;
+    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stderr.take().expect("piped")))?;
+    Ok(SpawnedWorker {
+        pid,
+        stdout,
+        stderr,
+    })
+}
+
+/// The variables drover sets on top of the inherited environment, in order of precedence
+/// (later wins): the app's env, then drover's own (which the app's env may pre-empt where
+/// noted).
+fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
+    let app = launch.app;
+    let mut env: Vec<(String, OsString)> = app
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), OsString::from(v)))
+        .collect();
+    let has = |key: &str| app.env.contains_key(key);
+
+    env.push((app.instance_var.clone(), launch.instance.to_string().into()));
+    if let Some(var) = &app.increment_var {
+        // Config guarantees the base is an integer.
+        let base: i64 = app
+            .env
+            .get(var)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        env.push((
+            var.clone(),
+            (base + i64::from(launch.instance)).to_string().into(),
+        ));
+    }
+    if launch.listener.is_some() {
+        env.push(("LISTEN_FDS".into(), "1".into()));
+        env.push(("LISTEN_FDNAMES".into(), app.name.clone().into()));
+        if let Some(port) = launch.bound_port
+            && !has("PORT")
+        {
+            env.push(("PORT".into(), port.to_string().into()));
+        }
+    }
+    match app.command.runtime() {
+        Runtime::Node => {
+            if let (Some(shim), Some(_)) = (launch.node_shim, launch.listener) {
+                env.push(("NODE_OPTIONS".into(), node_options(app, shim)));
+            }
+        }
+        Runtime::Python => {
+            if !has("PYTHONUNBUFFERED") && std::env::var_os("PYTHONUNBUFFERED").is_none() {
+                env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+            }
+        }
+        Runtime::Other => {}
+    }
+    env
+}
+
+/// NODE_OPTIONS with the shim preloaded, keeping whatever the app or the caller set.
+fn node_options(app: &AppSpec, shim: &Path) -> OsString {
+    let existing = app
+        .env
+        .get("NODE_OPTIONS")
+        .map(OsString::from)
+        .or_else(|| std::env::var_os("NODE_OPTIONS"))
+        .unwrap_or_default();
+    let shim: PathBuf = shim.into();
+    // NODE_OPTIONS splits on spaces unless quoted.
+    let mut value = OsString::from(format!("--require \"{}\"", shim.display()));
+    if !existing.is_empty() {
+        value.push(" ");
+        value.push(existing);
+    }
+    value
+}

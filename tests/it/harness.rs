@@ -1,0 +1,303 @@
+//! Runs the real `drover` binary in a temp DROVER_HOME and cleans up every process it
+//! started. Nothing here sleeps to synchronise: every wait polls a condition with a
+//! deadline.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const DROVER: &str = env!("CARGO_BIN_EXE_drover");
+
+/// Generous: CI machines have 2 cores and run tests in parallel.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+}
+
+/// Polls `cond` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A temp DROVER_HOME (short path: unix socket paths are limited to 108 bytes).
+pub struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("d")
+            .tempdir_in("/tmp")
+            .expect("temp home");
+        Home { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file under the home (e.g. an ecosystem file) and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(DROVER);
+        cmd.args(args)
+            .env("DROVER_HOME", self.path())
+            .current_dir(self.path());
+        cmd.env_remove("NODE_OPTIONS").env_remove("DROVER_LOG");
+        cmd
+    }
+
+    /// Runs a drover command to completion.
+    pub fn output(&self, args: &[&str]) -> Output {
+        let out = self
+            .command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run drover");
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Starts `drover run …` in the background.
+    pub fn run(&self, args: &[&str]) -> Running {
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
+        let mut child = self
+            .command(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn drover run");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Running {
+            child,
+            stdout,
+            stderr,
+            pids: Mutex::new(BTreeSet::new()),
+            status: None,
+        }
+    }
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    text
+}
+
+/// A `drover run` supervisor. Dropping it kills it and every worker pid a test saw.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    /// Every process a test learned of (workers, grandchildren), killed on drop.
+    pids: Mutex<BTreeSet<i32>>,
+    status: Option<ExitStatus>,
+}
+
+impl Running {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a line of stderr containing `needle` and returns it.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        wait_for(&format!("stderr line with {needle:?}"), DEADLINE, || {
+            self.stderr()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
+        })
+    }
+
+    /// Counts stderr lines containing `needle`.
+    pub fn count_stderr(&self, needle: &str) -> usize {
+        self.stderr().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The address the supervisor bound for `app` ("<app> listening on <addr> (…)").
+    pub fn listen_addr(&self, app: &str) -> SocketAddr {
+        let line = self.wait_stderr(&format!("{app} listening on "));
+        let rest = line.split(" listening on ").nth(1).unwrap();
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a socket address")
+    }
+
+    pub fn remember(&self, pid: i32) {
+        self.pids.lock().unwrap().insert(pid);
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("signal drover");
+    }
+
+    /// Waits for the supervisor to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(s) = self.status {
+            return s;
+        }
+        let status = wait_for("drover to exit", timeout, || self.child.try_wait().unwrap());
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.status.is_none() && self.child.try_wait().ok().flatten().is_none() {
+            let _ = kill(self.pid(), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for pid in self.pids.lock().unwrap().iter() {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether a process is gone (no such pid, or a zombie awaiting its reaper).
+pub fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// The result of one HTTP GET with a new connection.
+#[derive(Debug)]
+pub enum Reply {
+    Ok(String),
+    Refused,
+    /// Reset, EOF before a response, or a timeout: the connection was accepted then lost.
+    Failed(String),
+}
+
+/// GET `path` on a new connection (Connection: close); returns the body.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Reply::Refused,
+        Err(e) => return Reply::Failed(format!("connect: {e}")),
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if let Err(e) = stream.write_all(request.as_bytes()) {
+        return Reply::Failed(format!("write: {e}"));
+    }
+    let mut response = String::new();
+    if let Err(e) = stream.read_to_string(&mut response) {
+        return Reply::Failed(format!("read: {e}"));
+    }
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Reply::Ok(body.to_owned()),
+        _ => Reply::Failed(format!("bad response: {response:?}")),
+    }
+}
+
+/// GET and parse a JSON body; panics on failure.
+pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    match get(addr, path) {
+        Reply::Ok(body) => {
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON {body:?}: {e}"))
+        }
+        other => panic!("GET {path} failed: {other:?}"),
+    }
+}
+
+/// Waits until the app answers at `addr` and returns the first reply.
+pub fn wait_serving(addr: SocketAddr) -> serde_json::Value {
+    wait_for(
+        &format!("a worker answering on {addr}"),
+        DEADLINE,
+        || match get(addr, "/") {
+            Reply::Ok(body) => serde_json::from_str(&body).ok(),
+            _ => None,
+        },
+    )
+}
+
+/// The pid field of a worker's JSON reply.
+pub fn pid_of(reply: &serde_json::Value) -> i32 {
+    reply["pid"].as_i64().expect("pid in reply") as i32
+}

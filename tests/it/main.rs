@@ -1,0 +1,6 @@
+//! The integration tests: the real `drover` binary, real workers (Node, Python, gunicorn,
+//! a compiled Rust worker), real sockets on 127.0.0.1 with ports from the OS.
+
+mod bad_input;
+mod harness;
+mod run;
