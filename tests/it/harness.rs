@@ -270,7 +270,19 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
         return Reply::Failed(format!("read: {e}"));
     }
     match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Reply::Ok(body.to_owned()),
+        Some((head, body)) if head.starts_with("HTTP/1.") && head[8..].starts_with(" 200") => {
+            if head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked")
+            {
+                match dechunk(body) {
+                    Some(body) => Reply::Ok(body),
+                    None => Reply::Failed(format!("truncated chunked body: {body:?}")),
+                }
+            } else {
+                Reply::Ok(body.to_owned())
+            }
+        }
         _ => Reply::Failed(format!("bad response: {response:?}")),
     }
 }
@@ -300,4 +312,18 @@ pub fn wait_serving(addr: SocketAddr) -> serde_json::Value {
 /// The pid field of a worker's JSON reply.
 pub fn pid_of(reply: &serde_json::Value) -> i32 {
     reply["pid"].as_i64().expect("pid in reply") as i32
+}
+
+/// Decodes an HTTP/1.1 chunked body; None if it is cut short.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size + 2..)?;
+    }
 }
