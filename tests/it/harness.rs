@@ -327,3 +327,20 @@ fn dechunk(mut body: &str) -> Option<String> {
         body = rest.get(size + 2..)?;
     }
 }
+
+/// The compiled example worker (examples/rust_worker.rs), built on demand.
+pub fn rust_worker() -> PathBuf {
+    // target/<profile>/deps/it-<hash> → target/<profile>/examples/rust_worker
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples/rust_worker");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "rust_worker"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --example rust_worker");
+        assert!(status.success());
+    }
+    path
+}

@@ -421,3 +421,60 @@ fn sigint_exits_0_and_workers_output_is_prefixed_on_the_console() {
     assert!(home.read("logs/web-out-0.log").contains("started pid="));
     assert!(home.read("logs/web-out-1.log").contains("started pid="));
 }
+
+#[test]
+fn a_compiled_rust_worker_takes_fd3_through_listenfd() {
+    let home = Home::new();
+    let worker = rust_worker();
+    let running = home.run(&[worker.to_str().unwrap(), "-i", "2", "--listen", "127.0.0.1:0", "--name", "rs"]);
+    let addr = running.listen_addr("rs");
+    let mut pids = BTreeSet::new();
+    wait_for("both rust workers answering", DEADLINE, || {
+        if let Reply::Ok(body) = get(addr, "/") {
+            let pid: i32 = body.trim().rsplit(' ').next()?.parse().ok()?;
+            running.remember(pid);
+            pids.insert(pid);
+        }
+        (pids.len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn script_args_after_double_dash_reach_the_worker() {
+    let home = Home::new();
+    let spammer = fixture("log_spammer.js");
+    let mut running = home.run(&[spammer.to_str().unwrap(), "--no-autorestart", "--name", "few", "-o", "few.log", "--", "7"]);
+    assert!(running.wait_exit(DEADLINE).success(), "{}", running.stderr());
+    assert_eq!(home.read("few-0.log").lines().count(), 7, "the worker got `7` as its argument");
+}
+
+#[test]
+fn python_output_is_unbuffered_and_unix_listen_works() {
+    let home = Home::new();
+    let sock = home.path().join("py.sock");
+    let running = home.run(&[
+        fixture("fd3_worker.py").to_str().unwrap(),
+        "-i",
+        "2",
+        "--listen",
+        &format!("unix:{}", sock.display()),
+        "--name",
+        "py",
+    ]);
+    // The worker prints its start line and then blocks serving: only an unbuffered
+    // stdout gets it to the console.
+    wait_for("both python start lines", DEADLINE, || {
+        let out = running.stdout();
+        (out.contains("py#0 | started pid=") && out.contains("py#1 | started pid=")).then_some(())
+    });
+    let body = wait_for("an answer on the unix socket", DEADLINE, || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&sock).ok()?;
+        use std::io::{Read, Write};
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+    });
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    running.remember(pid_of(&reply));
+}
