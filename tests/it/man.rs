@@ -10,7 +10,9 @@ fn pages() -> Vec<(String, Vec<u8>)> {
     let mut pages = Vec::new();
     let mut render = |name: String, cmd: clap::Command| {
         let mut out = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut out).expect("render man page");
+        clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .expect("render man page");
         pages.push((format!("{name}.1"), out));
     };
     render("drover".into(), cmd.clone());
@@ -36,5 +38,8 @@ fn man_pages_match_the_cli() {
             stale.push(name);
         }
     }
-    assert!(stale.is_empty(), "man pages out of date: {stale:?}; run UPDATE_MAN=1 cargo test --test it man");
+    assert!(
+        stale.is_empty(),
+        "man pages out of date: {stale:?}; run UPDATE_MAN=1 cargo test --test it man"
+    );
 }

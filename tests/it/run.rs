@@ -426,7 +426,15 @@ fn sigint_exits_0_and_workers_output_is_prefixed_on_the_console() {
 fn a_compiled_rust_worker_takes_fd3_through_listenfd() {
     let home = Home::new();
     let worker = rust_worker();
-    let running = home.run(&[worker.to_str().unwrap(), "-i", "2", "--listen", "127.0.0.1:0", "--name", "rs"]);
+    let running = home.run(&[
+        worker.to_str().unwrap(),
+        "-i",
+        "2",
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "rs",
+    ]);
     let addr = running.listen_addr("rs");
     let mut pids = BTreeSet::new();
     wait_for("both rust workers answering", DEADLINE, || {
@@ -443,9 +451,26 @@ fn a_compiled_rust_worker_takes_fd3_through_listenfd() {
 fn script_args_after_double_dash_reach_the_worker() {
     let home = Home::new();
     let spammer = fixture("log_spammer.js");
-    let mut running = home.run(&[spammer.to_str().unwrap(), "--no-autorestart", "--name", "few", "-o", "few.log", "--", "7"]);
-    assert!(running.wait_exit(DEADLINE).success(), "{}", running.stderr());
-    assert_eq!(home.read("few-0.log").lines().count(), 7, "the worker got `7` as its argument");
+    let mut running = home.run(&[
+        spammer.to_str().unwrap(),
+        "--no-autorestart",
+        "--name",
+        "few",
+        "-o",
+        "few.log",
+        "--",
+        "7",
+    ]);
+    assert!(
+        running.wait_exit(DEADLINE).success(),
+        "{}",
+        running.stderr()
+    );
+    assert_eq!(
+        home.read("few-0.log").lines().count(),
+        7,
+        "the worker got `7` as its argument"
+    );
 }
 
 #[test]
@@ -470,7 +495,9 @@ fn python_output_is_unbuffered_and_unix_listen_works() {
     let body = wait_for("an answer on the unix socket", DEADLINE, || {
         let mut stream = std::os::unix::net::UnixStream::connect(&sock).ok()?;
         use std::io::{Read, Write};
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
