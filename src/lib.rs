@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 pub mod logs;
 pub mod os;
+pub mod protocol;
 pub mod sampler;
 pub mod shim;
 pub mod sockets;

@@ -1,0 +1,320 @@
+//! The messages between the CLI and the supervisor: typed, versioned, one JSON object per
+//! line over the control socket, each line capped at [`MAX_FRAME`] bytes.
+//!
+//! A client sends one [`Request`] and reads [`Response`]s until the one that ends the
+//! exchange (every response but `LogLine` does; `Logs { follow: true }` streams
+//! `LogLine`s until the client hangs up).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::AppSpec;
+
+/// Bumped on any incompatible change; both sides refuse a peer of another version.
+pub const VERSION: u32 = 1;
+
+/// Longest line either side accepts (a Start of many apps with big environments fits).
+pub const MAX_FRAME: usize = 4 << 20;
+
+/// What travels on the wire: the version next to the message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Frame<T> {
+    pub v: u32,
+    #[serde(flatten)]
+    pub msg: T,
+}
+
+/// Which apps or workers a command is about: `all`, a name, or a worker id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Target {
+    All,
+    Id(u32),
+    Name(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::Id(id) => write!(f, "{id}"),
+            Target::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("expected an app name, a worker id or `all`".into());
+        }
+        Ok(if s == "all" {
+            Target::All
+        } else if let Ok(id) = s.parse() {
+            Target::Id(id)
+        } else {
+            Target::Name(s.to_owned())
+        })
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        t.to_string()
+    }
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    /// Start apps (validated by the client); `env` is the caller's environment, which the
+    /// workers inherit under the app's own env.
+    Start {
+        apps: Vec<AppSpec>,
+        env: BTreeMap<String, String>,
+        update_env: bool,
+    },
+    Stop {
+        target: Target,
+    },
+    /// `env: Some(..)` is `--update-env`: the caller's environment replaces the stored one.
+    Restart {
+        target: Target,
+        env: Option<BTreeMap<String, String>>,
+    },
+    Delete {
+        target: Target,
+    },
+    Scale {
+        name: String,
+        instances: u32,
+    },
+    List,
+    Describe {
+        target: Target,
+    },
+    /// The log files of the target (for `logs`, which reads their tails itself), then, with
+    /// `follow`, every new line as it is written.
+    Logs {
+        target: Target,
+        follow: bool,
+    },
+    Flush {
+        target: Target,
+    },
+    ReloadLogs,
+    Save,
+    Resurrect,
+    Kill,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    Pong {
+        pid: u32,
+        version: String,
+    },
+    /// Success, with a line for the user.
+    Done {
+        message: String,
+    },
+    Workers {
+        workers: Vec<WorkerInfo>,
+    },
+    Apps {
+        apps: Vec<AppInfo>,
+    },
+    LogFiles {
+        files: Vec<LogFile>,
+    },
+    LogLine(LogLine),
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No app or worker matches the target.
+    NotFound,
+    /// `start` of a name that is already running.
+    Exists,
+    /// A request the supervisor cannot decode or that makes no sense.
+    BadRequest,
+    /// The peer speaks another protocol version.
+    Version,
+    /// The OS refused (bind, spawn, files).
+    Failed,
+}
+
+/// One worker as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Stable numeric id (PM2's pm_id).
+    pub id: u32,
+    pub name: String,
+    pub instance: u32,
+    pub mode: String,
+    pub pid: Option<u32>,
+    /// launching | online | stopping | waiting | stopped | errored
+    pub status: String,
+    pub restarts: u32,
+    pub uptime_ms: u64,
+    /// Percent of one core, whole process tree.
+    pub cpu: f32,
+    /// RSS of the whole process tree, bytes.
+    pub memory: u64,
+    /// The address actually bound, e.g. "127.0.0.1:40123", or null.
+    pub listen: Option<String>,
+}
+
+/// One app as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    pub spec: AppSpec,
+    pub listen: Option<String>,
+    pub workers: Vec<WorkerInfo>,
+    /// Log lines that could not be written (disk full and the like).
+    pub dropped_log_lines: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogFile {
+    pub id: u32,
+    pub app: String,
+    pub instance: u32,
+    pub stream: String,
+    pub path: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub id: u32,
+    pub app: String,
+    pub instance: u32,
+    /// "out" or "err"
+    pub stream: String,
+    /// RFC 3339, when the supervisor read the line.
+    pub timestamp: String,
+    pub message: String,
+}
+
+/// Encodes one frame as a line (with its '\n').
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Out<'a, T> {
+        v: u32,
+        #[serde(flatten)]
+        msg: &'a T,
+    }
+    let mut line = serde_json::to_vec(&Out { v: VERSION, msg }).expect("protocol types serialize");
+    line.push(b'\n');
+    line
+}
+
+/// Why a line could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(
+        "protocol version {theirs}, this drover speaks {VERSION}: run `drover kill` and retry with one version"
+    )]
+    Version { theirs: u32 },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Decodes one line (without its '\n'), checking the version first so a peer of another
+/// version gets a version error, not a parse error.
+pub fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, DecodeError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u32,
+    }
+    match serde_json::from_slice::<VersionOnly>(line) {
+        Ok(VersionOnly { v }) if v != VERSION => return Err(DecodeError::Version { theirs: v }),
+        Ok(_) => {}
+        Err(e) => return Err(DecodeError::Malformed(e.to_string())),
+    }
+    serde_json::from_slice::<Frame<T>>(line)
+        .map(|f| f.msg)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_carry_the_version() {
+        for req in [
+            Request::Ping,
+            Request::Stop {
+                target: Target::Name("api".into()),
+            },
+            Request::Restart {
+                target: Target::Id(3),
+                env: None,
+            },
+            Request::Logs {
+                target: Target::All,
+                follow: true,
+            },
+            Request::Scale {
+                name: "api".into(),
+                instances: 4,
+            },
+        ] {
+            let line = encode(&req);
+            assert!(
+                line.starts_with(b"{\"v\":1,"),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+            let back: Request = decode(&line[..line.len() - 1]).unwrap();
+            assert_eq!(back, req);
+        }
+    }
+
+    #[test]
+    fn garbage_and_other_versions_are_told_apart() {
+        assert!(matches!(
+            decode::<Request>(b"\xff\xfe garbage"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode::<Request>(b"{\"v\":1,\"cmd\":\"nope\"}"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            decode::<Request>(b"{\"v\":2,\"cmd\":\"ping\"}"),
+            Err(DecodeError::Version { theirs: 2 })
+        );
+        assert!(matches!(
+            decode::<Request>(b"[1,2]"),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn targets_parse_as_all_id_or_name() {
+        assert_eq!("all".parse::<Target>().unwrap(), Target::All);
+        assert_eq!("12".parse::<Target>().unwrap(), Target::Id(12));
+        assert_eq!("api".parse::<Target>().unwrap(), Target::Name("api".into()));
+        assert!("".parse::<Target>().is_err());
+    }
+}
