@@ -123,6 +123,8 @@ mod tests {
         // sh → sleep: the tree of sh includes sleep's RSS.
         let mut child = Command::new("sh")
             .args(["-c", "sleep 30 & wait"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let root = Pid::from_raw(child.id() as i32);
@@ -140,10 +142,11 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let _ = nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGKILL);
+        // The grandchild first, while it is still sh's child and can be found by parent.
         let _ = Command::new("pkill")
             .args(["-KILL", "-P", &child.id().to_string()])
             .status();
+        let _ = nix::sys::signal::kill(root, nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         assert!(
             alone > 0 && tree > alone,
