@@ -15,6 +15,9 @@ pub enum Error {
     /// The supervisor ran, and some workers ended in a crash loop.
     #[error("{} errored (crash loop): {}", .0.len(), .0.join(", "))]
     Errored(Vec<String>),
+    /// The supervisor could not be reached, or refused the request.
+    #[error(transparent)]
+    Client(#[from] crate::ipc::client::ClientError),
     /// Anything the OS refused (bind, spawn, files).
     #[error("{0:#}")]
     Runtime(#[from] anyhow::Error),
@@ -25,7 +28,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => ExitCode::from(2),
             Error::Errored(_) => ExitCode::from(3),
-            Error::Runtime(_) => ExitCode::from(1),
+            Error::Runtime(_) | Error::Client(_) => ExitCode::from(1),
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   - [`supervisor::policy`]: the restart policy, a pure state machine tested as a table.
 //!   - [`supervisor::slot`]: one task per worker slot, carrying out the policy's actions.
 //!   - [`supervisor::spawn`]: the only place that builds a worker's command.
+//! - [`ipc`]: the control socket: the server (permissions, peer uid, framing caps) and
+//!   the synchronous client the CLI uses (it starts the background supervisor on demand).
+//! - [`protocol`]: the versioned Request/Response messages between CLI and supervisor.
 //! - [`sockets`]: binds each app's listener once; describes what a worker gets as fd 3.
 //! - [`logs`]: worker output → whole, timestamped lines in files (and the console).
 //! - [`sampler`]: RSS/CPU of each worker's process tree, once a second.
@@ -21,6 +24,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod ipc;
 pub mod logs;
 pub mod os;
 pub mod protocol;

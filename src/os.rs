@@ -163,3 +163,17 @@ pub fn reap_all() -> Vec<Reaped> {
 pub fn process_exists(pid: Pid) -> bool {
     !matches!(signal::kill(pid, None), Err(Errno::ESRCH))
 }
+
+/// Makes the child of `cmd` the leader of a new session, detached from our terminal: the
+/// background supervisor must survive the shell that started it (no SIGHUP on logout).
+pub fn detach(cmd: &mut Command) {
+    // SAFETY: setsid is async-signal-safe and the hook allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

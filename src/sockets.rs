@@ -90,6 +90,22 @@ impl AppListeners {
         }
     }
 
+    /// Closes every listener, releasing the port (`drover stop`). A later `acquire` binds
+    /// the same address again, so `restart` comes back where it was.
+    pub fn close_all(&mut self) {
+        for fd in &mut self.fds {
+            *fd = None;
+        }
+    }
+
+    /// Closes the listener of a slot that no longer exists (scale-down).
+    pub fn remove(&mut self, slot: u32) {
+        let index = self.index(slot);
+        if self.mode == SocketMode::Reuseport && index < self.fds.len() {
+            self.fds[index] = None;
+        }
+    }
+
     fn index(&self, slot: u32) -> usize {
         match self.mode {
             SocketMode::Shared => 0,

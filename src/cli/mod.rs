@@ -1,6 +1,13 @@
 //! The command line: clap definitions here, one file per command.
 
+mod daemon;
+mod describe;
+mod lifecycle;
+mod list;
+mod logs;
+mod render;
 mod run;
+mod start;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +32,39 @@ pub enum Command {
     /// Run apps in the foreground (like pm2-runtime): workers' output on our stdout/stderr,
     /// SIGINT or SIGTERM stops every worker gracefully.
     Run(RunArgs),
+    /// Start apps in the background supervisor (started on first use).
+    Start(start::StartArgs),
+    /// Stop workers, keeping them in the list; an app whose workers all stop releases its port.
+    Stop(lifecycle::TargetArgs),
+    /// Stop then start workers again, on the same address.
+    Restart(lifecycle::RestartArgs),
+    /// Stop workers and remove them from the list.
+    #[command(visible_alias = "del")]
+    Delete(lifecycle::TargetArgs),
+    /// Add or remove workers of an app without disturbing the others.
+    Scale(lifecycle::ScaleArgs),
+    /// List every worker.
+    #[command(visible_aliases = ["ls", "ps", "status"])]
+    List(list::ListArgs),
+    /// Show an app's resolved settings and its workers.
+    #[command(visible_aliases = ["show", "info"])]
+    Describe(describe::DescribeArgs),
+    /// Print the last lines of the logs, then follow new ones.
+    Logs(logs::LogsArgs),
+    /// Empty log files.
+    Flush(lifecycle::FlushArgs),
+    /// Reopen every log file (after logrotate moved them).
+    ReloadLogs,
+    /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
+    Save,
+    /// Start the apps saved by `save`.
+    Resurrect,
+    /// Check that the supervisor answers.
+    Ping,
+    /// Stop every app, then the supervisor.
+    Kill,
+    /// Run the supervisor in the foreground with no apps of its own (for systemd).
+    Daemon(daemon::DaemonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,9 +146,24 @@ pub struct AppFlags {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => run::run(args),
-    };
+    let result = home().and_then(|home| match cli.command {
+        Command::Run(args) => run::run(args, home),
+        Command::Start(args) => start::run(args, &home),
+        Command::Stop(args) => lifecycle::stop(args, &home),
+        Command::Restart(args) => lifecycle::restart(args, &home),
+        Command::Delete(args) => lifecycle::delete(args, &home),
+        Command::Scale(args) => lifecycle::scale(args, &home),
+        Command::List(args) => list::run(args, &home),
+        Command::Describe(args) => describe::run(args, &home),
+        Command::Logs(args) => logs::run(args, &home),
+        Command::Flush(args) => lifecycle::flush(args, &home),
+        Command::ReloadLogs => lifecycle::simple(&home, crate::protocol::Request::ReloadLogs),
+        Command::Save => lifecycle::simple(&home, crate::protocol::Request::Save),
+        Command::Resurrect => start::resurrect(&home),
+        Command::Ping => daemon::ping(&home),
+        Command::Kill => daemon::kill(&home),
+        Command::Daemon(args) => daemon::run(args, home),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

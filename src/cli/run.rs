@@ -7,12 +7,21 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{AppFlags, RunArgs};
 use crate::config::{self, AppSpec, ResolveContext};
 use crate::error::Error;
-use crate::supervisor::{self, RunOptions};
+use crate::supervisor::{self, NewApp, RunOptions};
 
-pub fn run(args: RunArgs) -> Result<(), Error> {
-    let home = super::home()?;
-    let apps = load_apps(&args, &home)?;
-    init_tracing();
+pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
+    let specs = load_apps(&args, &home)?;
+    let env = caller_env();
+    let apps = specs
+        .into_iter()
+        .map(|spec| NewApp {
+            spec,
+            env: env.clone(),
+        })
+        .collect();
+    init_tracing(false);
+    // `list`, `logs`, `stop` … work against this supervisor too.
+    let _lock = super::daemon::lock(&home)?;
 
     // Current-thread runtime on the main thread: workers' PR_SET_PDEATHSIG is tied to the
     // spawning thread, which must live as long as the supervisor. One thread is plenty:
@@ -22,6 +31,8 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
         .build()
         .context("cannot start the runtime")?;
     let outcome = runtime.block_on(async {
+        let control = crate::ipc::server::bind(&crate::ipc::client::socket_path(&home))
+            .context("cannot create the control socket")?;
         let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let shutdown = async move {
@@ -30,15 +41,15 @@ pub fn run(args: RunArgs) -> Result<(), Error> {
                 _ = sigterm.recv() => tracing::info!("SIGTERM received"),
             }
         };
-        supervisor::run(
-            apps,
-            RunOptions {
-                home,
-                console: true,
-            },
-            shutdown,
-        )
-        .await
+        let opts = RunOptions {
+            home: home.clone(),
+            console: true,
+            exit_when_idle: true,
+            control: Some(control),
+        };
+        let outcome = supervisor::run(apps, opts, shutdown).await;
+        let _ = std::fs::remove_file(crate::ipc::client::socket_path(&home));
+        outcome
     })?;
     if outcome.all_done {
         tracing::info!("every worker has stopped; exiting");
@@ -167,14 +178,26 @@ fn raw_app(flags: &AppFlags, script: &std::path::Path, args: &[String]) -> confi
     })
 }
 
-fn init_tracing() {
+/// The supervisor's own diagnostics on stderr; `timestamps` for the daemon's log file
+/// (a terminal or journald adds its own).
+pub(crate) fn init_tracing(timestamps: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if timestamps {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
+}
+
+/// The caller's environment, which workers inherit under their app's env.
+pub(crate) fn caller_env() -> std::collections::BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }

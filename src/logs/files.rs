@@ -221,6 +221,9 @@ impl Drop for SharedFile {
 
 struct HubInner {
     console: bool,
+    /// Live copies of every line for `drover logs --follow`; costs nothing while nobody
+    /// subscribes.
+    followers: tokio::sync::broadcast::Sender<Arc<FollowedLine>>,
     /// Open files by path; a file closes when its last sink is dropped.
     files: Mutex<HashMap<PathBuf, Weak<SharedFile>>>,
     dropped: Arc<AtomicU64>,
@@ -249,6 +252,7 @@ impl LogHub {
         LogHub {
             inner: Arc::new(HubInner {
                 console,
+                followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
                 files: Mutex::new(HashMap::new()),
                 dropped: Arc::new(AtomicU64::new(0)),
             }),
@@ -283,6 +287,12 @@ impl LogHub {
         } else {
             Some(self.shared_file(path)?)
         };
+        let follow = Follow {
+            tx: self.inner.followers.clone(),
+            app: Arc::from(app),
+            instance,
+            stream,
+        };
         let console = self.inner.console.then(|| Console {
             stream,
             label: format!("{app}#{instance} | ").into_bytes(),
@@ -291,6 +301,7 @@ impl LogHub {
         Ok(LineSink {
             file,
             console,
+            follow,
             stamper,
             line: Vec::with_capacity(256),
         })
@@ -342,9 +353,52 @@ impl LogHub {
         }
     }
 
+    /// Every line written from now on, as it is written. A follower that falls more than
+    /// FOLLOW_BUFFER lines behind skips ahead (it sees `Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<FollowedLine>> {
+        self.inner.followers.subscribe()
+    }
+
     /// Lines lost to write errors since the hub was made.
     pub fn dropped_lines(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// How many lines a `logs --follow` client may fall behind before it skips ahead.
+const FOLLOW_BUFFER: usize = 4096;
+
+/// One line as a follower sees it.
+#[derive(Debug, Clone)]
+pub struct FollowedLine {
+    pub app: Arc<str>,
+    pub instance: u32,
+    pub stream: Stream,
+    /// When the supervisor read it.
+    pub at: chrono::DateTime<chrono::Local>,
+    /// The line without its timestamp prefix or newline (lossy UTF-8).
+    pub text: String,
+}
+
+struct Follow {
+    tx: tokio::sync::broadcast::Sender<Arc<FollowedLine>>,
+    app: Arc<str>,
+    instance: u32,
+    stream: Stream,
+}
+
+impl Follow {
+    fn send(&self, line: &[u8]) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let _ = self.tx.send(Arc::new(FollowedLine {
+            app: self.app.clone(),
+            instance: self.instance,
+            stream: self.stream,
+            at: chrono::Local::now(),
+            text: String::from_utf8_lossy(line).into_owned(),
+        }));
     }
 }
 
@@ -374,6 +428,7 @@ impl Console {
 pub struct LineSink {
     file: Option<Arc<SharedFile>>,
     console: Option<Console>,
+    follow: Follow,
     stamper: Option<Stamper>,
     /// The line being assembled: `<timestamp>: ` + text + `\n`.
     line: Vec<u8>,
@@ -406,6 +461,7 @@ impl LineSink {
         if let Some(console) = &mut self.console {
             console.write(&self.line);
         }
+        self.follow.send(line);
     }
 
     /// Pushes buffered lines of this sink's file (and of the other writers of a merged

@@ -24,7 +24,7 @@ mod files;
 mod lines;
 pub mod timestamp;
 
-pub use files::{LineSink, LogHub, instance_log_path};
+pub use files::{FollowedLine, LineSink, LogHub, instance_log_path};
 pub use lines::{LineSplitter, MAX_LINE, PumpStats, pump};
 pub use timestamp::DateFormat;
 

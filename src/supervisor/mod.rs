@@ -1,14 +1,17 @@
 //! The supervisor: binds each app's listener, runs one task per worker slot, reaps every
-//! child on SIGCHLD, samples memory, and stops everything in order on shutdown.
+//! child on SIGCHLD, samples memory, answers the control socket, and stops everything in
+//! order on shutdown.
 //!
-//! Like mini-redis's `server::run`, the caller supplies the shutdown signal, so tests and
-//! the daemon drive the same code.
+//! Like mini-redis's `server::run`, the caller supplies the control listener and the
+//! shutdown signal, so `drover run`, `drover daemon` and tests drive the same code.
 
+pub mod dump;
+mod handlers;
 pub mod policy;
 pub mod slot;
 pub mod spawn;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -16,12 +19,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::unistd::Pid;
+use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{AppSpec, Runtime};
+use crate::config::AppSpec;
+use crate::ipc::server::{self, Incoming};
 use crate::logs::LogHub;
 use crate::os;
 use crate::sampler::{self, Usage};
@@ -36,15 +41,26 @@ pub struct RunOptions {
     pub home: PathBuf,
     /// Mirror every worker line to our stdout/stderr with a `name#i |` prefix.
     pub console: bool,
+    /// Exit once every worker is stopped or errored (`drover run`, as pm2-runtime);
+    /// the daemon keeps running with nothing to do.
+    pub exit_when_idle: bool,
+    /// The control socket, already bound (see `ipc::server::bind`).
+    pub control: Option<UnixListener>,
 }
 
 /// How a supervisor run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOutcome {
-    /// Slots that ended `errored` (crash loops).
+    /// Slots that were `errored` (crash loops) at the end.
     pub errored: Vec<String>,
-    /// True when the run ended because every worker was done, not by a shutdown signal.
+    /// True when the run ended because every worker was done, not by a signal or `kill`.
     pub all_done: bool,
+}
+
+/// An app to start with the environment its workers inherit (the caller's).
+pub struct NewApp {
+    pub spec: AppSpec,
+    pub env: BTreeMap<String, String>,
 }
 
 /// A worker the reaper and the sampler know about.
@@ -57,7 +73,7 @@ pub(crate) struct WorkerEntry {
 pub(crate) struct Shared {
     pub logs: LogHub,
     pub trampoline: PathBuf,
-    pub node_shim: Option<PathBuf>,
+    pub node_shim: PathBuf,
     pub workers: Mutex<HashMap<Pid, WorkerEntry>>,
     pub usage: Mutex<HashMap<Pid, Usage>>,
     pub slot_changed: Notify,
@@ -80,6 +96,10 @@ impl Shared {
         pumps.push(pump);
     }
 
+    pub fn usage_of(&self, pid: Pid) -> Usage {
+        lock(&self.usage).get(&pid).copied().unwrap_or_default()
+    }
+
     /// Hands each reaped child's status to its slot; orphans we adopted are just reaped.
     fn dispatch_exits(&self) {
         for reaped in os::reap_all() {
@@ -95,13 +115,44 @@ impl Shared {
     }
 }
 
-/// Runs `apps` until `shutdown` resolves or every worker is stopped or errored, then stops
-/// all workers gracefully and drains their logs.
+/// One app in the supervisor's table.
+pub(crate) struct App {
+    pub spec: Arc<AppSpec>,
+    pub env: Arc<BTreeMap<String, String>>,
+    pub listeners: Option<Arc<Mutex<AppListeners>>>,
+    pub slots: Vec<SlotEntry>,
+}
+
+pub(crate) struct SlotEntry {
+    /// Stable numeric id (PM2's pm_id), never reused while the supervisor lives.
+    pub id: u32,
+    pub handle: SlotHandle,
+    pub task: JoinHandle<()>,
+}
+
+/// The supervisor's state: its apps, and what the slot tasks share.
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+    home: PathBuf,
+    apps: Vec<App>,
+    next_id: u32,
+}
+
+/// Whether the main loop goes on after a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Kill,
+}
+
+/// Runs `apps` (and whatever the control socket asks) until `shutdown` resolves, a client
+/// sends `kill`, or — with `exit_when_idle` — every worker is stopped or errored; then
+/// stops all workers gracefully and drains their logs.
 ///
 /// Must run on a current-thread runtime on the main thread: workers are spawned with
 /// PR_SET_PDEATHSIG, which is tied to the spawning thread.
 pub async fn run(
-    apps: Vec<AppSpec>,
+    apps: Vec<NewApp>,
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<RunOutcome> {
@@ -110,39 +161,8 @@ pub async fn run(
     if let Err(e) = os::become_subreaper() {
         warn!("cannot become a child subreaper ({e}); orphaned grandchildren go to init");
     }
-
-    let needs_shim = apps
-        .iter()
-        .any(|a| a.listen.is_some() && a.command.runtime() == Runtime::Node);
-    let node_shim = if needs_shim {
-        Some(crate::shim::install(&opts.home.join("shim")).context("cannot write the Node shim")?)
-    } else {
-        None
-    };
-
-    // Bind every listener before any worker starts: a port that cannot be bound fails the
-    // whole run with nothing started.
-    let mut bound = Vec::new();
-    for app in &apps {
-        let listeners = match &app.listen {
-            Some(addr) => {
-                let l = AppListeners::bind(addr, app.socket, app.instances)
-                    .with_context(|| format!("app {}: cannot listen on {addr}", app.name))?;
-                info!(
-                    "{} listening on {} ({}, {} worker{})",
-                    app.name,
-                    l.bound(),
-                    app.socket,
-                    app.instances,
-                    if app.instances == 1 { "" } else { "s" }
-                );
-                Some(Arc::new(Mutex::new(l)))
-            }
-            None => None,
-        };
-        bound.push(listeners);
-    }
-
+    let node_shim =
+        crate::shim::install(&opts.home.join("shim")).context("cannot write the Node shim")?;
     let shared = Arc::new(Shared {
         logs: LogHub::new(opts.console),
         trampoline: std::env::current_exe().context("cannot find the drover binary")?,
@@ -152,6 +172,12 @@ pub async fn run(
         slot_changed: Notify::new(),
         pumps: Mutex::new(Vec::new()),
     });
+    let mut sup = Supervisor {
+        shared: shared.clone(),
+        home: opts.home.clone(),
+        apps: Vec::new(),
+        next_id: 0,
+    };
 
     let reaper = {
         let shared = shared.clone();
@@ -166,54 +192,67 @@ pub async fn run(
     };
     let sampler = tokio::spawn(sampler::run(shared.clone()));
 
-    let mut slots: Vec<SlotHandle> = Vec::new();
-    let mut tasks = Vec::new();
-    for (app, listeners) in apps.into_iter().zip(bound) {
-        let app = Arc::new(app);
-        for instance in 0..app.instances {
-            let (slot, handle) =
-                Slot::start(app.clone(), instance, listeners.clone(), shared.clone());
-            tasks.push(tokio::spawn(slot.run()));
-            slots.push(handle);
-        }
-    }
+    // Every listener of the initial apps is bound before any worker starts: a port that
+    // cannot be bound fails the whole run with nothing started.
+    sup.add_apps(apps).map_err(|e| anyhow::anyhow!(e.message))?;
+
+    let (requests_tx, mut requests) = mpsc::channel::<Incoming>(64);
+    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control = opts.control.map(|listener| {
+        tokio::spawn(server::serve(listener, requests_tx, async {
+            let _ = control_stopped.await;
+        }))
+    });
 
     tokio::pin!(shutdown);
     let all_done = loop {
-        if slots.iter().all(|s| s.status.borrow().at_rest) {
+        if opts.exit_when_idle && sup.all_at_rest() {
             break true;
         }
         tokio::select! {
             _ = &mut shutdown => break false,
+            Some(incoming) = requests.recv() => {
+                if sup.handle(incoming).await == Flow::Kill {
+                    break false;
+                }
+            }
             _ = shared.slot_changed.notified() => {}
         }
     };
 
+    let _ = control_stop.send(());
     if !all_done {
+        let count: usize = sup.apps.iter().map(|a| a.slots.len()).sum();
         info!(
-            "stopping {} worker{}",
-            slots.len(),
-            if slots.len() == 1 { "" } else { "s" }
+            "stopping {count} worker{}",
+            if count == 1 { "" } else { "s" }
         );
-        for slot in &slots {
-            let _ = slot.tx.send(SlotMsg::Stop);
-        }
-        // Each slot reaches rest within its kill_timeout (then SIGKILL) plus reaping.
-        while !slots.iter().all(|s| s.status.borrow().at_rest) {
-            shared.slot_changed.notified().await;
-        }
     }
-    let errored = slots
+    let ids: Vec<u32> = sup
+        .apps
         .iter()
-        .filter(|s| s.status.borrow().status == "errored")
-        .map(|s| format!("{}#{}", s.app.name, s.instance))
+        .flat_map(|a| a.slots.iter().map(|s| s.id))
         .collect();
-
-    drop(slots);
-    for task in tasks {
-        task.abort();
+    sup.stop_and_wait(&ids).await;
+    let errored = sup
+        .apps
+        .iter()
+        .flat_map(|a| {
+            a.slots
+                .iter()
+                .filter(|s| s.handle.status.borrow().status == "errored")
+                .map(|s| format!("{}#{}", a.spec.name, s.handle.instance))
+        })
+        .collect();
+    for app in sup.apps.drain(..) {
+        for slot in app.slots {
+            slot.task.abort();
+        }
     }
     sampler.abort();
+    if let Some(control) = control {
+        let _ = control.await;
+    }
     let pumps = std::mem::take(&mut *lock(&shared.pumps));
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         for pump in pumps {
@@ -229,6 +268,110 @@ pub async fn run(
     shared.logs.flush_all();
     reaper.abort();
     Ok(RunOutcome { errored, all_done })
+}
+
+impl Supervisor {
+    fn all_at_rest(&self) -> bool {
+        self.apps
+            .iter()
+            .all(|a| a.slots.iter().all(|s| s.handle.status.borrow().at_rest))
+    }
+
+    /// Adds apps and starts their workers. Every listener is bound first; if one fails,
+    /// nothing of this batch is started.
+    fn add_apps(&mut self, apps: Vec<NewApp>) -> Result<Vec<String>, handlers::Failure> {
+        let mut bound = Vec::new();
+        for app in &apps {
+            let listeners = match &app.spec.listen {
+                Some(addr) => {
+                    let l = AppListeners::bind(addr, app.spec.socket, app.spec.instances).map_err(
+                        |e| {
+                            handlers::Failure::failed(format!(
+                                "app {}: cannot listen on {addr}: {e}",
+                                app.spec.name
+                            ))
+                        },
+                    )?;
+                    info!(
+                        "{} listening on {} ({}, {} worker{})",
+                        app.spec.name,
+                        l.bound(),
+                        app.spec.socket,
+                        app.spec.instances,
+                        if app.spec.instances == 1 { "" } else { "s" }
+                    );
+                    Some(Arc::new(Mutex::new(l)))
+                }
+                None => None,
+            };
+            bound.push(listeners);
+        }
+        let mut names = Vec::new();
+        for (new, listeners) in apps.into_iter().zip(bound) {
+            let mut app = App {
+                spec: Arc::new(new.spec),
+                env: Arc::new(new.env),
+                listeners,
+                slots: Vec::new(),
+            };
+            for instance in 0..app.spec.instances {
+                self.add_slot(&mut app, instance);
+            }
+            names.push(app.spec.name.clone());
+            self.apps.push(app);
+        }
+        Ok(names)
+    }
+
+    fn add_slot(&mut self, app: &mut App, instance: u32) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (slot, handle) = Slot::start(
+            app.spec.clone(),
+            app.env.clone(),
+            instance,
+            app.listeners.clone(),
+            self.shared.clone(),
+        );
+        let task = tokio::spawn(slot.run());
+        app.slots.push(SlotEntry { id, handle, task });
+    }
+
+    /// Asks the slots with these ids to stop and waits until each is at rest.
+    async fn stop_and_wait(&self, ids: &[u32]) {
+        for slot in self.slots(ids) {
+            let _ = slot.handle.tx.send(SlotMsg::Stop);
+        }
+        self.wait_until(ids, |s| s.at_rest).await;
+    }
+
+    /// Waits until every slot with these ids satisfies `done`. Bounded: a slot reaches
+    /// rest within its kill_timeout plus reaping; the cap only guards against a bug
+    /// wedging the control loop.
+    async fn wait_until(&self, ids: &[u32], done: impl Fn(&slot::SlotStatus) -> bool) {
+        let cap = self
+            .apps
+            .iter()
+            .map(|a| a.spec.stop.kill_timeout)
+            .max()
+            .unwrap_or_default()
+            + Duration::from_secs(10);
+        let _ = tokio::time::timeout(cap, async {
+            while !self.slots(ids).all(|s| done(&s.handle.status.borrow())) {
+                self.shared.slot_changed.notified().await;
+            }
+        })
+        .await;
+        // Other waiters (the main loop) may have wanted that wake-up too.
+        self.shared.slot_changed.notify_one();
+    }
+
+    fn slots<'a>(&'a self, ids: &'a [u32]) -> impl Iterator<Item = &'a SlotEntry> + 'a {
+        self.apps
+            .iter()
+            .flat_map(|a| a.slots.iter())
+            .filter(move |s| ids.contains(&s.id))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

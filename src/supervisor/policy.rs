@@ -322,6 +322,14 @@ impl SlotPolicy {
         }
     }
 
+    /// When the current worker started.
+    pub fn since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Online { since, .. } | Phase::Stopping { since, .. } => Some(since),
+            _ => None,
+        }
+    }
+
     /// Stopped or errored: nothing will happen until someone asks.
     pub fn is_at_rest(&self) -> bool {
         matches!(self.phase, Phase::Stopped | Phase::Errored)

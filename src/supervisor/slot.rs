@@ -2,7 +2,7 @@
 //! through the pure policy and carries out the actions it returns (spawn, signal, kill,
 //! arm a timer, release the listener).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -21,12 +21,23 @@ use crate::os::{self, ExitKind};
 use crate::sockets::AppListeners;
 
 /// What the rest of the supervisor tells a slot.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum SlotMsg {
-    Exited { pid: Pid, status: ExitKind },
-    MemoryExceeded { pid: Pid, rss: u64 },
+    Exited {
+        pid: Pid,
+        status: ExitKind,
+    },
+    MemoryExceeded {
+        pid: Pid,
+        rss: u64,
+    },
     Stop,
     Restart,
+    /// A new spec or environment, used from the next spawn on (`--update-env`, scale).
+    Update {
+        app: Arc<AppSpec>,
+        env: Arc<BTreeMap<String, String>>,
+    },
 }
 
 /// A slot as others see it.
@@ -35,12 +46,13 @@ pub struct SlotStatus {
     pub status: &'static str,
     pub pid: Option<Pid>,
     pub restarts: u32,
+    /// When the current worker started (for uptime).
+    pub since: Option<Instant>,
     pub at_rest: bool,
     pub last_exit: Option<ExitKind>,
 }
 
 pub struct SlotHandle {
-    pub app: Arc<AppSpec>,
     pub instance: u32,
     pub tx: mpsc::UnboundedSender<SlotMsg>,
     pub status: watch::Receiver<SlotStatus>,
@@ -48,6 +60,8 @@ pub struct SlotHandle {
 
 pub struct Slot {
     app: Arc<AppSpec>,
+    /// The environment workers inherit under the app's own env (the caller's, at start).
+    env: Arc<BTreeMap<String, String>>,
     instance: u32,
     policy: SlotPolicy,
     listeners: Option<Arc<Mutex<AppListeners>>>,
@@ -63,6 +77,7 @@ impl Slot {
     /// it running (or already failed) at once.
     pub(crate) fn start(
         app: Arc<AppSpec>,
+        env: Arc<BTreeMap<String, String>>,
         instance: u32,
         listeners: Option<Arc<Mutex<AppListeners>>>,
         shared: Arc<Shared>,
@@ -71,7 +86,8 @@ impl Slot {
         let policy = SlotPolicy::new(app.restart.clone(), app.stop.clone());
         let (status, status_rx) = watch::channel(status_of(&policy));
         let mut slot = Slot {
-            app: app.clone(),
+            app,
+            env,
             instance,
             policy,
             listeners,
@@ -83,7 +99,6 @@ impl Slot {
         };
         slot.apply(Event::Start);
         let handle = SlotHandle {
-            app,
             instance,
             tx,
             status: status_rx,
@@ -95,6 +110,11 @@ impl Slot {
         loop {
             let event = tokio::select! {
                 msg = self.rx.recv() => match msg {
+                    Some(SlotMsg::Update { app, env }) => {
+                        self.app = app;
+                        self.env = env;
+                        continue;
+                    }
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
@@ -133,6 +153,7 @@ impl Slot {
             }
             SlotMsg::Stop => Event::StopRequested,
             SlotMsg::Restart => Event::RestartRequested,
+            SlotMsg::Update { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -195,11 +216,12 @@ impl Slot {
         };
         let launch = WorkerLaunch {
             app,
+            env: &self.env,
             instance: self.instance,
             listener,
             bound_port,
             trampoline: &self.shared.trampoline,
-            node_shim: self.shared.node_shim.as_deref(),
+            node_shim: Some(&self.shared.node_shim),
         };
         let worker = spawn_worker(&launch)?;
         drop(guard);
@@ -252,6 +274,7 @@ fn status_of(policy: &SlotPolicy) -> SlotStatus {
         status: policy.status(),
         pid: policy.pid(),
         restarts: policy.restarts,
+        since: policy.since(),
         at_rest: policy.is_at_rest(),
         last_exit: policy.last_exit,
     }

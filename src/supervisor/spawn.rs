@@ -3,6 +3,7 @@
 //! (`drover __exec …`, see `os::exec_trampoline`), which sets LISTEN_PID to the worker's
 //! own pid and resets signal dispositions before exec'ing the real program.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -19,6 +20,8 @@ use crate::os;
 /// Everything a worker needs that is not in its app spec.
 pub struct WorkerLaunch<'a> {
     pub app: &'a AppSpec,
+    /// The environment the worker inherits under the app's own (the caller's, at start).
+    pub env: &'a BTreeMap<String, String>,
     pub instance: u32,
     /// The listener to hand over as fd 3.
     pub listener: Option<BorrowedFd<'a>>,
@@ -54,8 +57,11 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
         .arg("--")
         .args(app.command.argv());
     cmd.current_dir(&app.cwd);
-    for var in SUPERVISOR_ONLY_VARS {
-        cmd.env_remove(var);
+    cmd.env_clear();
+    for (key, value) in launch.env {
+        if !SUPERVISOR_ONLY_VARS.contains(&key.as_str()) {
+            cmd.env(key, value);
+        }
     }
     for (key, value) in worker_env(launch) {
         cmd.env(key, value);
@@ -77,13 +83,22 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     let pid = Pid::from_raw(child.id() as i32);
     // The std Child is dropped without waiting: the supervisor reaps every child itself
     // (os::reap_all on SIGCHLD), orphans included.
-    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stdout.take().expect("piped")))?;
-    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stderr.take().expect("piped")))?;
+    let stdout = output_pipe(OwnedFd::from(child.stdout.take().expect("piped")))?;
+    let stderr = output_pipe(OwnedFd::from(child.stderr.take().expect("piped")))?;
     Ok(SpawnedWorker {
         pid,
         stdout,
         stderr,
     })
+}
+
+/// The read end of a worker's output pipe, grown to 1 MiB (the unprivileged maximum):
+/// Node puts its stdout in non-blocking mode and drops what is still queued in the
+/// process when it calls `process.exit()`, so room in the pipe is room for lines that
+/// would otherwise be lost during a burst.
+fn output_pipe(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+    pipe::Receiver::from_owned_fd(fd)
 }
 
 /// The variables drover sets on top of the inherited environment, in order of precedence
@@ -123,11 +138,11 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
     match app.command.runtime() {
         Runtime::Node => {
             if let (Some(shim), Some(_)) = (launch.node_shim, launch.listener) {
-                env.push(("NODE_OPTIONS".into(), node_options(app, shim)));
+                env.push(("NODE_OPTIONS".into(), node_options(launch, shim)));
             }
         }
         Runtime::Python => {
-            if !has("PYTHONUNBUFFERED") && std::env::var_os("PYTHONUNBUFFERED").is_none() {
+            if !has("PYTHONUNBUFFERED") && !launch.env.contains_key("PYTHONUNBUFFERED") {
                 env.push(("PYTHONUNBUFFERED".into(), "1".into()));
             }
         }
@@ -137,12 +152,13 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
 }
 
 /// NODE_OPTIONS with the shim preloaded, keeping whatever the app or the caller set.
-fn node_options(app: &AppSpec, shim: &Path) -> OsString {
-    let existing = app
+fn node_options(launch: &WorkerLaunch<'_>, shim: &Path) -> OsString {
+    let existing = launch
+        .app
         .env
         .get("NODE_OPTIONS")
+        .or_else(|| launch.env.get("NODE_OPTIONS"))
         .map(OsString::from)
-        .or_else(|| std::env::var_os("NODE_OPTIONS"))
         .unwrap_or_default();
     let shim: PathBuf = shim.into();
     // NODE_OPTIONS splits on spaces unless quoted.

@@ -344,3 +344,121 @@ pub fn rust_worker() -> PathBuf {
     }
     path
 }
+
+/// A background supervisor started by `drover start` in a temp home; dropping it runs
+/// `drover kill` and, should that fail, kills the supervisor by pid.
+pub struct Daemon {
+    pub home: Home,
+}
+
+impl Daemon {
+    pub fn new() -> Daemon {
+        Daemon { home: Home::new() }
+    }
+
+    /// Runs a drover command and asserts it succeeded.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.home.output(args);
+        assert!(
+            out.status.success(),
+            "drover {args:?} failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// `drover list --json`, parsed.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["list", "--json"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap_or_else(|e| panic!("list --json: {e}: {out:?}"))
+    }
+
+    /// Waits until the app's workers are all `online` (n of them) and returns them.
+    pub fn wait_online(&self, name: &str, n: usize) -> Vec<serde_json::Value> {
+        wait_for(&format!("{n} online workers of {name}"), DEADLINE, || {
+            let workers: Vec<_> = self
+                .list()
+                .into_iter()
+                .filter(|w| w["name"] == name)
+                .collect();
+            (workers.len() == n && workers.iter().all(|w| w["status"] == "online"))
+                .then_some(workers)
+        })
+    }
+
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        let out = self.home.output(&["ping"]);
+        out.stdout
+            .split("pid ")
+            .nth(1)?
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let socket = self.home.path().join("drover.sock");
+        if !socket.exists() {
+            return;
+        }
+        let pid = Command::new(DROVER)
+            .arg("ping")
+            .env("DROVER_HOME", self.home.path())
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split("pid ")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .trim()
+                    .parse::<i32>()
+                    .ok()
+            });
+        let killed = self
+            .home
+            .command(&["kill"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !killed.is_ok_and(|s| s.success())
+            && let Some(pid) = pid
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The address a worker listens on, from `list --json`.
+pub fn listen_of(worker: &serde_json::Value) -> SocketAddr {
+    worker["listen"]
+        .as_str()
+        .expect("listen address")
+        .parse()
+        .unwrap()
+}
+
+/// Processes running `drover daemon` for this home.
+pub fn daemons_for(home: &Path) -> Vec<i32> {
+    let needle = format!("DROVER_HOME={}", home.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.get(1) == Some(&&b"daemon"[..])
+                && args[0].ends_with(b"drover")
+                && environ.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
+                && !is_gone(*pid)
+        })
+        .collect()
+}

@@ -1,0 +1,102 @@
+//! `stop`, `restart`, `delete`, `scale`, `flush`, `reload-logs`, `save`: one request each
+//! to the running supervisor.
+
+use std::path::Path;
+
+use clap::Args;
+
+use crate::error::Error;
+use crate::ipc::client::Client;
+use crate::protocol::{Request, Target};
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// An app name, a worker id, or `all`.
+    #[arg(value_parser = parse_target)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// An app name, a worker id, or `all`.
+    #[arg(value_parser = parse_target)]
+    pub target: Target,
+    /// Give the workers this shell's environment instead of the one they were started with.
+    #[arg(long)]
+    pub update_env: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The app's name.
+    pub name: String,
+    /// How many workers it should have.
+    pub instances: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// An app name or worker id (default: every app).
+    #[arg(value_parser = parse_target)]
+    pub target: Option<Target>,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse()
+}
+
+pub fn stop(args: TargetArgs, home: &Path) -> Result<(), Error> {
+    simple(
+        home,
+        Request::Stop {
+            target: args.target,
+        },
+    )
+}
+
+pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
+    let env = args.update_env.then(super::run::caller_env);
+    simple(
+        home,
+        Request::Restart {
+            target: args.target,
+            env,
+        },
+    )
+}
+
+pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
+    simple(
+        home,
+        Request::Delete {
+            target: args.target,
+        },
+    )
+}
+
+pub fn scale(args: ScaleArgs, home: &Path) -> Result<(), Error> {
+    simple(
+        home,
+        Request::Scale {
+            name: args.name,
+            instances: args.instances,
+        },
+    )
+}
+
+pub fn flush(args: FlushArgs, home: &Path) -> Result<(), Error> {
+    simple(
+        home,
+        Request::Flush {
+            target: args.target.unwrap_or(Target::All),
+        },
+    )
+}
+
+/// Sends one request to the running supervisor (never starts one: there is nothing to
+/// stop in a supervisor that is not running) and prints its answer.
+pub fn simple(home: &Path, request: Request) -> Result<(), Error> {
+    let mut client = Client::connect(home)?;
+    super::start::print_done(client.call(&request)?);
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `drover list` (ls, ps, status): every worker in one table, PM2's `pm2 ls`. Starts the
+//! supervisor when none runs, as PM2 does.
+
+use std::path::Path;
+
+use super::render;
+use crate::error::Error;
+use crate::ipc::client::Client;
+use crate::protocol::{Request, Response, WorkerInfo};
+
+/// List every worker: id, name, mode, pid, uptime, restarts (↺), status, cpu, memory.
+/// Starts the supervisor if none is running.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListArgs {
+    /// Print a JSON array of workers instead of the table (fields: id, name, instance, mode,
+    /// pid (null when not running), status, restarts, uptime_ms, cpu, memory, listen).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn run(args: ListArgs, home: &Path) -> Result<(), Error> {
+    let mut client = Client::connect_or_spawn(home)?;
+    let workers = match client.call(&Request::List)? {
+        Response::Workers { workers } => workers,
+        other => return Err(render::unexpected("workers", &other)),
+    };
+    let text = if args.json {
+        json(&workers)
+    } else {
+        human(&workers, render::stdout_is_tty())
+    };
+    render::print(&text)
+}
+
+/// The workers as a JSON array, exactly as the protocol serializes them, on one line.
+pub(crate) fn json(workers: &[WorkerInfo]) -> String {
+    let mut text = serde_json::to_string(workers).expect("protocol types serialize");
+    text.push('\n');
+    text
+}
+
+/// The table, or its header and a hint when nothing runs.
+pub(crate) fn human(workers: &[WorkerInfo], color: bool) -> String {
+    let mut text = render::workers_table(workers, color);
+    if workers.is_empty() {
+        text.push_str(&render::paint(
+            "no apps yet: `drover start <script | ecosystem.yaml>` starts some\n",
+            render::style::DIM,
+            color,
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::render::tests::worker;
+
+    #[test]
+    fn json_is_an_array_of_workers_with_the_protocol_field_names() {
+        let mut stopped = worker(1, "api");
+        stopped.pid = None;
+        stopped.listen = None;
+        let text = json(&[worker(0, "api"), stopped]);
+        assert!(text.ends_with("]\n") && !text.trim_end().contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let array = value.as_array().unwrap();
+        assert_eq!(array.len(), 2);
+        for item in array {
+            let mut keys: Vec<&str> = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort_unstable();
+            assert_eq!(
+                keys,
+                [
+                    "cpu",
+                    "id",
+                    "instance",
+                    "listen",
+                    "memory",
+                    "mode",
+                    "name",
+                    "pid",
+                    "restarts",
+                    "status",
+                    "uptime_ms"
+                ]
+            );
+        }
+        assert_eq!(array[0]["pid"], 4242);
+        assert_eq!(array[0]["memory"], 48 << 20);
+        assert_eq!(array[0]["uptime_ms"], 12_000);
+        assert!(array[1]["pid"].is_null());
+        assert!(array[1]["listen"].is_null());
+        assert_eq!(json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn an_empty_list_prints_the_header_and_a_hint() {
+        let text = human(&[], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("id  name"), "{text}");
+        assert!(lines[1].contains("drover start"), "{text}");
+    }
+
+    #[test]
+    fn workers_are_listed_by_id() {
+        let text = human(&[worker(3, "web"), worker(0, "api")], false);
+        let ids: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(ids, ["0", "3"]);
+    }
+}

@@ -1,0 +1,471 @@
+//! The background supervisor and PM2's command line: start, stop, restart, delete,
+//! scale, list, describe, logs, save/resurrect, kill; protocol and permissions.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn start_api(d: &Daemon, instances: &str) -> std::net::SocketAddr {
+    d.ok(&[
+        "start",
+        fixture("http_worker.js").to_str().unwrap(),
+        "-i",
+        instances,
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "api",
+    ]);
+    let workers = d.wait_online("api", instances.parse().unwrap());
+    listen_of(&workers[0])
+}
+
+fn refused(addr: std::net::SocketAddr) -> bool {
+    matches!(get(addr, "/"), Reply::Refused)
+}
+
+#[test]
+fn the_whole_lifecycle_of_an_app() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "2");
+    let workers = d.list();
+    assert_eq!(workers.len(), 2);
+    for (i, w) in workers.iter().enumerate() {
+        assert_eq!(w["instance"], i as u64);
+        assert_eq!(w["mode"], "cluster");
+        assert!(w["pid"].as_u64().is_some());
+        assert_eq!(w["restarts"], 0);
+        assert!(
+            w["uptime_ms"].as_u64().is_some()
+                && w["cpu"].as_f64().is_some()
+                && w["memory"].as_u64().is_some()
+        );
+    }
+    assert_ne!(workers[0]["id"], workers[1]["id"]);
+    wait_serving(addr);
+
+    // stop: kept in the list, port released.
+    d.ok(&["stop", "api"]);
+    let stopped = d.list();
+    assert!(
+        stopped
+            .iter()
+            .all(|w| w["status"] == "stopped" && w["pid"].is_null()),
+        "{stopped:?}"
+    );
+    wait_for("the port to be released", DEADLINE, || {
+        refused(addr).then_some(())
+    });
+
+    // restart: back on the same address, ids kept, each worker's ↺ counted.
+    d.ok(&["restart", "api"]);
+    let back = d.wait_online("api", 2);
+    assert_eq!(listen_of(&back[0]), addr);
+    assert_eq!(back[0]["id"], workers[0]["id"]);
+    wait_serving(addr);
+    let pids: Vec<_> = back.iter().map(|w| w["pid"].clone()).collect();
+    d.ok(&["restart", "0"]);
+    let again = d.wait_online("api", 2);
+    assert_ne!(again[0]["pid"], pids[0], "worker 0 replaced");
+    assert_eq!(again[1]["pid"], pids[1], "worker 1 untouched");
+    assert!(again[0]["restarts"].as_u64().unwrap() >= 1);
+
+    // scale up and down.
+    d.ok(&["scale", "api", "3"]);
+    assert_eq!(d.wait_online("api", 3).len(), 3);
+    d.ok(&["scale", "api", "1"]);
+    assert_eq!(d.wait_online("api", 1).len(), 1);
+    wait_serving(addr);
+
+    // delete: gone from the list, port closed.
+    d.ok(&["delete", "api"]);
+    assert!(d.list().is_empty());
+    wait_for("the port to close", DEADLINE, || {
+        refused(addr).then_some(())
+    });
+
+    // kill: the supervisor is gone and its socket removed.
+    let pid = d.supervisor_pid().unwrap();
+    d.ok(&["kill"]);
+    assert!(!d.home.path().join("drover.sock").exists());
+    wait_for("the supervisor to exit", DEADLINE, || {
+        is_gone(pid).then_some(())
+    });
+    let out = d.home.output(&["kill"]);
+    assert!(
+        !out.status.success() && out.stderr.contains("no supervisor"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn starting_a_running_name_says_so_instead_of_doubling_it() {
+    let d = Daemon::new();
+    start_api(&d, "1");
+    let out = d.home.output(&[
+        "start",
+        fixture("http_worker.js").to_str().unwrap(),
+        "--name",
+        "api",
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("already running"), "{}", out.stderr);
+    assert_eq!(d.list().len(), 1);
+}
+
+#[test]
+fn unknown_names_and_ids_fail_with_one_clear_line() {
+    let d = Daemon::new();
+    start_api(&d, "1");
+    for args in [
+        &["stop", "nope"][..],
+        &["restart", "42"],
+        &["delete", "nope"],
+        &["describe", "nope"],
+        &["scale", "nope", "2"],
+    ] {
+        let out = d.home.output(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("nope") || out.stderr.contains("42"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn describe_json_gives_the_resolved_spec_and_every_instance() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "2");
+    let out = d.ok(&["describe", "api", "--json"]);
+    let apps: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let app = &apps[0];
+    assert_eq!(app["spec"]["name"], "api");
+    assert_eq!(app["spec"]["instances"], 2);
+    assert_eq!(app["spec"]["stop"]["kill_timeout"], 1600);
+    assert_eq!(app["listen"], addr.to_string());
+    assert_eq!(app["workers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn logs_print_history_with_prefixes_then_follow_new_lines() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "2");
+    let out = wait_for("both start lines in the logs", DEADLINE, || {
+        let out = d.ok(&["logs", "api", "--nostream", "--lines", "5"]);
+        (out.matches("started pid=").count() == 2).then_some(out)
+    });
+    assert!(
+        out.lines()
+            .any(|l| l.contains("|api") && l.contains("started pid=")),
+        "{out}"
+    );
+
+    let json = d.ok(&["logs", "--nostream", "--json", "--out"]);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["app"], "api");
+        assert_eq!(v["stream"], "out");
+    }
+
+    // Follow: a new line written after `logs` started reaches it.
+    let mut follower = d
+        .home
+        .command(&["logs", "api", "--lines", "0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        lines.find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l.ok()?).ok()?;
+            v["message"]
+                .as_str()?
+                .contains("started pid=")
+                .then(|| v["timestamp"].as_str().map(str::to_owned))
+        })
+    });
+    // Restarting a worker makes it print its start line again; repeat until the follower
+    // (which may not have subscribed yet) sees one.
+    wait_for("the follower to see a new line", DEADLINE, || {
+        d.ok(&["restart", "0"]);
+        wait_serving(addr);
+        reader.is_finished().then_some(())
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let stamp = reader.join().unwrap().flatten();
+    assert!(
+        stamp.is_some_and(|t| t.contains('T')),
+        "followed lines carry a timestamp"
+    );
+}
+
+#[test]
+fn save_kill_resurrect_brings_back_the_same_apps_and_ports() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "2");
+    d.ok(&["save"]);
+    let dump = d.home.path().join("dump.yaml");
+    assert_eq!(
+        std::fs::metadata(&dump).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    d.ok(&["save"]);
+    assert!(
+        d.home.path().join("dump.yaml.bak").exists(),
+        "the previous dump is kept"
+    );
+    d.ok(&["kill"]);
+    assert!(refused(addr));
+    d.ok(&["resurrect"]);
+    let workers = d.wait_online("api", 2);
+    assert_eq!(listen_of(&workers[0]), addr, "same port as before");
+    wait_serving(addr);
+}
+
+#[test]
+fn two_concurrent_first_starts_spawn_one_supervisor() {
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    let spawn = |name: &str| {
+        d.home
+            .command(&[
+                "start",
+                script.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                name,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    d.wait_online("a", 1);
+    d.wait_online("b", 1);
+    // A daemon that lost the race exits at once; wait for that, then count.
+    let daemons = wait_for("one supervisor left", DEADLINE, || {
+        let daemons = daemons_for(d.home.path());
+        (daemons.len() == 1).then_some(daemons)
+    });
+    assert_eq!(Some(daemons[0]), d.supervisor_pid());
+}
+
+#[test]
+fn home_socket_and_dump_are_private() {
+    let d = Daemon::new();
+    // A home drover creates itself.
+    let home = d.home.path().join("h");
+    let out = std::process::Command::new(DROVER)
+        .arg("ping")
+        .env("DROVER_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("drover.sock")), 0o600);
+    let out = std::process::Command::new(DROVER)
+        .arg("save")
+        .env("DROVER_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(mode(&home.join("dump.yaml")), 0o600);
+    let _ = std::process::Command::new(DROVER)
+        .arg("kill")
+        .env("DROVER_HOME", &home)
+        .output();
+}
+
+#[test]
+fn a_foreign_uid_is_refused_even_with_the_socket_open_to_it() {
+    use std::os::unix::process::CommandExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs as root to switch to nobody"
+    );
+    let d = Daemon::new();
+    start_api(&d, "1");
+    // Open the door on purpose: only the supervisor's peer-uid check is left.
+    std::fs::set_permissions(d.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        d.home.path().join("drover.sock"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let out = std::process::Command::new(DROVER)
+        .args(["stop", "api"])
+        .env("DROVER_HOME", d.home.path())
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert_eq!(d.list()[0]["status"], "online", "nothing was stopped");
+}
+
+/// Sends raw bytes on the control socket and returns what came back (bounded).
+/// Without a final newline the message is only known to be cut short at EOF, so the
+/// write side is closed after it.
+fn raw(d: &Daemon, bytes: &[u8]) -> String {
+    let mut stream = UnixStream::connect(d.home.path().join("drover.sock")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    if !bytes.ends_with(b"\n") {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn malformed_protocol_input_never_harms_the_supervisor() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "1");
+    let big = vec![b'x'; 5 << 20];
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"garbage\n", "bad_request"),
+        (b"\xff\xfe\x00\x01\n", "bad_request"),
+        (b"{\"v\":1,\"cmd\":\"explode\"}\n", "bad_request"),
+        (b"{\"v\":2,\"cmd\":\"ping\"}\n", "version"),
+        (b"{\"v\":1,\"cmd\":\"stop\"", "bad_request"),
+        (&big, "bad_request"),
+        (b"", ""),
+    ];
+    for (bytes, kind) in cases {
+        let out = raw(&d, bytes);
+        if !kind.is_empty() {
+            assert!(
+                out.contains(kind),
+                "{:?}… → {out:?}",
+                &bytes[..bytes.len().min(20)]
+            );
+        }
+    }
+    // A client that connects and says nothing does not block others.
+    let _silent = UnixStream::connect(d.home.path().join("drover.sock")).unwrap();
+    assert_eq!(d.list()[0]["status"], "online");
+    let good = raw(&d, b"{\"v\":1,\"cmd\":\"ping\"}\n");
+    assert!(good.contains("pong"), "{good}");
+    wait_serving(addr);
+}
+
+#[test]
+fn update_env_takes_the_callers_environment_anew() {
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    let start = d
+        .home
+        .command(&[
+            "start",
+            script.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "envy",
+        ])
+        .env("GREETING", "one")
+        .output()
+        .unwrap();
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let addr = listen_of(&d.wait_online("envy", 1)[0]);
+    wait_serving(addr);
+    let value = || get_json(addr, "/env?name=GREETING")["value"].clone();
+    assert_eq!(value(), "one");
+
+    // Without --update-env the worker keeps the environment it was started with.
+    let plain = d
+        .home
+        .command(&["restart", "envy"])
+        .env("GREETING", "two")
+        .output()
+        .unwrap();
+    assert!(plain.status.success());
+    wait_serving(addr);
+    assert_eq!(value(), "one");
+
+    let updated = d
+        .home
+        .command(&["restart", "envy", "--update-env"])
+        .env("GREETING", "two")
+        .output()
+        .unwrap();
+    assert!(updated.status.success());
+    wait_serving(addr);
+    assert_eq!(value(), "two");
+
+    // A variable removed from the caller's environment is removed from the worker's.
+    let removed = d
+        .home
+        .command(&["restart", "envy", "--update-env"])
+        .env_remove("GREETING")
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    wait_serving(addr);
+    assert!(value().is_null());
+}
+
+#[test]
+fn list_and_stop_work_against_a_foreground_run() {
+    let home = Home::new();
+    let running = home.run(&[
+        fixture("http_worker.js").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "fg",
+    ]);
+    let addr = running.listen_addr("fg");
+    wait_serving(addr);
+    let out = home.output(&["list", "--json"]);
+    let workers: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(workers[0]["name"], "fg");
+    // A second supervisor for the same home is refused.
+    let second = home.output(&["daemon"]);
+    assert!(
+        second.stderr.contains("already running"),
+        "{}",
+        second.stderr
+    );
+    assert!(daemons_for(home.path()).is_empty());
+}
