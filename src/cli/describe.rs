@@ -95,7 +95,8 @@ fn app_block(app: &AppInfo, color: bool) -> String {
     } else {
         format!(
             "{}\n(values hidden: --json shows them)",
-            render::wrap_list(&env_keys, render::WIDTH - 22)
+            // Past the indent, the longest key ("dropped log lines") and the gap.
+            render::wrap_list(&env_keys, render::WIDTH - 21)
         )
     };
     let dropped = if app.dropped_log_lines > 0 {
@@ -335,5 +336,25 @@ mod tests {
         assert!(plain.contains("  dropped log lines  3 (could not be written)\n"));
         let coloured = human(&[app(1), web], true);
         assert_eq!(strip_ansi(&coloured), plain);
+    }
+
+    #[test]
+    fn a_long_env_wraps_within_80_columns() {
+        let mut many = app(1);
+        for i in 0..40 {
+            many.spec
+                .env
+                .insert(format!("SOME_FAIRLY_LONG_VARIABLE_{i}"), "v".into());
+        }
+        let text = human(&[many], false);
+        let env_lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("  env "))
+            .take_while(|l| !l.starts_with("  dropped"))
+            .collect();
+        assert!(env_lines.len() > 10, "{text}");
+        for line in env_lines {
+            assert!(line.chars().count() <= render::WIDTH, "{line}");
+        }
     }
 }
