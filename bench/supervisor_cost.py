@@ -32,6 +32,13 @@ def proc_status(pid):
         for line in f:
             key, _, value = line.partition(":")
             fields[key] = value.strip()
+    # Context switches of every thread of the supervisor, not just the main one.
+    for key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total += sum(int(l.split()[1]) for l in f if l.startswith(key + ":"))
+        fields[key] = str(total)
     return fields
 
 

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::unistd::Pid;
+use std::sync::atomic::{AtomicBool, Ordering};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::supervisor::Shared;
 use crate::supervisor::slot::SlotMsg;
@@ -28,41 +29,51 @@ pub struct Usage {
     pub cpu: f32,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut sys = System::new();
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let watched: Vec<(
-            Pid,
-            Option<u64>,
-            tokio::sync::mpsc::UnboundedSender<SlotMsg>,
-        )> = shared
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(pid, w)| (*pid, w.memory_limit, w.tx.clone()))
-            .collect();
-        if watched.is_empty() {
-            continue;
-        }
-        let roots: Vec<Pid> = watched.iter().map(|(pid, _, _)| *pid).collect();
-        let usage = sample(&mut sys, &roots);
-        for (pid, limit, tx) in &watched {
-            let Some(u) = usage.get(pid) else { continue };
-            if let Some(limit) = limit
-                && u.rss > *limit
-            {
-                let _ = tx.send(SlotMsg::MemoryExceeded {
-                    pid: *pid,
-                    rss: u.rss,
-                });
+/// Starts the sampler on a thread of its own, which sleeps between samples: a tokio
+/// interval on the supervisor's runtime wakes it about twice a second (the timer wheel
+/// fires early and re-parks), a sleeping thread exactly once. It ends soon after `stop`
+/// is set.
+pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            let mut sys = System::new();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(INTERVAL);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tick(&shared, &mut sys);
             }
-        }
-        *shared.usage.lock().unwrap_or_else(|p| p.into_inner()) = usage;
+        })?;
+    Ok(())
+}
+
+fn tick(shared: &Shared, sys: &mut System) {
+    let watched: Vec<(Pid, Option<u64>, UnboundedSender<SlotMsg>)> = shared
+        .workers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(pid, w)| (*pid, w.memory_limit, w.tx.clone()))
+        .collect();
+    if watched.is_empty() {
+        return;
     }
+    let roots: Vec<Pid> = watched.iter().map(|(pid, _, _)| *pid).collect();
+    let usage = sample(sys, &roots);
+    for (pid, limit, tx) in &watched {
+        let Some(u) = usage.get(pid) else { continue };
+        if let Some(limit) = limit
+            && u.rss > *limit
+        {
+            let _ = tx.send(SlotMsg::MemoryExceeded {
+                pid: *pid,
+                rss: u.rss,
+            });
+        }
+    }
+    *shared.usage.lock().unwrap_or_else(|p| p.into_inner()) = usage;
 }
 
 /// Usage of the process tree rooted at each of `roots`.

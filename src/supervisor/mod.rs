@@ -190,7 +190,9 @@ pub async fn run(
             }
         })
     };
-    let sampler = tokio::spawn(sampler::run(shared.clone()));
+    let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    sampler::spawn(shared.clone(), sampler_stop.clone())
+        .context("cannot start the sampler thread")?;
 
     // Every listener of the initial apps is bound before any worker starts: a port that
     // cannot be bound fails the whole run with nothing started.
@@ -249,7 +251,7 @@ pub async fn run(
             slot.task.abort();
         }
     }
-    sampler.abort();
+    sampler_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(control) = control {
         let _ = control.await;
     }
