@@ -469,3 +469,32 @@ fn list_and_stop_work_against_a_foreground_run() {
     );
     assert!(daemons_for(home.path()).is_empty());
 }
+
+#[test]
+fn daemon_resurrect_starts_the_saved_apps_in_the_foreground() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "2");
+    d.ok(&["save"]);
+    d.ok(&["kill"]);
+    // What a systemd unit runs: `drover daemon --resurrect`, in the foreground.
+    let mut daemon = d
+        .home
+        .command(&["daemon", "--resurrect"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let workers = d.wait_online("api", 2);
+    assert_eq!(listen_of(&workers[0]), addr);
+    wait_serving(addr);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for("the daemon to exit on SIGTERM", DEADLINE, || {
+        daemon.try_wait().unwrap()
+    });
+    assert!(status.success());
+    assert!(refused(addr), "its workers are gone");
+}
