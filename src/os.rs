@@ -30,19 +30,28 @@ pub fn become_subreaper() -> io::Result<()> {
     Ok(())
 }
 
+/// The fd a worker finds its readiness pipe on (`DROVER_READY_FD`), when it has one.
+pub const READY_FD: RawFd = 4;
+
 /// Prepares `cmd` so the child, between fork and exec:
-/// - gets `listener` as fd 3 with close-on-exec cleared (also when it already is fd 3,
-///   where dup2 would be a no-op and leave the flag set);
+/// - gets `listener` as fd 3 and `ready` (the write end of its readiness pipe) as fd 4,
+///   with close-on-exec cleared (also when a source already is its target, where dup2
+///   would be a no-op and leave the flag set);
 /// - dies with SIGKILL when the supervisor dies (PR_SET_PDEATHSIG). The flag is tied to
 ///   the spawning *thread*: the supervisor runs a current-thread runtime, so that thread
 ///   is the main thread and lives as long as the process.
 ///
 /// The closure only makes async-signal-safe syscalls and allocates nothing.
-pub fn prepare_child(cmd: &mut Command, listener: Option<BorrowedFd<'_>>) {
+pub fn prepare_child(
+    cmd: &mut Command,
+    listener: Option<BorrowedFd<'_>>,
+    ready: Option<BorrowedFd<'_>>,
+) {
     let listener_fd: Option<RawFd> = listener.map(|fd| fd.as_raw_fd());
+    let ready_fd: Option<RawFd> = ready.map(|fd| fd.as_raw_fd());
     let supervisor_pid = std::process::id() as libc::pid_t;
     // SAFETY: the hook runs in the forked child of a possibly multi-threaded process; it
-    // uses only raw syscalls (prctl, getppid, dup2, fcntl) on values captured by copy,
+    // uses only raw syscalls (prctl, getppid, fcntl, dup2) on values captured by copy,
     // and allocates nothing, so it cannot deadlock on a lock held by another thread.
     unsafe {
         cmd.pre_exec(move || {
@@ -53,13 +62,28 @@ pub fn prepare_child(cmd: &mut Command, listener: Option<BorrowedFd<'_>>) {
             if libc::getppid() != supervisor_pid {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
-            if let Some(fd) = listener_fd {
-                if fd != LISTEN_FD && libc::dup2(fd, LISTEN_FD) == -1 {
+            // A source sitting on the other one's target moves out of the way first.
+            let mut sources = [(listener_fd, LISTEN_FD), (ready_fd, READY_FD)];
+            for i in 0..sources.len() {
+                let other_target = sources[1 - i].1;
+                if let (Some(fd), _) = sources[i]
+                    && fd == other_target
+                {
+                    let moved = libc::fcntl(fd, libc::F_DUPFD, READY_FD + 1);
+                    if moved == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    sources[i].0 = Some(moved);
+                }
+            }
+            for (source, target) in sources {
+                let Some(fd) = source else { continue };
+                if fd != target && libc::dup2(fd, target) == -1 {
                     return Err(io::Error::last_os_error());
                 }
-                let flags = libc::fcntl(LISTEN_FD, libc::F_GETFD);
+                let flags = libc::fcntl(target, libc::F_GETFD);
                 if flags == -1
-                    || libc::fcntl(LISTEN_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
+                    || libc::fcntl(target, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1
                 {
                     return Err(io::Error::last_os_error());
                 }
@@ -176,4 +200,108 @@ pub fn detach(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Installs `program` as the classic BPF selector of the SO_REUSEPORT group `fd` belongs
+/// to, replacing any earlier one. For each new connection the kernel runs it and takes
+/// the result as an index into the group's socket array (the order the sockets joined,
+/// a closed socket's place taken by the last one); an index past the end falls back to
+/// the kernel's hash. The program belongs to the group, not the socket: attaching it on
+/// any member steers them all. Needs no privilege (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5).
+pub fn attach_reuseport_cbpf(fd: BorrowedFd<'_>, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len())
+        .ok()
+        .filter(|&len| len > 0)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a BPF program has 1 to 65535 instructions, not {}",
+                    program.len()
+                ),
+            )
+        })?;
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel only reads through this pointer (the C struct declares it mutable).
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` and the program it points to outlive the call, `len` is exactly the
+    // program's length, and the kernel copies the program in without writing to it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const fprog).cast::<libc::c_void>(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes the BPF selector of `fd`'s SO_REUSEPORT group, so the kernel's hash picks
+/// listeners again (Linux 5.8). Returns whether there was one.
+pub fn detach_reuseport_bpf(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let unused: libc::c_int = 0;
+    // SAFETY: the kernel reads one int from the pointer (and ignores its value); `unused`
+    // outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_REUSEPORT_BPF,
+            (&raw const unused).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOENT) => Ok(false),
+            _ => Err(err),
+        };
+    }
+    Ok(true)
+}
+
+/// The number of established connections waiting in the accept queue of a listening TCP
+/// socket (the kernel's sk_ack_backlog, which TCP_INFO reports as `tcpi_unacked` for a
+/// socket in LISTEN state). Half-open connections (SYN received, handshake not finished)
+/// are not counted: Linux reports their number nowhere per listener.
+pub fn listen_queue_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    /// TCP_LISTEN of the kernel's tcp_states.h (libc does not export it).
+    const TCP_LISTEN: u8 = 10;
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes and `len` a valid socklen_t; the
+    // kernel writes at most `len` bytes into it and the new length into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: tcp_info is plain integers, so the all-zero start is a valid value and the
+    // kernel's partial or full write keeps it valid.
+    let info = unsafe { info.assume_init() };
+    if (len as usize) < std::mem::offset_of!(libc::tcp_info, tcpi_sacked) {
+        return Err(io::Error::other("TCP_INFO too short to hold tcpi_unacked"));
+    }
+    if info.tcpi_state != TCP_LISTEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a listening TCP socket",
+        ));
+    }
+    Ok(info.tcpi_unacked)
 }

@@ -97,6 +97,11 @@ pub enum Request {
     Delete {
         target: Target,
     },
+    /// Rolling replacement without a gap: `parallel` slots at a time.
+    Reload {
+        target: Target,
+        parallel: u32,
+    },
     Scale {
         name: String,
         instances: u32,

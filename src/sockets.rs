@@ -5,19 +5,50 @@
 //! `reuseport` gives each worker slot its own SO_REUSEPORT listener on the same address,
 //! so the kernel balances connections evenly; a slot's listener outlives its worker and
 //! the replacement inherits the same queue. `shared` gives every worker the one listener.
+//!
+//! ## Retiring a reuseport listener without resetting a connection
+//!
+//! The kernel binds a connection to one listener of the group when its SYN arrives, and
+//! closing that listener resets everything in its queue. So a slot's listener is retired
+//! in three steps: [`AppListeners::steer_away`] attaches a classic BPF program to the
+//! group that never picks it (new connections go to the others, its queue only shrinks);
+//! [`drain`] waits until its worker has accepted what is queued; then the supervisor stops
+//! the worker and closes the listener ([`AppListeners::remove`] / `release`).
+//!
+//! The program returns an index into the kernel's array of the group's sockets
+//! (`struct sock_reuseport::socks[]`, net/core/sock_reuseport.c), so `group` mirrors it:
+//! a socket joins at the end when it starts listening (`__reuseport_add_sock`), and when
+//! one leaves, the last one moves into its place (`__reuseport_detach_sock`:
+//! `socks[i] = socks[num_socks - 1]`), which is `Vec::swap_remove`. With
+//! `net.ipv4.tcp_migrate_req=1` a closed listener is parked in a separate section at the
+//! top of the array (`__reuseport_add_closed_sock`), after the same swap, so the indices
+//! the program sees (`0..num_socks`) move the same way either way. An index the program
+//! returns that is `>= num_socks` falls back to the hash.
+//!
+//! The mirror holds as long as the group has no member but ours (a worker that binds the
+//! same port itself with SO_REUSEPORT would join it) and every close really removes the
+//! socket from the group: a worker (or a stray grandchild) may still hold the listener as
+//! fd 3, so closing a reuseport listener first shuts it down (`shutdown(SHUT_RD)` on a
+//! listener unhashes it at once, as close would if ours were the last reference).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
     self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage,
     sockopt,
 };
 
+use tracing::warn;
+
 use crate::config::{ListenAddr, SocketMode};
+use crate::os;
 
 /// The listeners of one app.
 #[derive(Debug)]
@@ -27,7 +58,28 @@ pub struct AppListeners {
     mode: SocketMode,
     /// `shared`: one entry. `reuseport`: one entry per slot, None while released.
     fds: Vec<Option<OwnedFd>>,
+    /// `reuseport` over TCP: the slots of the open listeners in the order the kernel keeps
+    /// the group's sockets (see the module docs). Empty otherwise.
+    group: Vec<u32>,
+    /// Open listeners that new connections are steered away from, with the time the
+    /// program that does so was attached.
+    excluded: BTreeMap<u32, Instant>,
+    /// Whether a steering program is attached to the group.
+    steering: bool,
 }
+
+/// How long a connection whose SYN reached a listener before it was steered away may
+/// still take to finish its handshake and enter that listener's accept queue. Linux
+/// counts half-open connections per listener nowhere, so [`drain`] waits at least this
+/// long after `steer_away` before it trusts an empty queue: a round trip to a distant
+/// client, not a lost SYN-ACK (retransmitted after 1 s).
+pub const HANDSHAKE_GRACE: Duration = Duration::from_millis(500);
+
+/// How often [`drain`] looks at the queue.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Instructions a classic BPF program may have (the kernel's BPF_MAXINSNS).
+const BPF_MAXINSNS: usize = 4096;
 
 impl AppListeners {
     /// Binds `addr` for `slots` workers. With reuseport every slot gets its own listener now,
@@ -39,7 +91,13 @@ impl AppListeners {
             bound,
             mode,
             fds: vec![Some(first)],
+            group: Vec::new(),
+            excluded: BTreeMap::new(),
+            steering: false,
         };
+        if listeners.steerable() {
+            listeners.group.push(0);
+        }
         if mode == SocketMode::Reuseport {
             for slot in 1..slots {
                 listeners.acquire(slot)?;
@@ -68,6 +126,17 @@ impl AppListeners {
         }
         if self.fds[index].is_none() {
             self.fds[index] = Some(bind_one(&self.bound, self.mode)?);
+            if self.steerable() {
+                // It joined the group at the end; until the program is rebuilt, the old
+                // one (whose indices are all still right) just never picks it.
+                self.group.push(slot);
+                if let Err(e) = self.resteer() {
+                    warn!(
+                        "{}: cannot steer connections to slot {slot}: {e}",
+                        self.bound
+                    );
+                }
+            }
         }
         Ok(self.fds[index].as_ref().expect("bound above").as_fd())
     }
@@ -79,31 +148,200 @@ impl AppListeners {
     ///
     /// Closing a listener resets connections still in its queue (the SO_REUSEPORT caveat in
     /// DESIGN.md); only those that arrived since its worker stopped accepting are affected.
+    /// The last listener that new connections are not steered away from is kept as well:
+    /// closing it would send them to listeners that are being drained.
     pub fn release(&mut self, slot: u32) {
         if self.mode == SocketMode::Shared {
             return;
         }
         let index = self.index(slot);
-        let open = self.fds.iter().filter(|fd| fd.is_some()).count();
-        if open > 1 && index < self.fds.len() {
-            self.fds[index] = None;
+        let others_taking = self
+            .fds
+            .iter()
+            .enumerate()
+            .filter(|&(i, fd)| {
+                i != index && fd.is_some() && !self.excluded.contains_key(&(i as u32))
+            })
+            .count();
+        if others_taking > 0 {
+            self.close_slot(slot);
         }
     }
 
     /// Closes every listener, releasing the port (`drover stop`). A later `acquire` binds
     /// the same address again, so `restart` comes back where it was.
     pub fn close_all(&mut self) {
-        for fd in &mut self.fds {
-            *fd = None;
+        let steerable = self.steerable();
+        for fd in self.fds.iter_mut().filter_map(Option::take) {
+            if steerable {
+                shut_down(&fd);
+            }
+        }
+        // The group, and the program with it, is gone once its last socket is.
+        self.group.clear();
+        self.excluded.clear();
+        self.steering = false;
+    }
+
+    /// Closes the listener of a slot that no longer exists (scale-down). Steer away from it
+    /// and [`drain`] it first, or the connections in its queue are reset.
+    pub fn remove(&mut self, slot: u32) {
+        if self.mode == SocketMode::Reuseport {
+            self.close_slot(slot);
         }
     }
 
-    /// Closes the listener of a slot that no longer exists (scale-down).
-    pub fn remove(&mut self, slot: u32) {
-        let index = self.index(slot);
-        if self.mode == SocketMode::Reuseport && index < self.fds.len() {
-            self.fds[index] = None;
+    /// Steers new connections away from `slot`'s listener, to the other listeners of the
+    /// group (picked uniformly at random), so its queue only shrinks; see [`drain`]. It
+    /// stays excluded until [`steer_all`](Self::steer_all) or until it is closed. Fails,
+    /// changing nothing, when no other listener would take new connections. A no-op for
+    /// `shared`, unix listeners and a slot without a listener.
+    pub fn steer_away(&mut self, slot: u32) -> io::Result<()> {
+        if !self.steerable() || !self.is_open(slot) || self.excluded.contains_key(&slot) {
+            return Ok(());
         }
+        let others = self
+            .group
+            .iter()
+            .filter(|&&s| s != slot && !self.excluded.contains_key(&s))
+            .count();
+        if others == 0 {
+            return Err(io::Error::other(format!(
+                "{}: cannot steer connections away from slot {slot}: no other listener would take them",
+                self.bound
+            )));
+        }
+        self.excluded.insert(slot, Instant::now());
+        if let Err(e) = self.resteer() {
+            // A failed attach leaves the previous program in place.
+            self.excluded.remove(&slot);
+            return Err(e);
+        }
+        // The grace of `drain` counts from when the program is in place.
+        self.excluded.insert(slot, Instant::now());
+        Ok(())
+    }
+
+    /// Lets the kernel's hash spread new connections over every listener again.
+    pub fn steer_all(&mut self) {
+        self.excluded.clear();
+        if let Err(e) = self.resteer() {
+            warn!("{}: cannot stop steering connections: {e}", self.bound);
+        }
+    }
+
+    /// The number of established connections waiting in `slot`'s accept queue. 0 for a
+    /// slot without a listener, `shared` and unix listeners.
+    pub fn queue_len(&self, slot: u32) -> io::Result<u32> {
+        if !self.steerable() {
+            return Ok(0);
+        }
+        match self.fds.get(slot as usize) {
+            Some(Some(fd)) => os::listen_queue_len(fd.as_fd()),
+            _ => Ok(0),
+        }
+    }
+
+    /// Whether `slot`'s listener can be closed without resetting a connection: its accept
+    /// queue is empty and, when it was steered away from, [`HANDSHAKE_GRACE`] has passed
+    /// since, so no handshake begun before can still land in it. Only meaningful after
+    /// [`steer_away`](Self::steer_away): otherwise new connections keep arriving.
+    pub fn is_drained(&self, slot: u32) -> io::Result<bool> {
+        let settled = self
+            .excluded
+            .get(&slot)
+            .is_none_or(|since| since.elapsed() >= HANDSHAKE_GRACE);
+        Ok(settled && self.queue_len(slot)? == 0)
+    }
+
+    /// Whether listeners are per slot and in a kernel reuseport group we can steer.
+    fn steerable(&self) -> bool {
+        self.mode == SocketMode::Reuseport && matches!(self.bound, ListenAddr::Tcp(_))
+    }
+
+    fn is_open(&self, slot: u32) -> bool {
+        matches!(self.fds.get(self.index(slot)), Some(Some(_)))
+    }
+
+    /// Any open listener of the group: the program belongs to the group, not the socket.
+    fn any_member(&self) -> Option<BorrowedFd<'_>> {
+        self.fds.iter().flatten().next().map(AsFd::as_fd)
+    }
+
+    /// Closes `slot`'s listener, keeping the steering program right at every instant.
+    fn close_slot(&mut self, slot: u32) {
+        let Some(fd) = self.fds.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        let Some(pos) = self.group.iter().position(|&s| s == slot) else {
+            return; // not steerable: dropping the fd is all there is to do
+        };
+        let last = self.group.len() - 1;
+        if self.steering {
+            // Closing moves the last socket into `pos`: until the program is rebuilt, pick
+            // only listeners whose index is the same before and after.
+            let stable: Vec<u32> = (0..self.group.len())
+                .filter(|&p| p != pos && p != last && !self.excluded.contains_key(&self.group[p]))
+                .map(|p| p as u32)
+                .collect();
+            // If none is, the old program stays; the few microseconds until the rebuild
+            // may see its index to the moved socket fall back to the hash.
+            if !stable.is_empty()
+                && let Err(e) = steering_program(&stable)
+                    .and_then(|program| os::attach_reuseport_cbpf(fd.as_fd(), &program))
+            {
+                warn!(
+                    "{}: cannot steer connections before closing slot {slot}: {e}",
+                    self.bound
+                );
+            }
+        }
+        shut_down(&fd);
+        drop(fd);
+        self.group.swap_remove(pos);
+        self.excluded.remove(&slot);
+        if let Err(e) = self.resteer() {
+            warn!(
+                "{}: cannot steer connections after closing slot {slot}: {e}",
+                self.bound
+            );
+        }
+    }
+
+    /// Attaches the program that matches `group` and `excluded`, or detaches it when no
+    /// slot is excluded (or every open one is, when there is nowhere else to go).
+    fn resteer(&mut self) -> io::Result<()> {
+        if !self.steerable() {
+            return Ok(());
+        }
+        let group = &self.group;
+        self.excluded.retain(|slot, _| group.contains(slot));
+        let keep: Vec<u32> = (0..self.group.len())
+            .filter(|&p| !self.excluded.contains_key(&self.group[p]))
+            .map(|p| p as u32)
+            .collect();
+        if self.excluded.is_empty() || keep.is_empty() {
+            if !self.excluded.is_empty() {
+                warn!(
+                    "{}: every listener is steered away from; the kernel's hash picks among them",
+                    self.bound
+                );
+            }
+            if self.steering {
+                if let Some(fd) = self.any_member() {
+                    os::detach_reuseport_bpf(fd)?;
+                }
+                self.steering = false;
+            }
+            return Ok(());
+        }
+        let program = steering_program(&keep)?;
+        let fd = self
+            .any_member()
+            .expect("a group with a kept listener has a member");
+        os::attach_reuseport_cbpf(fd, &program)?;
+        self.steering = true;
+        Ok(())
     }
 
     fn index(&self, slot: u32) -> usize {
@@ -112,6 +350,96 @@ impl AppListeners {
             SocketMode::Reuseport => slot as usize,
         }
     }
+}
+
+/// Waits until `slot`'s listener is drained ([`AppListeners::is_drained`]), looking every
+/// 10 ms, for at most `timeout`. Call it after [`AppListeners::steer_away`], while the
+/// slot's worker still accepts. Returns whether it drained; never holds the lock across
+/// a wait.
+pub async fn drain(listeners: &Mutex<AppListeners>, slot: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let drained = listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_drained(slot);
+        match drained {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => {
+                warn!("cannot read the accept queue of slot {slot}: {e}");
+                return false;
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep(DRAIN_POLL.min(deadline - now)).await;
+    }
+}
+
+/// A classic BPF program for a reuseport group that picks one of the socket indices `keep`
+/// (ascending, non-empty) uniformly at random:
+///
+/// ```text
+///     ld  rand            ; A = a random u32 (the SKF_AD_RANDOM ancillary load)
+///     mod #k              ; A = A % k, k = keep.len(): the rank of the pick among `keep`
+///     jge #s, 0, 1        ; for each skipped index s, ascending:
+///     add #1              ;   if A >= s { A += 1 }  (rank -> index)
+///     ret a
+/// ```
+///
+/// Its size grows with the skipped indices only (no jump offset limits), and a single
+/// kept index is a plain `ret #index`.
+fn steering_program(keep: &[u32]) -> io::Result<Vec<libc::sock_filter>> {
+    fn op(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        }
+    }
+    let Some(&highest) = keep.last() else {
+        return Err(io::Error::other("no listener to steer connections to"));
+    };
+    if keep.len() == 1 {
+        return Ok(vec![op(libc::BPF_RET | libc::BPF_K, highest, 0, 0)]);
+    }
+    // Indices above the highest kept one are never reached by the skips.
+    let skipped: Vec<u32> = (0..highest).filter(|i| !keep.contains(i)).collect();
+    let mut program = Vec::with_capacity(3 + 2 * skipped.len());
+    if program.capacity() > BPF_MAXINSNS {
+        return Err(io::Error::other("too many listeners to steer between"));
+    }
+    program.push(op(
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        (libc::SKF_AD_OFF + libc::SKF_AD_RANDOM) as u32,
+        0,
+        0,
+    ));
+    program.push(op(
+        libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K,
+        keep.len() as u32,
+        0,
+        0,
+    ));
+    for s in skipped {
+        program.push(op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, s, 0, 1));
+        program.push(op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K, 1, 0, 0));
+    }
+    program.push(op(libc::BPF_RET | libc::BPF_A, 0, 0, 0));
+    Ok(program)
+}
+
+/// Takes a listener out of its reuseport group now, even if another process (a worker,
+/// a stray grandchild) still holds it: on a listening socket, shutdown(SHUT_RD) does what
+/// the last close would (tcp_disconnect: unhash, reset the queue). That keeps the kernel's
+/// array where `group` says it is.
+fn shut_down(fd: &OwnedFd) {
+    // ENOTCONN: it was no longer listening; nothing to take out.
+    let _ = socket::shutdown(fd.as_fd().as_raw_fd_compat(), socket::Shutdown::Read);
 }
 
 impl Drop for AppListeners {

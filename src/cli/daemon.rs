@@ -90,6 +90,7 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
             console: false,
             exit_when_idle: false,
             control: Some(control),
+            reload_on_sighup: false,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;
         let _ = std::fs::remove_file(&socket);

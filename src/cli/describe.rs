@@ -253,6 +253,8 @@ mod tests {
                 restart_delay: Duration::ZERO,
                 exp_backoff_restart_delay: Some(Duration::from_millis(100)),
                 stop_exit_codes: vec![0, 2],
+                wait_ready: false,
+                listen_timeout: Duration::from_millis(3000),
             },
             stop: StopSpec {
                 kill_signal: nix::sys::signal::Signal::SIGINT,

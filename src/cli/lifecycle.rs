@@ -27,6 +27,16 @@ pub struct RestartArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// An app name, a worker id, or `all`.
+    #[arg(value_parser = parse_target)]
+    pub target: Target,
+    /// How many workers to replace at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: u32,
+}
+
+#[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// The app's name.
     pub name: String,
@@ -61,6 +71,16 @@ pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
         Request::Restart {
             target: args.target,
             env,
+        },
+    )
+}
+
+pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
+    simple(
+        home,
+        Request::Reload {
+            target: args.target,
+            parallel: args.parallel,
         },
     )
 }

@@ -41,6 +41,9 @@ pub enum Command {
     /// Stop workers and remove them from the list.
     #[command(visible_alias = "del")]
     Delete(lifecycle::TargetArgs),
+    /// Replace workers one by one without dropping a request: each new worker must be
+    /// ready before the old one stops.
+    Reload(lifecycle::ReloadArgs),
     /// Add or remove workers of an app without disturbing the others.
     Scale(lifecycle::ScaleArgs),
     /// List every worker.
@@ -136,6 +139,13 @@ pub struct AppFlags {
     /// A run shorter than this is an unstable restart (default 1000 ms).
     #[arg(long, value_name = "DURATION")]
     pub min_uptime: Option<String>,
+    /// A worker is ready when it says so: READY=1 on $NOTIFY_SOCKET, or
+    /// process.send('ready') in Node.
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// How long a new worker may take to become ready (default 3000 ms).
+    #[arg(long, value_name = "DURATION")]
+    pub listen_timeout: Option<String>,
     /// Delay before restarting a crashed worker.
     #[arg(long, value_name = "DURATION")]
     pub restart_delay: Option<String>,
@@ -152,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Stop(args) => lifecycle::stop(args, &home),
         Command::Restart(args) => lifecycle::restart(args, &home),
         Command::Delete(args) => lifecycle::delete(args, &home),
+        Command::Reload(args) => lifecycle::reload(args, &home),
         Command::Scale(args) => lifecycle::scale(args, &home),
         Command::List(args) => list::run(args, &home),
         Command::Describe(args) => describe::run(args, &home),

@@ -46,6 +46,7 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
             console: true,
             exit_when_idle: true,
             control: Some(control),
+            reload_on_sighup: true,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;
         let _ = std::fs::remove_file(crate::ipc::client::socket_path(&home));
@@ -107,6 +108,8 @@ fn reject_script_flags(flags: &AppFlags, has_args: bool) -> Result<(), Error> {
         kill_signal,
         max_restarts,
         min_uptime,
+        wait_ready,
+        listen_timeout,
         restart_delay,
         exp_backoff_restart_delay,
     } = flags;
@@ -128,6 +131,8 @@ fn reject_script_flags(flags: &AppFlags, has_args: bool) -> Result<(), Error> {
         ("--kill-signal", kill_signal.is_some()),
         ("--max-restarts", max_restarts.is_some()),
         ("--min-uptime", min_uptime.is_some()),
+        ("--wait-ready", *wait_ready),
+        ("--listen-timeout", listen_timeout.is_some()),
         ("--restart-delay", restart_delay.is_some()),
         (
             "--exp-backoff-restart-delay",
@@ -173,6 +178,8 @@ fn raw_app(flags: &AppFlags, script: &std::path::Path, args: &[String]) -> confi
         kill_signal: flags.kill_signal.clone(),
         max_restarts: flags.max_restarts.clone(),
         min_uptime: flags.min_uptime.clone(),
+        wait_ready: flags.wait_ready,
+        listen_timeout: flags.listen_timeout.clone(),
         restart_delay: flags.restart_delay.clone(),
         exp_backoff_restart_delay: flags.exp_backoff_restart_delay.clone(),
     })

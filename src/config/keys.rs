@@ -29,6 +29,8 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("increment_var", &[]),
     ("max_memory_restart", &[]),
     ("port", &[]),
+    ("wait_ready", &[]),
+    ("listen_timeout", &[]),
     // drover's own keys
     ("listen", &[]),
     ("socket", &[]),
@@ -65,8 +67,6 @@ const fn un(key: &'static str, noop: Noop) -> Unsupported {
 
 /// PM2 keys drover does not implement (yet).
 pub(crate) const UNSUPPORTED: &[Unsupported] = &[
-    un("wait_ready", Noop::Bool(false)),
-    un("listen_timeout", Noop::Never),
     Unsupported {
         key: "cron_restart",
         aliases: &["cron"],

@@ -40,6 +40,8 @@ pub struct RawApp {
     pub time: Option<bool>,
     pub autorestart: Option<bool>,
     pub min_uptime: Option<Millis>,
+    pub wait_ready: Option<bool>,
+    pub listen_timeout: Option<Millis>,
     pub max_restarts: Option<u32>,
     pub restart_delay: Option<Millis>,
     pub exp_backoff_restart_delay: Option<Millis>,
@@ -82,6 +84,8 @@ pub struct CliApp {
     pub kill_signal: Option<String>,
     pub max_restarts: Option<String>,
     pub min_uptime: Option<String>,
+    pub wait_ready: bool,
+    pub listen_timeout: Option<String>,
     pub restart_delay: Option<String>,
     pub exp_backoff_restart_delay: Option<String>,
 }
@@ -174,6 +178,8 @@ impl RawApp {
         raw.kill_signal = field(inv, "kill_signal", cli.kill_signal);
         raw.max_restarts = field(inv, "max_restarts", cli.max_restarts);
         raw.min_uptime = field(inv, "min_uptime", cli.min_uptime);
+        raw.wait_ready = cli.wait_ready.then_some(true);
+        raw.listen_timeout = field(inv, "listen_timeout", cli.listen_timeout);
         raw.restart_delay = field(inv, "restart_delay", cli.restart_delay);
         raw.exp_backoff_restart_delay = field(
             inv,
@@ -244,6 +250,8 @@ impl RawApp {
             "time" => self.time = Some(typed(key, v)?),
             "autorestart" => self.autorestart = Some(typed(key, v)?),
             "min_uptime" => self.min_uptime = Some(typed(key, v)?),
+            "wait_ready" => self.wait_ready = Some(typed(key, v)?),
+            "listen_timeout" => self.listen_timeout = Some(typed(key, v)?),
             "max_restarts" => self.max_restarts = Some(typed(key, v)?),
             "restart_delay" => self.restart_delay = Some(typed(key, v)?),
             "exp_backoff_restart_delay" => self.exp_backoff_restart_delay = Some(typed(key, v)?),

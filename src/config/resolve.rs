@@ -217,6 +217,8 @@ pub(crate) fn resolve(
         restart_delay: raw.restart_delay.map(|m| m.0).unwrap_or_default(),
         exp_backoff_restart_delay: raw.exp_backoff_restart_delay.map(|m| m.0),
         stop_exit_codes: raw.stop_exit_codes.clone().map(|c| c.0).unwrap_or_default(),
+        wait_ready: raw.wait_ready.unwrap_or(false),
+        listen_timeout: raw.listen_timeout.map_or(defaults::LISTEN_TIMEOUT, |m| m.0),
     };
     let stop = StopSpec {
         kill_signal: raw.kill_signal.map_or(Signal::SIGINT, |s| s.0),

@@ -172,6 +172,12 @@ pub struct RestartSpec {
     pub exp_backoff_restart_delay: Option<Duration>,
     /// Exit codes that mean "done": no restart.
     pub stop_exit_codes: Vec<i32>,
+    /// A worker is ready when it says so (`READY=1` on NOTIFY_SOCKET, or PM2's
+    /// `process.send('ready')` in Node), not when it starts.
+    pub wait_ready: bool,
+    /// How long a new worker may take to become ready.
+    #[serde(with = "duration_ms")]
+    pub listen_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

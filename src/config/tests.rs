@@ -562,8 +562,8 @@ fn malformed_inputs() {
             vec!["ecosystem.yaml:3:", "watch is not supported yet"],
         ),
         (
-            "- name: api\n  script: app.js\n  wait_ready: true\n",
-            vec!["ecosystem.yaml:3:", "wait_ready is not supported yet"],
+            "- name: api\n  script: app.js\n  cron_restart: \"0 * * * *\"\n",
+            vec!["ecosystem.yaml:3:", "cron_restart is not supported yet"],
         ),
         (
             "- name: api\n  script: app.js\n  log_file: combined.log\n",
@@ -889,6 +889,8 @@ fn cli_flags() {
         kill_signal: None,
         max_restarts: None,
         min_uptime: None,
+        wait_ready: false,
+        listen_timeout: None,
         restart_delay: None,
         exp_backoff_restart_delay: None,
     };

@@ -24,8 +24,50 @@
 //   process.env (sd_listen_fds(unset_environment=1)), so nothing started later by the app
 //   looks at them. The original values stay readable as globalThis.__droverListen.
 //
+// Readiness: with DROVER_READY_FD set, the worker tells drover it is ready by writing
+// READY=1 on that fd (a pipe; Node has no Unix datagram sockets for sd_notify): when the
+// server on fd 3 emits 'listening' (DROVER_READY_ON=listening, PM2's rule for cluster
+// apps), and whenever the app calls PM2's process.send('ready') (which an app started
+// without an IPC channel could not otherwise call). The variables are removed from
+// process.env so the app's children never write there.
+//
+// Graceful stop of the server on fd 3: Node 19+'s http close() first closes every "idle"
+// connection — including one accepted a moment ago whose request has not been read yet —
+// so a reload under load would drop requests. The shim's close() of that server stops
+// accepting at once, answers requests that come on kept-alive connections with
+// `Connection: close`, and closes idle connections only after CLOSE_GRACE_MS, then again
+// every CLOSE_GRACE_MS until all are gone. An app with no SIGINT/SIGTERM handler of its
+// own (Node would die at once, dropping what is in flight) gets that graceful close and
+// exits when it completes; an app with its own handler is left to it.
+//
 // No dependencies; Node 18-22. Keep it small: it runs in every worker.
 'use strict';
+
+(function droverReady() {
+  const env = process.env;
+  const fdText = env.DROVER_READY_FD;
+  if (fdText === undefined) return;
+  const onListening = env.DROVER_READY_ON === 'listening';
+  delete env.DROVER_READY_FD;
+  delete env.DROVER_READY_ON;
+  const fs = require('fs');
+  const fd = Number(fdText);
+  let said = false;
+  function ready() {
+    if (said) return;
+    said = true;
+    try {
+      fs.writeSync(fd, 'READY=1\n');
+      fs.closeSync(fd);
+    } catch (_) { /* drover went away: nothing to tell */ }
+  }
+  if (onListening) globalThis.__droverReadyOnListening = ready;
+  const send = process.send;
+  process.send = function droverSend(message, ...rest) {
+    if (message === 'ready') ready();
+    return typeof send === 'function' ? send.call(process, message, ...rest) : true;
+  };
+})();
 
 (function droverListenFd3() {
   const env = process.env;
@@ -85,6 +127,54 @@
     return null;
   }
 
+  const CLOSE_GRACE_MS = 250;
+  let sharedServer = null;
+
+  function gracefulClose(server) {
+    const close = function close(cb) {
+      if (server.__droverClosing) return net.Server.prototype.close.call(server, cb);
+      server.__droverClosing = Date.now();
+      // Requests still arriving on kept-alive connections are told to close them.
+      if (typeof server.closeIdleConnections === 'function') {
+        server.prependListener('request', (req, res) => {
+          if (!res.headersSent) res.setHeader('Connection', 'close');
+        });
+      }
+      const result = net.Server.prototype.close.call(server, cb);
+      if (typeof server.closeIdleConnections === 'function') {
+        const timer = setInterval(() => closeIdle.call(server), CLOSE_GRACE_MS);
+        timer.unref();
+        server.once('close', () => clearInterval(timer));
+      }
+      return result;
+    };
+    Object.defineProperty(server, 'close', { value: close, configurable: true, writable: true });
+    // An app that calls closeIdleConnections() right after close() (a common SIGINT
+    // handler) would drop the connections accepted a moment ago: within the grace period
+    // that call waits for the shim's timer.
+    const closeIdle = server.closeIdleConnections;
+    if (typeof closeIdle === 'function') {
+      const deferred = function closeIdleConnections() {
+        const since = server.__droverClosing;
+        if (since && Date.now() - since < CLOSE_GRACE_MS) return;
+        return closeIdle.call(server);
+      };
+      Object.defineProperty(server, 'closeIdleConnections', { value: deferred, configurable: true, writable: true });
+    }
+  }
+
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, function droverStop() {
+      if (process.listenerCount(sig) > 1) return; // the app stops itself
+      const exit = () => {
+        process.removeListener(sig, droverStop);
+        process.kill(process.pid, sig); // die by the signal, as without the shim
+      };
+      if (!sharedServer || !sharedServer.listening) return exit();
+      sharedServer.close(exit);
+    });
+  }
+
   net.Server.prototype.listen = function listen(...args) {
     if (taken || this._handle) return originalListen.apply(this, args);
     const a0 = args[0];
@@ -108,6 +198,10 @@
     if (backlog) newArgs.push(backlog);
     if (cb) newArgs.push(cb);
 
+    sharedServer = this;
+    gracefulClose(this);
+    const onListening = globalThis.__droverReadyOnListening;
+    if (onListening) this.once('listening', onListening);
     const result = originalListen.apply(this, newArgs);
     if (this._handle && typeof this._handle.getsockname !== 'function') {
       const requested = isObject ? a0.path : a0;

@@ -70,6 +70,7 @@ impl Supervisor {
             Request::Stop { target } => self.stop(&target).await,
             Request::Restart { target, env } => self.restart(&target, env).await,
             Request::Delete { target } => self.delete(&target).await,
+            Request::Reload { target, parallel } => return self.reload(&target, parallel, reply),
             Request::Scale { name, instances } => self.scale(&name, instances).await,
             Request::List => Ok(Response::Workers {
                 workers: self.workers(None),
@@ -259,6 +260,83 @@ impl Supervisor {
             ids.len(),
             plural(ids.len())
         ))
+    }
+
+    /// Rolling reload from a task of its own (the control loop stays free): `parallel`
+    /// slots at a time, each replaced by a new worker that must be ready before the old
+    /// one retires. Stops at the first slot that fails, which keeps its old worker.
+    pub(super) fn reload(
+        &self,
+        target: &Target,
+        parallel: u32,
+        reply: mpsc::Sender<Response>,
+    ) -> Flow {
+        let slots: Vec<(String, mpsc::UnboundedSender<SlotMsg>)> = match self.resolve(target) {
+            Ok(ids) => self
+                .apps
+                .iter()
+                .flat_map(|a| a.slots.iter().map(move |s| (a, s)))
+                .filter(|(_, s)| ids.contains(&s.id))
+                .map(|(a, s)| {
+                    (
+                        format!("{}#{}", a.spec.name, s.handle.instance),
+                        s.handle.tx.clone(),
+                    )
+                })
+                .collect(),
+            Err(f) => {
+                tokio::spawn(async move {
+                    let _ = reply
+                        .send(Response::Error {
+                            kind: f.kind,
+                            message: f.message,
+                        })
+                        .await;
+                });
+                return Flow::Continue;
+            }
+        };
+        let target = target.clone();
+        let parallel = parallel.max(1) as usize;
+        tokio::spawn(async move {
+            let mut done = Vec::new();
+            for batch in slots.chunks(parallel) {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                for (_, slot) in batch {
+                    let _ = slot.send(SlotMsg::Reload {
+                        done: Some(tx.clone()),
+                    });
+                }
+                drop(tx);
+                let mut failed = Vec::new();
+                for _ in batch {
+                    match rx.recv().await {
+                        Some(Ok(line)) => done.push(line),
+                        Some(Err(line)) => failed.push(line),
+                        // A slot task that went away (deleted meanwhile).
+                        None => failed.push("a worker slot went away during the reload".into()),
+                    }
+                }
+                if !failed.is_empty() {
+                    let message = format!(
+                        "reload of {target} failed: {}; {} slot{} reloaded before it, the rest untouched",
+                        failed.join("; "),
+                        done.len(),
+                        plural(done.len())
+                    );
+                    let _ = reply
+                        .send(Response::Error {
+                            kind: ErrorKind::Failed,
+                            message,
+                        })
+                        .await;
+                    return;
+                }
+            }
+            let message = format!("reloaded {target}: {}", done.join(", "));
+            let _ = reply.send(Response::Done { message }).await;
+        });
+        Flow::Continue
     }
 
     async fn delete(&mut self, target: &Target) -> Reply {

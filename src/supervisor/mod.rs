@@ -7,6 +7,7 @@
 
 pub mod dump;
 mod handlers;
+mod notify;
 pub mod policy;
 pub mod slot;
 pub mod spawn;
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub exit_when_idle: bool,
     /// The control socket, already bound (see `ipc::server::bind`).
     pub control: Option<UnixListener>,
+    /// SIGHUP reloads every app (as gunicorn's arbiter does).
+    pub reload_on_sighup: bool,
 }
 
 /// How a supervisor run ended.
@@ -74,6 +77,8 @@ pub(crate) struct Shared {
     pub logs: LogHub,
     pub trampoline: PathBuf,
     pub node_shim: PathBuf,
+    /// NOTIFY_SOCKET for `wait_ready` workers.
+    pub notify_socket: PathBuf,
     pub workers: Mutex<HashMap<Pid, WorkerEntry>>,
     pub usage: Mutex<HashMap<Pid, Usage>>,
     pub slot_changed: Notify,
@@ -163,7 +168,10 @@ pub async fn run(
     }
     let node_shim =
         crate::shim::install(&opts.home.join("shim")).context("cannot write the Node shim")?;
+    let notify_path = opts.home.join("notify.sock");
+    let notify_socket = notify::bind(&notify_path).context("cannot create the notify socket")?;
     let shared = Arc::new(Shared {
+        notify_socket: notify_path.clone(),
         logs: LogHub::new(opts.console),
         trampoline: std::env::current_exe().context("cannot find the drover binary")?,
         node_shim,
@@ -190,6 +198,7 @@ pub async fn run(
             }
         })
     };
+    let notifier = tokio::spawn(notify::serve(notify_socket, shared.clone()));
     let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     sampler::spawn(shared.clone(), sampler_stop.clone())
         .context("cannot start the sampler thread")?;
@@ -206,6 +215,10 @@ pub async fn run(
         }))
     });
 
+    let mut sighup = match opts.reload_on_sighup {
+        true => Some(signal(SignalKind::hangup()).context("cannot watch SIGHUP")?),
+        false => None,
+    };
     tokio::pin!(shutdown);
     let all_done = loop {
         if opts.exit_when_idle && sup.all_at_rest() {
@@ -219,6 +232,18 @@ pub async fn run(
                 }
             }
             _ = shared.slot_changed.notified() => {}
+            Some(()) = async { sighup.as_mut()?.recv().await } => {
+                info!("SIGHUP received: reloading every app");
+                let (tx, mut rx) = mpsc::channel(1);
+                sup.reload(&crate::protocol::Target::All, 1, tx);
+                tokio::spawn(async move {
+                    match rx.recv().await {
+                        Some(crate::protocol::Response::Done { message }) => info!("{message}"),
+                        Some(crate::protocol::Response::Error { message, .. }) => warn!("{message}"),
+                        _ => {}
+                    }
+                });
+            }
         }
     };
 
@@ -269,6 +294,8 @@ pub async fn run(
     }
     shared.logs.flush_all();
     reaper.abort();
+    notifier.abort();
+    let _ = std::fs::remove_file(&notify_path);
     Ok(RunOutcome { errored, all_done })
 }
 

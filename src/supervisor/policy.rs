@@ -1,6 +1,7 @@
 //! The lifecycle of one worker slot as a pure state machine: `(phase, event) → (phase,
 //! actions)`. No I/O, no clock: time comes in with each event, so the whole table is
-//! tested without processes. `slot.rs` carries the actions out.
+//! tested without processes. `slot.rs` carries the actions out and arms one timer at
+//! [`SlotPolicy::next_deadline`].
 //!
 //! Restart rules (PM2's, with one deliberate difference):
 //! - An exit with a code listed in `stop_exit_codes`, or any exit when `autorestart` is
@@ -14,6 +15,18 @@
 //!   of 30 s). Consecutive unstable restarts also wait at least 25 ms × 2ⁿ⁻¹ (capped at
 //!   250 ms), so a crash loop never spins a core even with a huge `max_restarts`.
 //! - `restarts` counts every replacement of the slot's worker, whatever the cause.
+//!
+//! Readiness and replacement:
+//! - A new worker is `launching` until ready: when it signals it ([`ReadyRule::Signal`]:
+//!   READY=1 with `wait_ready`, or the Node shim's 'listening'), or once it has stayed up
+//!   `min_uptime` ([`ReadyRule::Uptime`], capped at `listen_timeout`). A first start that
+//!   never signals is counted online after `listen_timeout`, as PM2 does.
+//! - A reload (and a memory-limit replacement) of a slot that shares a listener starts
+//!   the new worker next to the old one and retires the old one (kill_signal, then
+//!   SIGKILL after kill_timeout) only once the new one is ready, so capacity never dips.
+//!   A new worker that exits or is not ready within `listen_timeout` is killed and the old
+//!   one keeps serving: the reload failed. Without a shared listener (an app that binds
+//!   its own port) a reload is a restart: stop, then start.
 
 use std::time::{Duration, Instant};
 
@@ -23,19 +36,62 @@ use nix::unistd::Pid;
 use crate::config::{RestartSpec, StopSpec, defaults};
 use crate::os::ExitKind;
 
+/// When a new worker counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyRule {
+    /// It says so (READY=1, process.send('ready'), or the shim's 'listening').
+    Signal,
+    /// It has stayed up `min_uptime`.
+    Uptime,
+}
+
+/// A worker that is serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incumbent {
+    pub pid: Pid,
+    pub since: Instant,
+}
+
+/// Why a serving worker is being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Reload,
+    Memory,
+}
+
 /// Where a slot is in its lifecycle; each phase carries its own data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Spawn requested, pid not known yet (transient: `Spawned` or `SpawnFailed` follows).
-    Launching,
+    Spawning,
+    /// Spawned, not ready yet.
+    Starting {
+        pid: Pid,
+        since: Instant,
+        deadline: Instant,
+    },
     Online {
         pid: Pid,
         since: Instant,
     },
+    /// The replacement's spawn is requested (transient), `old` serving.
+    SpawningReplacement {
+        old: Incumbent,
+        why: Why,
+    },
+    /// `old` serves while `new` gets ready.
+    Replacing {
+        old: Incumbent,
+        new: Pid,
+        new_since: Instant,
+        deadline: Instant,
+        why: Why,
+    },
+    /// Asked to stop; SIGKILL at `deadline` (None once sent).
     Stopping {
         pid: Pid,
         since: Instant,
-        deadline: Instant,
+        deadline: Option<Instant>,
         then: AfterStop,
     },
     /// Waiting out a restart delay.
@@ -53,7 +109,6 @@ pub enum AfterStop {
     Respawn,
 }
 
-/// Why a running worker is being replaced or stopped (for `restarts` and the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Start,
@@ -61,6 +116,9 @@ pub enum Event {
         pid: Pid,
     },
     SpawnFailed,
+    Ready {
+        pid: Pid,
+    },
     Exited {
         pid: Pid,
         status: ExitKind,
@@ -69,8 +127,11 @@ pub enum Event {
         pid: Pid,
     },
     StopRequested,
+    /// Stop then start (`restart`).
     RestartRequested,
-    /// The slot's one timer fired (backoff over, or kill_timeout reached).
+    /// Replace without a gap (`reload`).
+    ReloadRequested,
+    /// The slot's timer fired (see `next_deadline`).
     Timer,
 }
 
@@ -82,16 +143,56 @@ pub enum Action {
     /// SIGKILL the worker's process group: after kill_timeout, and after every exit so no
     /// grandchild survives its worker.
     KillGroup(Pid),
-    /// (Re)arm the slot's single timer.
-    ArmTimer(Instant),
     /// Nobody will accept on this slot's listener for a while: stop holding connections.
     ReleaseListener,
+    /// Something a user (or a waiting `reload`) should hear of.
+    Report(Report),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// The reload of this slot is done: `new` serves (it may equal `old` when there was
+    /// nothing to replace).
+    Reloaded { old: Option<Pid>, new: Pid },
+    /// The reload of this slot failed; the old worker (if any) keeps serving.
+    ReloadFailed(Failure),
+    /// A first start was not ready within listen_timeout; counted online anyway.
+    NotReadyInTime { pid: Pid },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    NotReady,
+    Exited(ExitKind),
+    SpawnFailed,
+    Stopped,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotReady => f.write_str("the new worker was not ready within listen_timeout"),
+            Failure::Exited(status) => write!(f, "the new worker exited ({status})"),
+            Failure::SpawnFailed => f.write_str("the new worker could not be started"),
+            Failure::Stopped => f.write_str("the slot was stopped during the reload"),
+        }
+    }
+}
+
+/// A replaced worker on its way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retiring {
+    pub pid: Pid,
+    /// When it gets SIGKILL; None once sent.
+    pub kill_at: Option<Instant>,
 }
 
 /// The policy's view of one slot.
 #[derive(Debug, Clone)]
 pub struct SlotPolicy {
     pub phase: Phase,
+    /// The replaced worker still exiting, if any.
+    pub retiring: Option<Retiring>,
     /// Replacements of this slot's worker, whatever the cause (PM2's ↺).
     pub restarts: u32,
     /// Consecutive unstable restarts.
@@ -99,53 +200,117 @@ pub struct SlotPolicy {
     /// Current exponential backoff delay, if that policy is on.
     backoff: Option<Duration>,
     pub last_exit: Option<ExitKind>,
+    /// A reload is waiting for this slot's next worker to be ready.
+    reload_pending: bool,
     restart: RestartSpec,
     stop: StopSpec,
+    ready: ReadyRule,
+    /// The slot shares a listener, so a replacement can start before the old one stops.
+    overlap: bool,
 }
 
-/// Above this, a slot waiting to respawn releases its listener (PM2's listen_timeout).
-const HOSTAGE_LIMIT: Duration = defaults::LISTEN_TIMEOUT;
 const UNSTABLE_FLOOR_BASE: Duration = Duration::from_millis(25);
 const UNSTABLE_FLOOR_MAX: Duration = Duration::from_millis(250);
 
 impl SlotPolicy {
-    pub fn new(restart: RestartSpec, stop: StopSpec) -> Self {
+    pub fn new(restart: RestartSpec, stop: StopSpec, ready: ReadyRule, overlap: bool) -> Self {
         SlotPolicy {
             phase: Phase::Stopped,
+            retiring: None,
             restarts: 0,
             unstable: 0,
             backoff: None,
             last_exit: None,
+            reload_pending: false,
             restart,
             stop,
+            ready,
+            overlap,
         }
     }
 
     /// Applies one event at time `now`; returns what the slot must do, in order.
     pub fn on(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        // The retiring worker is handled first, whatever the phase.
+        if let Some(retiring) = self.retiring {
+            match event {
+                Event::Exited { pid, .. } if pid == retiring.pid => {
+                    self.retiring = None;
+                    return vec![Action::KillGroup(pid)];
+                }
+                Event::Timer if retiring.kill_at.is_some_and(|t| now >= t) => {
+                    self.retiring = Some(Retiring {
+                        kill_at: None,
+                        ..retiring
+                    });
+                    actions.push(Action::KillGroup(retiring.pid));
+                }
+                _ => {}
+            }
+        }
+        actions.extend(self.on_phase(event, now));
+        actions
+    }
+
+    fn on_phase(&mut self, event: Event, now: Instant) -> Vec<Action> {
         use Action::*;
         use Phase::*;
         match (self.phase, event) {
-            (Stopped | Errored, Event::Start | Event::RestartRequested) => {
-                if event == Event::RestartRequested && self.last_exit.is_some() {
+            (
+                Stopped | Errored,
+                Event::Start | Event::RestartRequested | Event::ReloadRequested,
+            ) => {
+                if event != Event::Start && self.last_exit.is_some() {
                     self.restarts += 1;
                 }
+                self.reload_pending = event == Event::ReloadRequested;
                 self.unstable = 0;
                 self.backoff = None;
-                self.phase = Launching;
+                self.phase = Spawning;
                 vec![Spawn]
             }
-            (Waiting { .. }, Event::RestartRequested) => {
-                self.phase = Launching;
+            (Waiting { .. }, Event::RestartRequested | Event::ReloadRequested) => {
+                self.reload_pending = event == Event::ReloadRequested;
+                self.phase = Spawning;
                 vec![Spawn]
             }
-            (Launching, Event::Spawned { pid }) => {
-                self.phase = Online { pid, since: now };
+            (Spawning, Event::Spawned { pid }) => {
+                self.phase = Starting {
+                    pid,
+                    since: now,
+                    deadline: now + self.restart.listen_timeout,
+                };
                 vec![]
             }
-            (Launching, Event::SpawnFailed) => self.after_crash(Duration::ZERO, now),
+            (Spawning, Event::SpawnFailed) => {
+                let mut actions = self.fail_reload(Failure::SpawnFailed);
+                actions.extend(self.after_crash(Duration::ZERO, now));
+                actions
+            }
+            (Starting { pid, since, .. }, Event::Ready { pid: ready }) if pid == ready => {
+                self.go_online(pid, since)
+            }
             (
-                Online { pid, since },
+                Starting {
+                    pid,
+                    since,
+                    deadline,
+                },
+                Event::Timer,
+            ) => {
+                if self.uptime_ready_at(since).is_some_and(|t| now >= t) {
+                    self.go_online(pid, since)
+                } else if now >= deadline {
+                    let mut actions = vec![Action::Report(self::Report::NotReadyInTime { pid })];
+                    actions.extend(self.go_online(pid, since));
+                    actions
+                } else {
+                    vec![]
+                }
+            }
+            (
+                Starting { pid, since, .. } | Online { pid, since },
                 Event::Exited {
                     pid: exited,
                     status,
@@ -153,6 +318,7 @@ impl SlotPolicy {
             ) if pid == exited => {
                 self.last_exit = Some(status);
                 let mut actions = vec![KillGroup(pid)];
+                actions.extend(self.fail_reload(Failure::Exited(status)));
                 if self.is_final(status) {
                     self.phase = Stopped;
                     actions.push(ReleaseListener);
@@ -161,14 +327,119 @@ impl SlotPolicy {
                 }
                 actions
             }
+            (Online { pid, since }, Event::ReloadRequested) => {
+                self.reload_pending = true;
+                self.replace(Incumbent { pid, since }, Why::Reload, now)
+            }
             (Online { pid, since }, Event::MemoryExceeded { pid: over }) if pid == over => {
+                self.replace(Incumbent { pid, since }, Why::Memory, now)
+            }
+            (Starting { pid, since, .. } | Online { pid, since }, Event::RestartRequested) => {
                 self.begin_stop(pid, since, AfterStop::Respawn, now)
             }
-            (Online { pid, since }, Event::RestartRequested) => {
-                self.begin_stop(pid, since, AfterStop::Respawn, now)
+            (Starting { pid, since, .. } | Online { pid, since }, Event::StopRequested) => {
+                let mut actions = self.fail_reload(Failure::Stopped);
+                actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
+                actions
             }
-            (Online { pid, since }, Event::StopRequested) => {
-                self.begin_stop(pid, since, AfterStop::Rest, now)
+            // Nothing to replace yet: this worker is new.
+            (
+                Starting { .. } | Spawning | SpawningReplacement { .. } | Replacing { .. },
+                Event::ReloadRequested,
+            ) => {
+                self.reload_pending = true;
+                vec![]
+            }
+            (SpawningReplacement { old, why }, Event::Spawned { pid }) => {
+                self.phase = Replacing {
+                    old,
+                    new: pid,
+                    new_since: now,
+                    deadline: now + self.restart.listen_timeout,
+                    why,
+                };
+                vec![]
+            }
+            (SpawningReplacement { old, why }, Event::SpawnFailed) => {
+                self.replacement_failed(old, why, Failure::SpawnFailed, now)
+            }
+            (
+                Replacing {
+                    old,
+                    new,
+                    new_since,
+                    ..
+                },
+                Event::Ready { pid },
+            ) if pid == new => self.promote(old, new, new_since, now),
+            (
+                Replacing {
+                    old,
+                    new,
+                    new_since,
+                    deadline,
+                    why,
+                },
+                Event::Timer,
+            ) => {
+                if self.uptime_ready_at(new_since).is_some_and(|t| now >= t) {
+                    self.promote(old, new, new_since, now)
+                } else if now >= deadline {
+                    // Stopped gracefully: it may already be serving connections.
+                    let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                    self.retiring = Some(Retiring {
+                        pid: new,
+                        kill_at: Some(now + self.stop.kill_timeout),
+                    });
+                    actions.extend(self.replacement_failed(old, why, Failure::NotReady, now));
+                    actions
+                } else {
+                    vec![]
+                }
+            }
+            (Replacing { old, new, why, .. }, Event::Exited { pid, status }) if pid == new => {
+                let mut actions = vec![KillGroup(new)];
+                actions.extend(self.replacement_failed(old, why, Failure::Exited(status), now));
+                actions
+            }
+            (
+                Replacing {
+                    old,
+                    new,
+                    new_since,
+                    deadline,
+                    ..
+                },
+                Event::Exited { pid, status },
+            ) if pid == old.pid => {
+                // The old worker died on its own mid-replacement: the new one takes over.
+                self.last_exit = Some(status);
+                self.restarts += 1;
+                self.phase = Starting {
+                    pid: new,
+                    since: new_since,
+                    deadline,
+                };
+                vec![KillGroup(old.pid)]
+            }
+            (Replacing { old, new, .. }, Event::StopRequested) => {
+                self.retiring = Some(Retiring {
+                    pid: new,
+                    kill_at: Some(now + self.stop.kill_timeout),
+                });
+                let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                actions.extend(self.fail_reload(Failure::Stopped));
+                actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Rest, now));
+                actions
+            }
+            (Replacing { old, new, .. }, Event::RestartRequested) => {
+                self.retiring = Some(Retiring {
+                    pid: new,
+                    kill_at: Some(now + self.stop.kill_timeout),
+                });
+                let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
+                actions
             }
             (
                 Stopping {
@@ -185,9 +456,27 @@ impl SlotPolicy {
                     deadline,
                     then: AfterStop::Rest,
                 };
+                self.fail_reload(Failure::Stopped)
+            }
+            (Stopping { .. }, Event::ReloadRequested) => {
+                self.reload_pending = true;
                 vec![]
             }
-            (Stopping { pid, deadline, .. }, Event::Timer) if now >= deadline => {
+            (
+                Stopping {
+                    pid,
+                    since,
+                    deadline: Some(deadline),
+                    then,
+                },
+                Event::Timer,
+            ) if now >= deadline => {
+                self.phase = Stopping {
+                    pid,
+                    since,
+                    deadline: None,
+                    then,
+                };
                 vec![KillGroup(pid)]
             }
             (
@@ -206,22 +495,119 @@ impl SlotPolicy {
                     AfterStop::Respawn => {
                         self.restarts += 1;
                         self.unstable = 0;
-                        self.phase = Launching;
+                        self.phase = Spawning;
                         vec![KillGroup(pid), Spawn]
                     }
                 }
             }
             (Waiting { until }, Event::Timer) if now >= until => {
-                self.phase = Launching;
+                self.phase = Spawning;
                 vec![Spawn]
             }
             (Waiting { .. }, Event::StopRequested) => {
                 self.phase = Stopped;
-                vec![ReleaseListener]
+                let mut actions = self.fail_reload(Failure::Stopped);
+                actions.push(ReleaseListener);
+                actions
             }
-            // Anything else is stale (an exit of a pid already handled, a timer that was
-            // re-armed, a stop of a stopped slot) and changes nothing.
+            // Anything else is stale (an exit of a pid already handled, an early timer, a
+            // stop of a stopped slot) and changes nothing.
             _ => vec![],
+        }
+    }
+
+    /// Starts replacing a serving worker: next to it when the listener is shared, else by
+    /// stopping it first.
+    fn replace(&mut self, old: Incumbent, why: Why, now: Instant) -> Vec<Action> {
+        if self.overlap {
+            self.phase = Phase::SpawningReplacement { old, why };
+            vec![Action::Spawn]
+        } else {
+            self.begin_stop(old.pid, old.since, AfterStop::Respawn, now)
+        }
+    }
+
+    /// The replacement is ready: it serves, the old one retires.
+    fn promote(
+        &mut self,
+        old: Incumbent,
+        new: Pid,
+        new_since: Instant,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.restarts += 1;
+        self.unstable = 0;
+        self.phase = Phase::Online {
+            pid: new,
+            since: new_since,
+        };
+        let mut actions = Vec::new();
+        // One retiring worker at a time: one still lingering from an earlier replacement
+        // goes now.
+        if let Some(earlier) = self.retiring.take() {
+            actions.push(Action::KillGroup(earlier.pid));
+        }
+        self.retiring = Some(Retiring {
+            pid: old.pid,
+            kill_at: Some(now + self.stop.kill_timeout),
+        });
+        actions.push(Action::SendSignal(old.pid, self.stop.kill_signal));
+        if std::mem::take(&mut self.reload_pending) {
+            actions.push(Action::Report(Report::Reloaded {
+                old: Some(old.pid),
+                new,
+            }));
+        }
+        actions
+    }
+
+    /// The replacement failed: the old worker keeps serving — unless it was being replaced
+    /// for its memory, in which case it is restarted the plain way.
+    fn replacement_failed(
+        &mut self,
+        old: Incumbent,
+        why: Why,
+        failure: Failure,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.phase = Phase::Online {
+            pid: old.pid,
+            since: old.since,
+        };
+        let mut actions = self.fail_reload(failure);
+        if why == Why::Memory {
+            actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
+        }
+        actions
+    }
+
+    fn go_online(&mut self, pid: Pid, since: Instant) -> Vec<Action> {
+        self.phase = Phase::Online { pid, since };
+        if std::mem::take(&mut self.reload_pending) {
+            vec![Action::Report(Report::Reloaded {
+                old: None,
+                new: pid,
+            })]
+        } else {
+            vec![]
+        }
+    }
+
+    fn fail_reload(&mut self, failure: Failure) -> Vec<Action> {
+        if std::mem::take(&mut self.reload_pending) {
+            vec![Action::Report(Report::ReloadFailed(failure))]
+        } else {
+            vec![]
+        }
+    }
+
+    /// Under the uptime rule, when a worker started at `since` counts as ready.
+    fn uptime_ready_at(&self, since: Instant) -> Option<Instant> {
+        match self.ready {
+            ReadyRule::Uptime => {
+                Some(since + self.restart.min_uptime.min(self.restart.listen_timeout))
+            }
+            ReadyRule::Signal => None,
         }
     }
 
@@ -240,17 +626,14 @@ impl SlotPolicy {
         then: AfterStop,
         now: Instant,
     ) -> Vec<Action> {
-        let deadline = now + self.stop.kill_timeout;
+        let deadline = Some(now + self.stop.kill_timeout);
         self.phase = Phase::Stopping {
             pid,
             since,
             deadline,
             then,
         };
-        vec![
-            Action::SendSignal(pid, self.stop.kill_signal),
-            Action::ArmTimer(deadline),
-        ]
+        vec![Action::SendSignal(pid, self.stop.kill_signal)]
     }
 
     /// A worker died on its own after `uptime`: errored, or respawn now or after a delay.
@@ -267,16 +650,17 @@ impl SlotPolicy {
         self.restarts += 1;
         let delay = self.restart_delay(uptime);
         if delay.is_zero() {
-            self.phase = Phase::Launching;
+            self.phase = Phase::Spawning;
             return vec![Action::Spawn];
         }
-        let until = now + delay;
-        self.phase = Phase::Waiting { until };
-        let mut actions = vec![Action::ArmTimer(until)];
-        if delay > HOSTAGE_LIMIT {
-            actions.push(Action::ReleaseListener);
+        self.phase = Phase::Waiting { until: now + delay };
+        // Nobody accepts on this slot's listener meanwhile: past listen_timeout, stop
+        // holding connections hostage.
+        if delay > self.restart.listen_timeout {
+            vec![Action::ReleaseListener]
+        } else {
+            vec![]
         }
-        actions
     }
 
     fn restart_delay(&mut self, uptime: Duration) -> Duration {
@@ -303,11 +687,41 @@ impl SlotPolicy {
         configured.max(floor)
     }
 
+    /// When the slot's timer must fire next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let phase = match self.phase {
+            Phase::Starting {
+                since, deadline, ..
+            } => Some(
+                self.uptime_ready_at(since)
+                    .map_or(deadline, |t| t.min(deadline)),
+            ),
+            Phase::Replacing {
+                new_since,
+                deadline,
+                ..
+            } => Some(
+                self.uptime_ready_at(new_since)
+                    .map_or(deadline, |t| t.min(deadline)),
+            ),
+            Phase::Stopping { deadline, .. } => deadline,
+            Phase::Waiting { until } => Some(until),
+            _ => None,
+        };
+        let retiring = self.retiring.and_then(|r| r.kill_at);
+        match (phase, retiring) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The status word shown to users.
     pub fn status(&self) -> &'static str {
         match self.phase {
-            Phase::Launching => "launching",
-            Phase::Online { .. } => "online",
+            Phase::Spawning | Phase::Starting { .. } => "launching",
+            Phase::Online { .. } | Phase::SpawningReplacement { .. } | Phase::Replacing { .. } => {
+                "online"
+            }
             Phase::Stopping { .. } => "stopping",
             Phase::Waiting { .. } => "waiting",
             Phase::Stopped => "stopped",
@@ -315,9 +729,13 @@ impl SlotPolicy {
         }
     }
 
+    /// The worker that serves (or will): the one `list` shows.
     pub fn pid(&self) -> Option<Pid> {
         match self.phase {
-            Phase::Online { pid, .. } | Phase::Stopping { pid, .. } => Some(pid),
+            Phase::Starting { pid, .. }
+            | Phase::Online { pid, .. }
+            | Phase::Stopping { pid, .. } => Some(pid),
+            Phase::SpawningReplacement { old, .. } | Phase::Replacing { old, .. } => Some(old.pid),
             _ => None,
         }
     }
@@ -325,14 +743,19 @@ impl SlotPolicy {
     /// When the current worker started.
     pub fn since(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Online { since, .. } | Phase::Stopping { since, .. } => Some(since),
+            Phase::Starting { since, .. }
+            | Phase::Online { since, .. }
+            | Phase::Stopping { since, .. } => Some(since),
+            Phase::SpawningReplacement { old, .. } | Phase::Replacing { old, .. } => {
+                Some(old.since)
+            }
             _ => None,
         }
     }
 
-    /// Stopped or errored: nothing will happen until someone asks.
+    /// Stopped or errored with nothing left exiting: nothing will happen until asked.
     pub fn is_at_rest(&self) -> bool {
-        matches!(self.phase, Phase::Stopped | Phase::Errored)
+        matches!(self.phase, Phase::Stopped | Phase::Errored) && self.retiring.is_none()
     }
 }
 
@@ -340,6 +763,7 @@ impl SlotPolicy {
 mod tests {
     use super::*;
     use Action::*;
+    type Rep = super::Report;
 
     fn spec() -> (RestartSpec, StopSpec) {
         (
@@ -350,6 +774,8 @@ mod tests {
                 restart_delay: Duration::ZERO,
                 exp_backoff_restart_delay: None,
                 stop_exit_codes: vec![0],
+                wait_ready: false,
+                listen_timeout: Duration::from_millis(3000),
             },
             StopSpec {
                 kill_signal: Signal::SIGINT,
@@ -358,17 +784,30 @@ mod tests {
         )
     }
 
-    fn online(policy: &mut SlotPolicy, pid: i32, t: Instant) -> Pid {
-        let pid = Pid::from_raw(pid);
-        if policy.phase != Phase::Launching {
-            assert_eq!(policy.on(Event::Start, t), vec![Spawn]);
-        }
-        assert_eq!(policy.on(Event::Spawned { pid }, t), vec![]);
-        pid
+    fn policy(ready: ReadyRule, overlap: bool) -> SlotPolicy {
+        let (restart, stop) = spec();
+        SlotPolicy::new(restart, stop, ready, overlap)
+    }
+
+    fn pid(n: i32) -> Pid {
+        Pid::from_raw(n)
     }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// Start (or respawn) and make the worker ready by signal.
+    fn online(policy: &mut SlotPolicy, n: i32, t: Instant) -> Pid {
+        let pid = pid(n);
+        if policy.phase != Phase::Spawning {
+            assert_eq!(policy.on(Event::Start, t), vec![Spawn]);
+        }
+        assert_eq!(policy.on(Event::Spawned { pid }, t), vec![]);
+        assert_eq!(policy.status(), "launching");
+        policy.on(Event::Ready { pid }, t);
+        assert_eq!(policy.status(), "online");
+        pid
     }
 
     /// One row: a run of `uptime`, ending with `status`; expected phase word, actions.
@@ -376,12 +815,12 @@ mod tests {
         uptime_ms: u64,
         status: ExitKind,
         expect_status: &'static str,
-        expect_actions: fn(Pid, Instant) -> Vec<Action>,
+        expect_actions: fn(Pid) -> Vec<Action>,
+        expect_wait_ms: Option<u64>,
     }
 
     #[test]
     fn exits_follow_the_pm2_table() {
-        let t0 = Instant::now();
         let crash = ExitKind::Code(1);
         let rows = [
             // A stable run that crashes respawns at once, and resets the unstable count.
@@ -389,41 +828,43 @@ mod tests {
                 uptime_ms: 5000,
                 status: crash,
                 expect_status: "launching",
-                expect_actions: |p, _| vec![KillGroup(p), Spawn],
+                expect_actions: |p| vec![KillGroup(p), Spawn],
+                expect_wait_ms: None,
             },
-            // Unstable crashes: first respawns at once, then with the anti-spin floor.
+            // Unstable crashes: respawn after the anti-spin floor, 25 ms doubling.
             Row {
                 uptime_ms: 10,
                 status: crash,
                 expect_status: "waiting",
-                expect_actions: |p, t| vec![KillGroup(p), ArmTimer(t + ms(25))],
+                expect_actions: |p| vec![KillGroup(p)],
+                expect_wait_ms: Some(25),
             },
             Row {
                 uptime_ms: 10,
                 status: ExitKind::Signal(Signal::SIGKILL),
                 expect_status: "waiting",
-                expect_actions: |p, t| vec![KillGroup(p), ArmTimer(t + ms(50))],
+                expect_actions: |p| vec![KillGroup(p)],
+                expect_wait_ms: Some(50),
             },
             // Third consecutive unstable restart reaches max_restarts = 3: errored.
             Row {
                 uptime_ms: 10,
                 status: crash,
                 expect_status: "errored",
-                expect_actions: |p, _| vec![KillGroup(p), ReleaseListener],
+                expect_actions: |p| vec![KillGroup(p), ReleaseListener],
+                expect_wait_ms: None,
             },
         ];
-        let (restart, stop) = spec();
-        let mut policy = SlotPolicy::new(restart, stop);
-        let mut t = t0;
+        let mut policy = policy(ReadyRule::Signal, true);
+        let mut t = Instant::now();
         let mut expected_restarts = 0;
         for (i, row) in rows.iter().enumerate() {
-            // Bring the slot online (from waiting: fire the timer; else start).
             match policy.phase {
                 Phase::Waiting { until } => {
                     t = until;
                     assert_eq!(policy.on(Event::Timer, t), vec![Spawn], "row {i}");
                 }
-                Phase::Launching => {}
+                Phase::Spawning => {}
                 _ => assert_eq!(policy.on(Event::Start, t), vec![Spawn], "row {i}"),
             }
             let pid = online(&mut policy, 100 + i as i32, t);
@@ -435,14 +876,20 @@ mod tests {
                 },
                 t,
             );
-            assert_eq!(actions, (row.expect_actions)(pid, t), "row {i}");
+            assert_eq!(actions, (row.expect_actions)(pid), "row {i}");
             assert_eq!(policy.status(), row.expect_status, "row {i}");
+            assert_eq!(
+                policy.next_deadline(),
+                row.expect_wait_ms.map(|w| t + ms(w)),
+                "row {i}"
+            );
             if row.expect_status != "errored" {
                 expected_restarts += 1;
             }
             assert_eq!(policy.restarts, expected_restarts, "row {i}");
         }
         // errored is at rest: a stale timer does nothing; a restart request brings it back.
+        assert!(policy.is_at_rest());
         assert_eq!(policy.on(Event::Timer, t), vec![]);
         assert_eq!(policy.on(Event::RestartRequested, t), vec![Spawn]);
         assert_eq!(policy.unstable, 0);
@@ -450,107 +897,295 @@ mod tests {
 
     #[test]
     fn stop_exit_codes_and_autorestart_false_stop_the_slot() {
-        let (restart, stop) = spec();
         let t = Instant::now();
-        let mut policy = SlotPolicy::new(restart.clone(), stop.clone());
-        let pid = online(&mut policy, 7, t);
-        let actions = policy.on(
+        let mut p = policy(ReadyRule::Signal, true);
+        let w = online(&mut p, 7, t);
+        let actions = p.on(
             Event::Exited {
-                pid,
+                pid: w,
                 status: ExitKind::Code(0),
             },
             t + ms(5),
         );
-        assert_eq!(actions, vec![KillGroup(pid), ReleaseListener]);
-        assert_eq!(policy.status(), "stopped");
-        assert_eq!(policy.restarts, 0);
+        assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
+        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.restarts, 0);
 
-        let mut policy = SlotPolicy::new(
+        let (restart, stop) = spec();
+        let mut p = SlotPolicy::new(
             RestartSpec {
                 autorestart: false,
                 ..restart
             },
             stop,
+            ReadyRule::Signal,
+            true,
         );
-        let pid = online(&mut policy, 8, t);
-        policy.on(
+        let w = online(&mut p, 8, t);
+        p.on(
             Event::Exited {
-                pid,
+                pid: w,
                 status: ExitKind::Code(3),
             },
             t + ms(5000),
         );
-        assert_eq!(policy.status(), "stopped");
+        assert_eq!(p.status(), "stopped");
     }
 
     #[test]
     fn graceful_stop_escalates_to_sigkill_after_kill_timeout() {
-        let (restart, stop) = spec();
         let t = Instant::now();
-        let mut policy = SlotPolicy::new(restart, stop);
-        let pid = online(&mut policy, 9, t);
+        let mut p = policy(ReadyRule::Signal, true);
+        let w = online(&mut p, 9, t);
         let deadline = t + ms(1600);
         assert_eq!(
-            policy.on(Event::StopRequested, t),
-            vec![SendSignal(pid, Signal::SIGINT), ArmTimer(deadline)]
+            p.on(Event::StopRequested, t),
+            vec![SendSignal(w, Signal::SIGINT)]
         );
-        assert_eq!(policy.status(), "stopping");
+        assert_eq!(p.next_deadline(), Some(deadline));
+        assert_eq!(p.status(), "stopping");
         assert_eq!(
-            policy.on(Event::Timer, t + ms(100)),
+            p.on(Event::Timer, t + ms(100)),
             vec![],
             "early timer is stale"
         );
-        assert_eq!(policy.on(Event::Timer, deadline), vec![KillGroup(pid)]);
-        let actions = policy.on(
+        assert_eq!(p.on(Event::Timer, deadline), vec![KillGroup(w)]);
+        let actions = p.on(
             Event::Exited {
-                pid,
+                pid: w,
                 status: ExitKind::Signal(Signal::SIGKILL),
             },
             deadline,
         );
-        assert_eq!(actions, vec![KillGroup(pid), ReleaseListener]);
-        assert_eq!(policy.status(), "stopped");
-        assert_eq!(policy.restarts, 0, "a stop is not a restart");
+        assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
+        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.restarts, 0, "a stop is not a restart");
     }
 
     #[test]
-    fn memory_limit_stops_gracefully_then_respawns_and_counts_a_restart() {
-        let (restart, stop) = spec();
+    fn readiness_by_signal_by_uptime_and_by_listen_timeout() {
         let t = Instant::now();
-        let mut policy = SlotPolicy::new(restart, stop);
-        let pid = online(&mut policy, 10, t);
-        let other = Pid::from_raw(11);
+        // Signal: launching until READY, whatever the time.
+        let mut p = policy(ReadyRule::Signal, true);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(1) }, t);
+        assert_eq!(p.next_deadline(), Some(t + ms(3000)), "only listen_timeout");
+        assert_eq!(p.on(Event::Timer, t + ms(1000)), vec![]);
+        assert_eq!(p.status(), "launching");
+        // Never signalled: counted online at listen_timeout, with a warning.
         assert_eq!(
-            policy.on(Event::MemoryExceeded { pid: other }, t),
+            p.on(Event::Timer, t + ms(3000)),
+            vec![Report(Rep::NotReadyInTime { pid: pid(1) })]
+        );
+        assert_eq!(p.status(), "online");
+
+        // Uptime: ready after min_uptime (1000 ms).
+        let mut p = policy(ReadyRule::Uptime, true);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(2) }, t);
+        assert_eq!(p.next_deadline(), Some(t + ms(1000)));
+        assert_eq!(p.on(Event::Timer, t + ms(1000)), vec![]);
+        assert_eq!(p.status(), "online");
+    }
+
+    /// Reload rows: how a replacement ends, and what the slot does.
+    #[test]
+    fn reload_starts_the_new_worker_first_and_retires_the_old_once_ready() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        let old = online(&mut p, 10, t);
+        assert_eq!(p.on(Event::ReloadRequested, t), vec![Spawn]);
+        assert_eq!(p.on(Event::Spawned { pid: pid(11) }, t), vec![]);
+        assert_eq!(
+            p.pid(),
+            Some(old),
+            "the old worker is the one serving meanwhile"
+        );
+        assert_eq!(p.status(), "online");
+        let ready = t + ms(200);
+        let actions = p.on(Event::Ready { pid: pid(11) }, ready);
+        assert_eq!(
+            actions,
+            vec![
+                SendSignal(old, Signal::SIGINT),
+                Report(Rep::Reloaded {
+                    old: Some(old),
+                    new: pid(11)
+                })
+            ]
+        );
+        assert_eq!(p.pid(), Some(pid(11)));
+        assert_eq!(p.restarts, 1);
+        // The old one gets SIGKILL at kill_timeout if it lingers, then is reaped.
+        assert_eq!(p.next_deadline(), Some(ready + ms(1600)));
+        assert_eq!(p.on(Event::Timer, ready + ms(1600)), vec![KillGroup(old)]);
+        assert_eq!(
+            p.on(
+                Event::Exited {
+                    pid: old,
+                    status: ExitKind::Signal(Signal::SIGKILL)
+                },
+                ready + ms(1601)
+            ),
+            vec![KillGroup(old)]
+        );
+        assert_eq!(p.retiring, None);
+        assert_eq!(p.status(), "online", "the old worker's exit is not a crash");
+    }
+
+    #[test]
+    fn a_replacement_that_is_not_ready_in_time_or_exits_goes_and_the_old_one_stays() {
+        let t = Instant::now();
+        for how in ["timeout", "exit"] {
+            let mut p = policy(ReadyRule::Signal, true);
+            let old = online(&mut p, 20, t);
+            p.on(Event::ReloadRequested, t);
+            p.on(Event::Spawned { pid: pid(21) }, t);
+            let actions = match how {
+                "timeout" => p.on(Event::Timer, t + ms(3000)),
+                _ => p.on(
+                    Event::Exited {
+                        pid: pid(21),
+                        status: ExitKind::Code(1),
+                    },
+                    t + ms(50),
+                ),
+            };
+            let failure = if how == "timeout" {
+                Failure::NotReady
+            } else {
+                Failure::Exited(ExitKind::Code(1))
+            };
+            // Not ready: stopped gracefully (it may serve already). Exited: its group killed.
+            let first = if how == "timeout" {
+                SendSignal(pid(21), Signal::SIGINT)
+            } else {
+                KillGroup(pid(21))
+            };
+            assert_eq!(
+                actions,
+                vec![first, Report(Rep::ReloadFailed(failure))],
+                "{how}"
+            );
+            assert_eq!(p.phase, Phase::Online { pid: old, since: t }, "{how}");
+            assert_eq!(p.restarts, 0, "{how}");
+        }
+    }
+
+    #[test]
+    fn memory_limit_replaces_without_a_gap_or_restarts_when_the_port_is_the_apps_own() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Uptime, true);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(30) }, t);
+        p.on(Event::Timer, t + ms(1000));
+        assert_eq!(
+            p.on(Event::MemoryExceeded { pid: pid(99) }, t),
             vec![],
             "another pid's sample"
         );
-        let actions = policy.on(Event::MemoryExceeded { pid }, t);
         assert_eq!(
-            actions,
-            vec![SendSignal(pid, Signal::SIGINT), ArmTimer(t + ms(1600))]
+            p.on(Event::MemoryExceeded { pid: pid(30) }, t + ms(2000)),
+            vec![Spawn]
+        );
+        p.on(Event::Spawned { pid: pid(31) }, t + ms(2000));
+        let actions = p.on(Event::Timer, t + ms(3000));
+        assert_eq!(actions, vec![SendSignal(pid(30), Signal::SIGINT)]);
+        assert_eq!(p.restarts, 1);
+
+        // No shared listener: stop first, then respawn.
+        let mut p = policy(ReadyRule::Uptime, false);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(40) }, t);
+        p.on(Event::Timer, t + ms(1000));
+        assert_eq!(
+            p.on(Event::MemoryExceeded { pid: pid(40) }, t + ms(2000)),
+            vec![SendSignal(pid(40), Signal::SIGINT)]
         );
         // A shutdown during that stop wins: no respawn.
-        let mut shutdown = policy.clone();
-        shutdown.on(Event::StopRequested, t);
+        let mut shutdown = p.clone();
+        shutdown.on(Event::StopRequested, t + ms(2000));
         shutdown.on(
             Event::Exited {
-                pid,
+                pid: pid(40),
                 status: ExitKind::Code(0),
             },
-            t + ms(10),
+            t + ms(2010),
         );
         assert_eq!(shutdown.status(), "stopped");
-        // Otherwise the worker is replaced.
-        let actions = policy.on(
+        let actions = p.on(
             Event::Exited {
-                pid,
+                pid: pid(40),
                 status: ExitKind::Code(0),
+            },
+            t + ms(2010),
+        );
+        assert_eq!(actions, vec![KillGroup(pid(40)), Spawn]);
+        assert_eq!(p.restarts, 1);
+    }
+
+    #[test]
+    fn a_failed_memory_replacement_falls_back_to_a_restart() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        let old = online(&mut p, 50, t);
+        p.on(Event::MemoryExceeded { pid: old }, t);
+        p.on(Event::Spawned { pid: pid(51) }, t);
+        let actions = p.on(
+            Event::Exited {
+                pid: pid(51),
+                status: ExitKind::Code(1),
             },
             t + ms(10),
         );
-        assert_eq!(actions, vec![KillGroup(pid), Spawn]);
-        assert_eq!(policy.restarts, 1);
+        assert_eq!(
+            actions,
+            vec![KillGroup(pid(51)), SendSignal(old, Signal::SIGINT)]
+        );
+        assert_eq!(p.status(), "stopping");
+    }
+
+    #[test]
+    fn reload_of_a_stopped_slot_starts_it_and_stop_mid_reload_stops_both() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        assert_eq!(p.on(Event::ReloadRequested, t), vec![Spawn]);
+        p.on(Event::Spawned { pid: pid(60) }, t);
+        assert_eq!(
+            p.on(Event::Ready { pid: pid(60) }, t),
+            vec![Report(Rep::Reloaded {
+                old: None,
+                new: pid(60)
+            })]
+        );
+
+        p.on(Event::ReloadRequested, t);
+        p.on(Event::Spawned { pid: pid(61) }, t);
+        let actions = p.on(Event::StopRequested, t);
+        assert_eq!(
+            actions,
+            vec![
+                SendSignal(pid(61), Signal::SIGINT),
+                Report(Rep::ReloadFailed(Failure::Stopped)),
+                SendSignal(pid(60), Signal::SIGINT)
+            ]
+        );
+        assert!(!p.is_at_rest());
+        p.on(
+            Event::Exited {
+                pid: pid(61),
+                status: ExitKind::Code(0),
+            },
+            t,
+        );
+        p.on(
+            Event::Exited {
+                pid: pid(60),
+                status: ExitKind::Code(0),
+            },
+            t,
+        );
+        assert!(p.is_at_rest());
     }
 
     #[test]
@@ -562,33 +1197,32 @@ mod tests {
             min_uptime: ms(10),
             ..restart
         };
-        let mut policy = SlotPolicy::new(restart, stop);
+        let mut p = SlotPolicy::new(restart, stop, ReadyRule::Signal, true);
         let mut t = Instant::now();
-        let mut delays = Vec::new();
-        let run = |policy: &mut SlotPolicy, uptime: Duration, t: &mut Instant| {
-            let pid = online(policy, 20, *t);
+        let run = |p: &mut SlotPolicy, uptime: Duration, t: &mut Instant| {
+            let w = online(p, 20, *t);
             *t += uptime;
-            policy.on(
+            p.on(
                 Event::Exited {
-                    pid,
+                    pid: w,
                     status: ExitKind::Code(1),
                 },
                 *t,
             );
-            let Phase::Waiting { until } = policy.phase else {
+            let Phase::Waiting { until } = p.phase else {
                 panic!("waiting")
             };
             let delay = until - *t;
             *t = until;
-            policy.on(Event::Timer, *t);
+            p.on(Event::Timer, *t);
             delay
         };
-        for _ in 0..16 {
-            delays.push(run(&mut policy, ms(50), &mut t).as_millis());
-        }
+        let delays: Vec<u128> = (0..16)
+            .map(|_| run(&mut p, ms(50), &mut t).as_millis())
+            .collect();
         assert_eq!(&delays[..4], &[100, 150, 225, 337]);
         assert_eq!(*delays.last().unwrap(), 15_000);
-        assert_eq!(run(&mut policy, Duration::from_secs(31), &mut t), ms(100));
+        assert_eq!(run(&mut p, Duration::from_secs(31), &mut t), ms(100));
     }
 
     #[test]
@@ -598,21 +1232,19 @@ mod tests {
             restart_delay: Duration::from_secs(5),
             ..restart
         };
-        let mut policy = SlotPolicy::new(restart, stop);
+        let mut p = SlotPolicy::new(restart, stop, ReadyRule::Signal, true);
         let t = Instant::now();
-        let pid = online(&mut policy, 30, t);
-        let actions = policy.on(
+        let w = online(&mut p, 30, t);
+        let actions = p.on(
             Event::Exited {
-                pid,
+                pid: w,
                 status: ExitKind::Code(1),
             },
             t + ms(5000),
         );
-        assert_eq!(
-            actions,
-            vec![KillGroup(pid), ArmTimer(t + ms(10_000)), ReleaseListener]
-        );
-        assert_eq!(policy.on(Event::StopRequested, t), vec![ReleaseListener]);
-        assert_eq!(policy.status(), "stopped");
+        assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
+        assert_eq!(p.next_deadline(), Some(t + ms(10_000)));
+        assert_eq!(p.on(Event::StopRequested, t), vec![ReleaseListener]);
+        assert_eq!(p.status(), "stopped");
     }
 }

@@ -1,6 +1,6 @@
 //! One task per worker slot: it feeds events (exits, timers, commands, memory samples)
 //! through the pure policy and carries out the actions it returns (spawn, signal, kill,
-//! arm a timer, release the listener).
+//! release the listener, report) and arms one timer at the policy's next deadline.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,9 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use super::Shared;
-use super::policy::{Action, Event, Phase, SlotPolicy};
+use super::policy::{Action, Event, Phase, ReadyRule, Report, SlotPolicy};
 use super::spawn::{WorkerLaunch, spawn_worker};
-use crate::config::AppSpec;
+use crate::config::{AppSpec, Runtime};
 use crate::logs::{self, Stream};
 use crate::os::{self, ExitKind};
 use crate::sockets::AppListeners;
@@ -31,14 +31,25 @@ pub enum SlotMsg {
         pid: Pid,
         rss: u64,
     },
+    /// The worker (or a process of its tree) said READY=1.
+    Ready {
+        pid: Pid,
+    },
     Stop,
     Restart,
+    /// Replace the worker without a gap; the outcome goes to `done`.
+    Reload {
+        done: Option<mpsc::UnboundedSender<ReloadOutcome>>,
+    },
     /// A new spec or environment, used from the next spawn on (`--update-env`, scale).
     Update {
         app: Arc<AppSpec>,
         env: Arc<BTreeMap<String, String>>,
     },
 }
+
+/// How the reload of one slot ended: a line for the user either way.
+pub type ReloadOutcome = Result<String, String>;
 
 /// A slot as others see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +81,19 @@ pub struct Slot {
     rx: mpsc::UnboundedReceiver<SlotMsg>,
     status: watch::Sender<SlotStatus>,
     timer: Option<Instant>,
+    /// Who waits for the reload in progress.
+    reload_waiter: Option<mpsc::UnboundedSender<ReloadOutcome>>,
+}
+
+/// How a worker of `app` tells it is ready: the Node shim reports 'listening' (or
+/// process.send('ready')), sd_notify READY=1 with wait_ready; anything else is ready
+/// once it has stayed up min_uptime.
+pub(crate) fn ready_rule(app: &AppSpec) -> ReadyRule {
+    if app.restart.wait_ready || (app.listen.is_some() && app.command.runtime() == Runtime::Node) {
+        ReadyRule::Signal
+    } else {
+        ReadyRule::Uptime
+    }
 }
 
 impl Slot {
@@ -83,7 +107,12 @@ impl Slot {
         shared: Arc<Shared>,
     ) -> (Slot, SlotHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let policy = SlotPolicy::new(app.restart.clone(), app.stop.clone());
+        let policy = SlotPolicy::new(
+            app.restart.clone(),
+            app.stop.clone(),
+            ready_rule(&app),
+            app.listen.is_some(),
+        );
         let (status, status_rx) = watch::channel(status_of(&policy));
         let mut slot = Slot {
             app,
@@ -96,6 +125,7 @@ impl Slot {
             rx,
             status,
             timer: None,
+            reload_waiter: None,
         };
         slot.apply(Event::Start);
         let handle = SlotHandle {
@@ -115,13 +145,16 @@ impl Slot {
                         self.env = env;
                         continue;
                     }
+                    Some(SlotMsg::Reload { done }) => {
+                        if let Some(previous) = std::mem::replace(&mut self.reload_waiter, done) {
+                            let _ = previous.send(Err(format!("{}: superseded by another reload", self.label())));
+                        }
+                        Event::ReloadRequested
+                    }
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
-                _ = sleep_until(self.timer.unwrap_or_else(Instant::now).into()), if self.timer.is_some() => {
-                    self.timer = None;
-                    Event::Timer
-                }
+                _ = sleep_until(self.timer.unwrap_or_else(Instant::now).into()), if self.timer.is_some() => Event::Timer,
             };
             self.apply(event);
         }
@@ -130,7 +163,8 @@ impl Slot {
     fn event_of(&self, msg: SlotMsg) -> Event {
         match msg {
             SlotMsg::Exited { pid, status } => {
-                let level_is_expected = matches!(self.policy.phase, Phase::Stopping { .. });
+                let level_is_expected = matches!(self.policy.phase, Phase::Stopping { .. })
+                    || self.policy.retiring.is_some_and(|r| r.pid == pid);
                 if level_is_expected {
                     info!("{} pid {pid} exited ({status})", self.label());
                 } else {
@@ -151,9 +185,10 @@ impl Slot {
                 }
                 Event::MemoryExceeded { pid }
             }
+            SlotMsg::Ready { pid } => Event::Ready { pid },
             SlotMsg::Stop => Event::StopRequested,
             SlotMsg::Restart => Event::RestartRequested,
-            SlotMsg::Update { .. } => unreachable!("handled in run"),
+            SlotMsg::Update { .. } | SlotMsg::Reload { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -178,12 +213,12 @@ impl Slot {
                     },
                     Action::SendSignal(pid, sig) => signal_group(pid, sig),
                     Action::KillGroup(pid) => signal_group(pid, Signal::SIGKILL),
-                    Action::ArmTimer(at) => self.timer = Some(at),
                     Action::ReleaseListener => {
                         if let Some(listeners) = &self.listeners {
                             lock(listeners).release(self.instance);
                         }
                     }
+                    Action::Report(report) => self.report(report),
                 }
             }
             if !was_errored && self.policy.phase == Phase::Errored {
@@ -195,6 +230,13 @@ impl Slot {
                 );
             }
         }
+        self.timer = self.policy.next_deadline();
+        // Nothing left to reload (the slot went to rest without a worker to report).
+        if self.policy.is_at_rest()
+            && let Some(waiter) = self.reload_waiter.take()
+        {
+            let _ = waiter.send(Err(format!("{}: stopped", self.label())));
+        }
         let status = status_of(&self.policy);
         self.status.send_if_modified(|old| {
             let changed = *old != status;
@@ -202,6 +244,44 @@ impl Slot {
             changed
         });
         self.shared.slot_changed.notify_one();
+    }
+
+    fn report(&mut self, report: Report) {
+        let label = self.label();
+        let outcome = match report {
+            Report::Reloaded {
+                old: Some(old),
+                new,
+            } => {
+                info!("{label} reloaded: pid {new} ready, pid {old} retiring");
+                Ok(format!("{label}: pid {old} → {new}"))
+            }
+            Report::Reloaded { old: None, new } => {
+                info!("{label} started pid {new} (nothing was running)");
+                Ok(format!("{label}: started pid {new}"))
+            }
+            Report::ReloadFailed(failure) => {
+                let serving = self
+                    .policy
+                    .pid()
+                    .map_or(String::new(), |p| format!("; pid {p} keeps serving"));
+                warn!("{label} reload failed: {failure}{serving}");
+                Err(format!(
+                    "{label}: {failure} ({} ms){serving}",
+                    self.app.restart.listen_timeout.as_millis()
+                ))
+            }
+            Report::NotReadyInTime { pid } => {
+                warn!(
+                    "{label} pid {pid} did not signal readiness within listen_timeout ({} ms); counting it online",
+                    self.app.restart.listen_timeout.as_millis()
+                );
+                return;
+            }
+        };
+        if let Some(waiter) = self.reload_waiter.take() {
+            let _ = waiter.send(outcome);
+        }
     }
 
     fn spawn(&mut self) -> std::io::Result<Pid> {
@@ -222,6 +302,11 @@ impl Slot {
             bound_port,
             trampoline: &self.shared.trampoline,
             node_shim: Some(&self.shared.node_shim),
+            notify_socket: self
+                .app
+                .restart
+                .wait_ready
+                .then_some(self.shared.notify_socket.as_path()),
         };
         let worker = spawn_worker(&launch)?;
         drop(guard);
@@ -231,6 +316,10 @@ impl Slot {
         self.shared
             .register(pid, self.tx.clone(), app.max_memory_restart);
         info!("{} started pid {pid}", self.label());
+        if let Some(ready) = worker.ready {
+            let tx = self.tx.clone();
+            tokio::spawn(watch_ready(ready, pid, tx));
+        }
 
         let hub = &self.shared.logs;
         let out = hub.sink(
@@ -266,6 +355,22 @@ impl Slot {
             }
         }
         Ok(pid)
+    }
+}
+
+/// Reads the worker's readiness pipe (the Node shim writes `READY=1` on 'listening' or
+/// `process.send('ready')`) until EOF.
+async fn watch_ready(
+    pipe: tokio::net::unix::pipe::Receiver,
+    pid: Pid,
+    tx: mpsc::UnboundedSender<SlotMsg>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "READY=1" {
+            let _ = tx.send(SlotMsg::Ready { pid });
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -31,12 +31,16 @@ pub struct WorkerLaunch<'a> {
     pub trampoline: &'a Path,
     /// The Node preload that maps `listen(PORT)` onto fd 3.
     pub node_shim: Option<&'a Path>,
+    /// The supervisor's sd_notify socket, for `wait_ready` apps.
+    pub notify_socket: Option<&'a Path>,
 }
 
 pub struct SpawnedWorker {
     pub pid: Pid,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
+    /// The read end of the Node shim's readiness pipe (the worker's fd 4).
+    pub ready: Option<pipe::Receiver>,
 }
 
 /// Variables a worker must never inherit from the supervisor's own environment: they
@@ -72,7 +76,17 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     // Its own process group, so a stop reaches its whole tree and a Ctrl-C at the
     // terminal of `drover run` reaches the supervisor only (it then stops workers in order).
     cmd.process_group(0);
-    os::prepare_child(&mut cmd, launch.listener);
+    // Node reports readiness ('listening', or PM2's process.send('ready')) through the
+    // shim, on a pipe: Node has no Unix datagram sockets for sd_notify.
+    let ready_pipe = match uses_shim(launch) {
+        true => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?),
+        false => None,
+    };
+    os::prepare_child(
+        &mut cmd,
+        launch.listener,
+        ready_pipe.as_ref().map(|(_, w)| w.as_fd()),
+    );
 
     let mut child = cmd.spawn().map_err(|e| {
         io::Error::new(
@@ -85,11 +99,23 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     // (os::reap_all on SIGCHLD), orphans included.
     let stdout = output_pipe(OwnedFd::from(child.stdout.take().expect("piped")))?;
     let stderr = output_pipe(OwnedFd::from(child.stderr.take().expect("piped")))?;
+    // Our copy of the write end goes, so the read end sees EOF when the worker exits.
+    let ready = ready_pipe
+        .map(|(read, _write)| pipe::Receiver::from_owned_fd(read))
+        .transpose()?;
     Ok(SpawnedWorker {
         pid,
         stdout,
         stderr,
+        ready,
     })
+}
+
+/// Node workers that share a listener or wait_ready get the shim (and a readiness pipe).
+fn uses_shim(launch: &WorkerLaunch<'_>) -> bool {
+    launch.node_shim.is_some()
+        && launch.app.command.runtime() == Runtime::Node
+        && (launch.listener.is_some() || launch.app.restart.wait_ready)
 }
 
 /// The read end of a worker's output pipe, grown to 1 MiB (the unprivileged maximum):
@@ -135,10 +161,21 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
             env.push(("PORT".into(), port.to_string().into()));
         }
     }
+    if let Some(socket) = launch.notify_socket {
+        env.push(("NOTIFY_SOCKET".into(), socket.into()));
+    }
     match app.command.runtime() {
         Runtime::Node => {
-            if let (Some(shim), Some(_)) = (launch.node_shim, launch.listener) {
+            if let Some(shim) = launch.node_shim.filter(|_| uses_shim(launch)) {
                 env.push(("NODE_OPTIONS".into(), node_options(launch, shim)));
+                env.push(("DROVER_READY_FD".into(), os::READY_FD.to_string().into()));
+                // With wait_ready only the app's own word counts, not 'listening'.
+                let on = if app.restart.wait_ready {
+                    "message"
+                } else {
+                    "listening"
+                };
+                env.push(("DROVER_READY_ON".into(), on.into()));
             }
         }
         Runtime::Python => {

@@ -84,8 +84,8 @@ fn watch_true_is_not_supported_yet() {
 #[test]
 fn pm2_keys_drover_lacks_are_rejected_by_name() {
     rejected(
-        "apps:\n  - name: a\n    script: SCRIPT\n    wait_ready: true\n",
-        &["ecosystem.yaml:4", "wait_ready", "not supported yet"],
+        "apps:\n  - name: a\n    script: SCRIPT\n    cron_restart: '0 * * * *'\n",
+        &["ecosystem.yaml:4", "cron_restart", "not supported yet"],
     );
 }
 

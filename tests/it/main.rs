@@ -5,4 +5,5 @@ mod bad_input;
 mod daemon;
 mod harness;
 mod man;
+mod reload;
 mod run;
