@@ -130,7 +130,8 @@ class Supervisor:
     def __init__(self):
         self.home = tempfile.mkdtemp(prefix="rb", dir="/tmp")  # short: unix socket paths
         self.env = dict(os.environ)
-        self.env.update([MARKER.split("=", 1)])
+        key, value = MARKER.split("=", 1)
+        self.env[key] = value
         self.started = False
 
     def cmd(self, *args, timeout=COMMAND_TIMEOUT_S, check=False):
@@ -146,9 +147,12 @@ class Supervisor:
         raise RuntimeError(f"{self.name}: app not ready after {READY_DEADLINE_S}s "
                            f"(online pids {self.online_pids()}, http {http_ok(port)})")
 
+    def online_pids(self):
+        return sorted(pid for pid, status, _ in self.workers() if status == "online" and pid)
+
     def cleanup(self):
         if self.started:
-            res = self.cmd(*self.kill_args(), timeout=30)
+            res = self.cmd("kill", timeout=30)  # `drover kill` / `pm2 kill`: apps + daemon
             if res.returncode != 0:
                 log(f"{self.name} kill exited {res.returncode}: {res.stderr.strip()[-300:]}")
             self.started = False
@@ -181,12 +185,6 @@ class Drover(Supervisor):
         except (ValueError, KeyError, TypeError):
             return []
 
-    def online_pids(self):
-        return sorted(pid for pid, status, _ in self.workers() if status == "online" and pid)
-
-    def kill_args(self):
-        return ["kill"]
-
 
 class Pm2(Supervisor):
     name = "PM2"
@@ -213,12 +211,6 @@ class Pm2(Supervisor):
                     for p in procs]
         except (ValueError, KeyError, TypeError):
             return []
-
-    def online_pids(self):
-        return sorted(pid for pid, status, _ in self.workers() if status == "online" and pid)
-
-    def kill_args(self):
-        return ["kill"]
 
 
 # --- one measurement ---------------------------------------------------------------
@@ -249,9 +241,27 @@ class Bench:
         self.wrk = None  # the running wrk, to stop on Ctrl-C
         self.supervisors = []
 
+    def add(self, sup):
+        """Track `sup` so that it is stopped on any exit."""
+        self.supervisors.append(sup)
+        return sup
+
+    def done(self, sup):
+        sup.cleanup()
+        self.supervisors.remove(sup)
+
     def measure(self, sup, wrk_args):
         """Start the app under `sup`, load it while reloading 3 times, stop it."""
-        self.supervisors.append(sup)
+        try:
+            return self._measure(sup, wrk_args)
+        finally:
+            if self.wrk and self.wrk.poll() is None:
+                self.wrk.kill()
+                self.wrk.wait()
+            self.wrk = None
+            self.done(sup)
+
+    def _measure(self, sup, wrk_args):
         port = free_port()
         sup.start(port)
         sup.wait_ready(port)
@@ -285,8 +295,6 @@ class Bench:
         result["restarts"] = sum(r for _, _, r in workers)
         result["replaced"] = not set(pids_before) & set(sup.online_pids())
         result["answers_after"] = http_ok(port)
-        sup.cleanup()
-        self.supervisors.remove(sup)
         return result
 
     def cleanup(self):
@@ -308,8 +316,10 @@ def kill_marked():
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 if needle in f.read().split(b"\0"):
+                    with open(f"/proc/{entry}/cmdline", "rb") as c:
+                        cmdline = c.read().replace(b"\0", b" ").decode(errors="replace")
                     os.kill(int(entry), signal.SIGKILL)
-                    log(f"killed leftover process {entry}")
+                    log(f"killed leftover process {entry}: {cmdline[:200]}")
         except OSError:
             pass
 
@@ -451,14 +461,12 @@ def main():
         # banner), so it runs in a throwaway home that is then `pm2 kill`ed.
         pm2_version = "unavailable"
         if not pm2_missing:
-            probe = Pm2()
-            bench.supervisors.append(probe)
+            probe = bench.add(Pm2())
             probe.started = True
             out = probe.cmd("--version").stdout
             found = re.findall(r"^\d+\.\d+\.\d+\S*$", out, re.M)
             pm2_version = found[-1] if found else "?"
-            probe.cleanup()
-            bench.supervisors.remove(probe)
+            bench.done(probe)
         drover_version = first_line([args.drover, "--version"])
         node_version = first_line(["node", "--version"])
         wrk_version = first_line(["wrk", "-v"]).split(" Copyright")[0]
@@ -471,20 +479,17 @@ def main():
                 if sup_name == "PM2" and pm2_missing:
                     results[(label, sup_name)] = ("**unavailable**", "", "")
                     continue
-                sup = Drover(args.drover) if sup_name == "drover" else Pm2()
-                reload_cmd = f"{'pm2' if sup_name == 'PM2' else 'drover'} {' '.join(sup.reload_args)}"
                 left = wait_time_wait_drained()
                 if left > TIME_WAIT_MAX:
                     notes.append(f"{label}, {sup_name}: started with {left:,} sockets "
                                  "still in TIME_WAIT (connect rate may be lower)")
+                sup = bench.add(Drover(args.drover) if sup_name == "drover" else Pm2())
+                reload_cmd = f"{sup_name.lower()} {' '.join(sup.reload_args)}"
                 log(f"{label}: {sup_name} ({reload_cmd}) ...")
                 try:
                     res = bench.measure(sup, wrk_args)
                 except RuntimeError as e:
                     log(f"{sup_name} failed: {e}")
-                    sup.cleanup()
-                    if sup in bench.supervisors:
-                        bench.supervisors.remove(sup)
                     res = "**failed**"
                     notes.append(f"{label}, {sup_name} failed: "
                                  + " ".join(str(e).split())[:300].replace("|", "/"))

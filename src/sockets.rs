@@ -546,7 +546,7 @@ impl AsRawFdCompat for BorrowedFd<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, TcpStream};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
 
     fn loopback0() -> ListenAddr {
         ListenAddr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -586,5 +586,285 @@ mod tests {
         UnixStream::connect(&path).unwrap();
         drop(l);
         assert!(!path.exists());
+    }
+
+    /// What a worker holds: its own reference to `slot`'s listener (accepting without
+    /// blocking).
+    fn tap(l: &mut AppListeners, slot: u32) -> TcpListener {
+        let fd = l.acquire(slot).unwrap().try_clone_to_owned().unwrap();
+        let listener = TcpListener::from(fd);
+        listener.set_nonblocking(true).unwrap();
+        listener
+    }
+
+    /// Opens `n` connections, then accepts them all from `taps`: how many each slot got.
+    fn spread(port: u16, n: usize, taps: &BTreeMap<u32, TcpListener>) -> BTreeMap<u32, usize> {
+        let clients: Vec<TcpStream> = (0..n)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut counts: BTreeMap<u32, usize> = taps.keys().map(|&slot| (slot, 0)).collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counts.values().sum::<usize>() < n {
+            for (slot, listener) in taps {
+                while listener.accept().is_ok() {
+                    *counts.get_mut(slot).unwrap() += 1;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {counts:?} of {n} connections accepted"
+            );
+            std::thread::yield_now();
+        }
+        drop(clients);
+        counts
+    }
+
+    /// The slots in the order the kernel keeps the group: for each index, a program that
+    /// always returns it, and one connection to see which listener gets it. Checks that
+    /// an index past the end falls back to the hash, then restores the steering.
+    fn kernel_order(l: &mut AppListeners, taps: &BTreeMap<u32, TcpListener>) -> Vec<u32> {
+        let port = l.port().unwrap();
+        let attach = |l: &AppListeners, index: u32| {
+            let program = steering_program(&[index]).unwrap();
+            os::attach_reuseport_cbpf(l.any_member().unwrap(), &program).unwrap();
+        };
+        let mut order = Vec::new();
+        for index in 0..taps.len() as u32 {
+            attach(l, index);
+            let counts = spread(port, 1, taps);
+            order.push(*counts.iter().find(|&(_, &n)| n == 1).unwrap().0);
+        }
+        if taps.len() > 1 {
+            attach(l, taps.len() as u32);
+            let counts = spread(port, 100, taps);
+            assert!(
+                counts.values().filter(|&&n| n > 0).count() > 1,
+                "out of range = hash over all: {counts:?}"
+            );
+        }
+        l.steering = true;
+        l.resteer().unwrap();
+        order
+    }
+
+    #[test]
+    fn the_kernel_moves_the_last_socket_into_a_closed_ones_place() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 4).unwrap();
+        let mut taps: BTreeMap<u32, TcpListener> = (0..4).map(|s| (s, tap(&mut l, s))).collect();
+        assert_eq!(kernel_order(&mut l, &taps), [0, 1, 2, 3]);
+        assert_eq!(l.group, [0, 1, 2, 3]);
+
+        // Slot 1's "worker" still holds its listener: it must leave the group all the same.
+        let held = taps.remove(&1).unwrap();
+        l.remove(1);
+        assert!(
+            os::listen_queue_len(held.as_fd()).is_err(),
+            "no longer listening"
+        );
+        assert_eq!(kernel_order(&mut l, &taps), [0, 3, 2]);
+        assert_eq!(l.group, [0, 3, 2]);
+
+        taps.remove(&0);
+        l.remove(0);
+        assert_eq!(kernel_order(&mut l, &taps), [2, 3]);
+        taps.insert(5, tap(&mut l, 5));
+        assert_eq!(kernel_order(&mut l, &taps), [2, 3, 5]);
+        assert_eq!(l.group, [2, 3, 5]);
+
+        // Removing the last one moves nothing.
+        taps.remove(&5);
+        l.remove(5);
+        assert_eq!(kernel_order(&mut l, &taps), [2, 3]);
+        assert_eq!(l.group, [2, 3]);
+
+        taps.clear();
+        l.close_all();
+        assert!(l.group.is_empty());
+        taps.insert(1, tap(&mut l, 1));
+        taps.insert(0, tap(&mut l, 0));
+        assert_eq!(kernel_order(&mut l, &taps), [1, 0]);
+        assert_eq!(l.group, [1, 0]);
+    }
+
+    #[test]
+    fn steering_skips_a_slot_and_follows_the_group_as_it_changes() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 3).unwrap();
+        let port = l.port().unwrap();
+        let mut taps: BTreeMap<u32, TcpListener> = (0..3).map(|s| (s, tap(&mut l, s))).collect();
+
+        l.steer_away(1).unwrap();
+        let counts = spread(port, 200, &taps);
+        assert_eq!(counts[&1], 0, "{counts:?}");
+        assert!(counts[&0] > 0 && counts[&2] > 0, "{counts:?}");
+
+        // Slot 2 moves into slot 0's place: the program must follow it.
+        let _worker_of_0 = taps.remove(&0).unwrap();
+        l.remove(0);
+        let counts = spread(port, 200, &taps);
+        assert_eq!((counts[&1], counts[&2]), (0, 200), "{counts:?}");
+
+        // A new listener joins at the end and is picked; 1 stays excluded.
+        taps.insert(3, tap(&mut l, 3));
+        let counts = spread(port, 200, &taps);
+        assert_eq!(counts[&1], 0, "{counts:?}");
+        assert!(counts[&2] > 0 && counts[&3] > 0, "{counts:?}");
+
+        l.steer_all();
+        assert!(!l.steering);
+        let counts = spread(port, 200, &taps);
+        assert!(counts.values().all(|&n| n > 0), "{counts:?}");
+    }
+
+    #[test]
+    fn closing_a_kept_listener_keeps_the_excluded_one_excluded() {
+        // Group [0, 1, 2, 3], 3 excluded; closing 1 moves 3 (excluded) into index 1.
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 4).unwrap();
+        let port = l.port().unwrap();
+        let mut taps: BTreeMap<u32, TcpListener> = (0..4).map(|s| (s, tap(&mut l, s))).collect();
+        l.steer_away(3).unwrap();
+        taps.remove(&1);
+        l.release(1);
+        assert_eq!(l.group, [0, 3, 2]);
+        let counts = spread(port, 200, &taps);
+        assert_eq!(counts[&3], 0, "{counts:?}");
+        assert!(counts[&0] > 0 && counts[&2] > 0, "{counts:?}");
+    }
+
+    #[test]
+    fn queue_len_counts_connections_waiting_to_be_accepted() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 2).unwrap();
+        let port = l.port().unwrap();
+        let taps: BTreeMap<u32, TcpListener> = (1..2).map(|s| (s, tap(&mut l, s))).collect();
+        l.steer_away(0).unwrap();
+        let clients: Vec<TcpStream> = (0..5)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        // The handshake completes on loopback before connect returns, or a moment after.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while l.queue_len(1).unwrap() < 5 {
+            assert!(Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        assert_eq!(l.queue_len(1).unwrap(), 5);
+        assert_eq!(l.queue_len(0).unwrap(), 0);
+        let mut accepted = 0;
+        while taps[&1].accept().is_ok() {
+            accepted += 1;
+        }
+        assert_eq!(accepted, 5);
+        assert_eq!(l.queue_len(1).unwrap(), 0);
+        assert_eq!(l.queue_len(7).unwrap(), 0, "no listener");
+        drop(clients);
+    }
+
+    #[test]
+    fn steer_away_never_leaves_the_port_without_a_listener() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 2).unwrap();
+        l.steer_away(0).unwrap();
+        assert!(l.steer_away(1).is_err());
+        assert_eq!(l.excluded.keys().collect::<Vec<_>>(), [&0]);
+        // The excluded slot's listener is not the last one taking connections: 1 stays.
+        l.release(1);
+        assert!(l.is_open(1));
+        l.release(0);
+        assert!(!l.is_open(0));
+        assert!(l.excluded.is_empty());
+        assert!(!l.steering, "nothing left to steer away from");
+        assert!(l.steer_away(1).is_err());
+
+        let mut single = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 1).unwrap();
+        assert!(single.steer_away(0).is_err());
+    }
+
+    #[test]
+    fn shared_and_unix_listeners_are_not_steered() {
+        let mut shared = AppListeners::bind(&loopback0(), SocketMode::Shared, 3).unwrap();
+        shared.steer_away(0).unwrap();
+        shared.steer_away(1).unwrap();
+        assert!(!shared.steering && shared.group.is_empty());
+        assert_eq!(shared.queue_len(0).unwrap(), 0);
+        let port = shared.port().unwrap();
+        TcpStream::connect(("127.0.0.1", port)).expect("still served");
+
+        let dir = tempfile::tempdir().unwrap();
+        let addr = ListenAddr::Unix(dir.path().join("s.sock"));
+        let mut unix = AppListeners::bind(&addr, SocketMode::Shared, 2).unwrap();
+        unix.steer_away(0).unwrap();
+        unix.steer_all();
+        assert_eq!(unix.queue_len(0).unwrap(), 0);
+    }
+
+    #[test]
+    fn steering_program_maps_ranks_to_kept_indices() {
+        // Run the program's arithmetic (without the random load) for every rank.
+        fn run(program: &[libc::sock_filter], rank: u32) -> u32 {
+            let mut a = rank;
+            let mut pc = 2; // after `ld rand; mod #k`
+            loop {
+                let op = program[pc];
+                match op.code as u32 {
+                    c if c == libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K => {
+                        pc += 1 + if a >= op.k { op.jt } else { op.jf } as usize;
+                    }
+                    c if c == libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K => {
+                        a += op.k;
+                        pc += 1;
+                    }
+                    c if c == libc::BPF_RET | libc::BPF_A => return a,
+                    c => panic!("unexpected op {c:#x}"),
+                }
+            }
+        }
+        for keep in [
+            &[0, 1][..],
+            &[1, 2],
+            &[0, 2, 5],
+            &[3, 4, 7, 9],
+            &[1, 3, 5, 6],
+        ] {
+            let program = steering_program(keep).unwrap();
+            assert_eq!(program[1].k, keep.len() as u32);
+            let picked: Vec<u32> = (0..keep.len() as u32).map(|r| run(&program, r)).collect();
+            assert_eq!(picked, keep);
+        }
+        let single = steering_program(&[4]).unwrap();
+        assert_eq!((single.len(), single[0].k), (1, 4));
+        assert!(steering_program(&[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_the_queue_and_the_handshake_grace() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 2).unwrap();
+        let port = l.port().unwrap();
+        let worker = tap(&mut l, 1);
+        l.steer_away(0).unwrap();
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        l.steer_all();
+        l.steer_away(1).unwrap();
+        assert!(!l.is_drained(1).unwrap(), "within the grace");
+        let l = Mutex::new(l);
+
+        // 3 connections wait in slot 1's queue and nobody accepts them.
+        let started = Instant::now();
+        assert!(!drain(&l, 1, HANDSHAKE_GRACE + Duration::from_millis(100)).await);
+        assert!(started.elapsed() >= HANDSHAKE_GRACE);
+        let more: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let mut accepted = 0;
+        while worker.accept().is_ok() {
+            accepted += 1;
+        }
+        assert_eq!(accepted, 3, "the later 20 went to slot 0");
+        assert!(drain(&l, 1, Duration::from_secs(10)).await);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while l.lock().unwrap().queue_len(0).unwrap() < 20 {
+            assert!(Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        drop((clients, more));
     }
 }

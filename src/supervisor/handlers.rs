@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
+
+/// How long a leaving slot may take to empty its accept queue (scale-down).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 use super::dump;
 use super::slot::SlotMsg;
@@ -397,6 +400,28 @@ impl Supervisor {
                 .iter()
                 .map(|s| s.id)
                 .collect();
+            // Closing a reuseport listener resets what waits in its queue: new
+            // connections are steered to the remaining listeners first, and the leaving
+            // workers keep accepting until their queues are empty.
+            if let Some(listeners) = self.apps[i].listeners.clone() {
+                let leaving: Vec<u32> = (instances..current).collect();
+                for &slot in &leaving {
+                    if let Err(e) = lock(&listeners).steer_away(slot) {
+                        warn!(
+                            "{}#{slot}: cannot steer connections away: {e}",
+                            self.apps[i].spec.name
+                        );
+                    }
+                }
+                for &slot in &leaving {
+                    if !crate::sockets::drain(&listeners, slot, DRAIN_TIMEOUT).await {
+                        warn!(
+                            "{}#{slot}: its queue did not drain within {DRAIN_TIMEOUT:?}",
+                            self.apps[i].spec.name
+                        );
+                    }
+                }
+            }
             self.stop_and_wait(&ids).await;
             let app = &mut self.apps[i];
             for slot in app.slots.drain(instances as usize..) {

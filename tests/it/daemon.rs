@@ -481,11 +481,25 @@ fn daemon_resurrect_starts_the_saved_apps_in_the_foreground() {
         .home
         .command(&["daemon", "--resurrect"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.home.path().join("foreground.log")).unwrap())
         .spawn()
         .unwrap();
-    let workers = d.wait_online("api", 2);
-    assert_eq!(listen_of(&workers[0]), addr);
+    // `list` starts a background supervisor when none answers, which would race this
+    // one for the lock: first wait for the foreground one's socket.
+    let socket = d.home.path().join("drover.sock");
+    wait_for("the foreground supervisor's socket", DEADLINE, || {
+        socket.exists().then_some(())
+    });
+    let workers = wait_for("the resurrected workers", DEADLINE, || {
+        let workers = d.list();
+        (workers.len() == 2 && workers.iter().all(|w| w["status"] == "online")).then_some(workers)
+    });
+    assert_eq!(
+        listen_of(&workers[0]),
+        addr,
+        "{}",
+        d.home.read("foreground.log")
+    );
     wait_serving(addr);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
