@@ -88,11 +88,27 @@ struct FileState {
 struct SharedFile {
     path: PathBuf,
     state: Mutex<FileState>,
-    dropped: Arc<AtomicU64>,
+    dropped: DropCounter,
+}
+
+/// Lines lost, counted for the hub and for the file's path (so `describe` can show an
+/// app its own losses).
+#[derive(Clone)]
+struct DropCounter {
+    total: Arc<AtomicU64>,
+    here: Arc<AtomicU64>,
+}
+
+impl DropCounter {
+    /// Adds `n`; returns the hub's total before.
+    fn add(&self, n: u64) -> u64 {
+        self.here.fetch_add(n, Ordering::Relaxed);
+        self.total.fetch_add(n, Ordering::Relaxed)
+    }
 }
 
 impl SharedFile {
-    fn open(path: PathBuf, dropped: Arc<AtomicU64>) -> io::Result<Self> {
+    fn open(path: PathBuf, dropped: DropCounter) -> io::Result<Self> {
         let file = open_append(&path)?;
         Ok(SharedFile {
             path,
@@ -137,8 +153,7 @@ impl SharedFile {
             }
         }
         let Some(file) = st.file.as_mut() else {
-            self.dropped
-                .fetch_add(count_lines(&st.buf), Ordering::Relaxed);
+            self.dropped.add(count_lines(&st.buf));
             st.buf.clear();
             return;
         };
@@ -166,7 +181,7 @@ impl SharedFile {
             // The healing `\n` is not a line of anyone's.
             let lost_from = written.max(usize::from(healing));
             let lost = count_lines(&st.buf[lost_from..]);
-            let before = self.dropped.fetch_add(lost, Ordering::Relaxed);
+            let before = self.dropped.add(lost);
             if before == 0 {
                 tracing::warn!(path = %self.path.display(), error = %e, "log write failed; dropping lines");
             }
@@ -227,6 +242,8 @@ struct HubInner {
     /// Open files by path; a file closes when its last sink is dropped.
     files: Mutex<HashMap<PathBuf, Weak<SharedFile>>>,
     dropped: Arc<AtomicU64>,
+    /// Lines lost per file path, kept after the file closes.
+    dropped_by_path: Mutex<HashMap<PathBuf, Arc<AtomicU64>>>,
 }
 
 /// The supervisor's log writer: hands out one [`LineSink`] per worker stream, sharing one
@@ -255,6 +272,7 @@ impl LogHub {
                 followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
                 files: Mutex::new(HashMap::new()),
                 dropped: Arc::new(AtomicU64::new(0)),
+                dropped_by_path: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -315,7 +333,15 @@ impl LogHub {
             return Ok(f);
         }
         files.retain(|_, w| w.strong_count() > 0);
-        let f = SharedFile::open(path.clone(), self.inner.dropped.clone()).map_err(|e| {
+        let here = lock(&self.inner.dropped_by_path)
+            .entry(path.clone())
+            .or_default()
+            .clone();
+        let counter = DropCounter {
+            total: self.inner.dropped.clone(),
+            here,
+        };
+        let f = SharedFile::open(path.clone(), counter).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("opening log file {}: {e}", path.display()),
@@ -362,6 +388,14 @@ impl LogHub {
     /// Lines lost to write errors since the hub was made.
     pub fn dropped_lines(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines lost writing to this file (as configured, with the instance suffix).
+    pub fn dropped_lines_in(&self, path: &Path) -> u64 {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        lock(&self.inner.dropped_by_path)
+            .get(&path)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }
 
@@ -637,6 +671,12 @@ mod tests {
         let stats = rt().block_on(pump(&input[..], sink));
         assert_eq!(stats.lines, 10_000);
         assert_eq!(hub.dropped_lines(), 10_000);
+        assert_eq!(
+            hub.dropped_lines_in(Path::new("/dev/full")),
+            10_000,
+            "counted for its file"
+        );
+        assert_eq!(hub.dropped_lines_in(Path::new("/tmp/other.log")), 0);
     }
 
     #[test]

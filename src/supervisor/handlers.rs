@@ -480,7 +480,11 @@ impl Supervisor {
                     spec: (*a.spec).clone(),
                     listen: a.listeners.as_ref().map(|l| lock(l).bound().to_string()),
                     workers: self.workers(Some(&app_ids)),
-                    dropped_log_lines: self.shared.logs.dropped_lines(),
+                    dropped_log_lines: self
+                        .log_files(&app_ids)
+                        .iter()
+                        .map(|f| self.shared.logs.dropped_lines_in(&f.path))
+                        .sum(),
                 }
             })
             .collect();
