@@ -37,6 +37,9 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::io::Resu
     std::thread::Builder::new()
         .name("sampler".into())
         .spawn(move || {
+            // sysinfo otherwise keeps /proc/<pid>/stat open for every process on the machine,
+            // so the supervisor's fd count would follow the machine's process count.
+            sysinfo::set_open_files_limit(0);
             let mut sys = System::new();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(INTERVAL);
