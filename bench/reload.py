@@ -19,7 +19,8 @@ cannot be installed, its columns say so and drover's are still printed.
 wrk: Debian's package, installed with apt-get if missing.
 
 Everything listens on 127.0.0.1 with ports from the OS. Every process the script starts
-is stopped on exit, Ctrl-C included. Takes about a minute.
+is stopped on exit, Ctrl-C included. Takes about 2 minutes: 4 runs of ~12 s, and ~60 s
+for the first Connection: close run's sockets to leave TIME_WAIT before the second.
 
 Usage: bench/reload.py [--drover PATH] [--no-pm2]
 """
@@ -54,9 +55,10 @@ CLIENTS = [  # (label, wrk arguments before the URL)
 ]
 READY_DEADLINE_S = 30
 # A Connection: close run leaves ~100k+ sockets in TIME_WAIT for 60 s, and the next
-# run's connect() rate drops a lot with them (17k/s -> 12k/s here): each run waits
-# for them to drain first, so every column starts from the same state.
-TIME_WAIT_MAX = 2000
+# run's connect() rate drops with them: each run first waits for the TIME_WAIT sockets
+# of the ports this script used to drain, so every column starts from the same state.
+# (Only ours: other work on the machine is out of our hands.)
+TIME_WAIT_MAX = 1000
 TIME_WAIT_DEADLINE_S = 75
 COMMAND_TIMEOUT_S = 60  # start / reload / kill; a reload takes ~1 s
 # Every process started here carries this in its environment (workers inherit it), so
@@ -95,27 +97,33 @@ def http_ok(port):
         return False
 
 
-def time_wait_sockets():
+def time_wait_sockets(ports):
+    """How many TCP sockets to or from one of `ports` are in TIME_WAIT."""
+    hex_ports = {f"{p:04X}" for p in ports}
     count = 0
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path) as f:
                 next(f)  # header
-                count += sum(1 for line in f if line.split(None, 4)[3] == "06")
+                for line in f:
+                    _, local, remote, state = line.split(None, 4)[:4]
+                    if state == "06" and (local[-4:] in hex_ports or remote[-4:] in hex_ports):
+                        count += 1
         except OSError:
             pass
     return count
 
 
-def wait_time_wait_drained():
-    """Wait (bounded) until few TIME_WAIT sockets are left; return the count left."""
+def wait_time_wait_drained(ports):
+    """Wait (bounded) until few TIME_WAIT sockets of `ports` are left; return how many."""
     deadline = time.monotonic() + TIME_WAIT_DEADLINE_S
-    count = time_wait_sockets()
+    count = time_wait_sockets(ports)
     if count > TIME_WAIT_MAX:
-        log(f"waiting for {count:,} TIME_WAIT sockets to drain (up to {TIME_WAIT_DEADLINE_S} s)")
+        log(f"waiting for {count:,} sockets of the last runs to leave TIME_WAIT "
+            f"(up to {TIME_WAIT_DEADLINE_S} s)")
     while count > TIME_WAIT_MAX and time.monotonic() < deadline:
         time.sleep(1)
-        count = time_wait_sockets()
+        count = time_wait_sockets(ports)
     return count
 
 
@@ -240,6 +248,7 @@ class Bench:
     def __init__(self):
         self.wrk = None  # the running wrk, to stop on Ctrl-C
         self.supervisors = []
+        self.ports = set()  # every port an app listened on
 
     def add(self, sup):
         """Track `sup` so that it is stopped on any exit."""
@@ -263,6 +272,7 @@ class Bench:
 
     def _measure(self, sup, wrk_args):
         port = free_port()
+        self.ports.add(port)
         sup.start(port)
         sup.wait_ready(port)
         pids_before = sup.online_pids()
@@ -479,7 +489,7 @@ def main():
                 if sup_name == "PM2" and pm2_missing:
                     results[(label, sup_name)] = ("**unavailable**", "", "")
                     continue
-                left = wait_time_wait_drained()
+                left = wait_time_wait_drained(bench.ports)
                 if left > TIME_WAIT_MAX:
                     notes.append(f"{label}, {sup_name}: started with {left:,} sockets "
                                  "still in TIME_WAIT (connect rate may be lower)")
