@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::error::Error;
 use crate::ipc::client::{Client, socket_path};
 use crate::protocol::{Request, Response};
-use crate::supervisor::{self, NewApp, RunOptions, dump};
+use crate::supervisor::{self, NewApp, RunOptions, RunOutcome, dump};
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -64,11 +64,27 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
     } else {
         Vec::new()
     };
+    supervise(&home, apps, false)?;
+    tracing::info!("supervisor stopped");
+    Ok(())
+}
+
+/// Runs the supervisor on this thread until it ends, with SIGINT/SIGTERM as its shutdown
+/// and the control socket bound. `foreground` is `drover run` (workers' output on the
+/// console, exit once every worker is done, SIGHUP reloads); else the daemon.
+pub(crate) fn supervise(
+    home: &Path,
+    apps: Vec<NewApp>,
+    foreground: bool,
+) -> Result<RunOutcome, Error> {
+    // Current-thread runtime on the main thread: workers' PR_SET_PDEATHSIG is tied to the
+    // spawning thread, which must live as long as the supervisor. One thread is plenty:
+    // the supervisor is never in the data path.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let socket = socket_path(&home);
+    let socket = socket_path(home);
     let outcome = runtime.block_on(async {
         let control =
             crate::ipc::server::bind(&socket).context("cannot create the control socket")?;
@@ -86,19 +102,17 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
             }
         };
         let opts = RunOptions {
-            home: home.clone(),
-            console: false,
-            exit_when_idle: false,
+            home: home.to_path_buf(),
+            console: foreground,
+            exit_when_idle: foreground,
             control: Some(control),
-            reload_on_sighup: false,
+            reload_on_sighup: foreground,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;
         let _ = std::fs::remove_file(&socket);
-        tracing::info!("supervisor stopped");
         outcome
-    });
-    outcome?;
-    Ok(())
+    })?;
+    Ok(outcome)
 }
 
 pub fn ping(home: &Path) -> Result<(), Error> {

@@ -2,12 +2,11 @@
 //! systemd unit. Workers' output goes to our stdout/stderr with a `name#i |` prefix.
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AppFlags, RunArgs};
 use crate::config::{self, AppSpec, ResolveContext};
 use crate::error::Error;
-use crate::supervisor::{self, NewApp, RunOptions};
+use crate::supervisor::NewApp;
 
 pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
     let specs = load_apps(&args, &home)?;
@@ -23,35 +22,7 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
     // `list`, `logs`, `stop` … work against this supervisor too.
     let _lock = super::daemon::lock(&home)?;
 
-    // Current-thread runtime on the main thread: workers' PR_SET_PDEATHSIG is tied to the
-    // spawning thread, which must live as long as the supervisor. One thread is plenty:
-    // the supervisor is never in the data path.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let outcome = runtime.block_on(async {
-        let control = crate::ipc::server::bind(&crate::ipc::client::socket_path(&home))
-            .context("cannot create the control socket")?;
-        let mut sigint = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-        let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = sigint.recv() => tracing::info!("SIGINT received"),
-                _ = sigterm.recv() => tracing::info!("SIGTERM received"),
-            }
-        };
-        let opts = RunOptions {
-            home: home.clone(),
-            console: true,
-            exit_when_idle: true,
-            control: Some(control),
-            reload_on_sighup: true,
-        };
-        let outcome = supervisor::run(apps, opts, shutdown).await;
-        let _ = std::fs::remove_file(crate::ipc::client::socket_path(&home));
-        outcome
-    })?;
+    let outcome = super::daemon::supervise(&home, apps, true)?;
     if outcome.all_done {
         tracing::info!("every worker has stopped; exiting");
     }

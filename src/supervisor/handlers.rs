@@ -288,14 +288,7 @@ impl Supervisor {
                 })
                 .collect(),
             Err(f) => {
-                tokio::spawn(async move {
-                    let _ = reply
-                        .send(Response::Error {
-                            kind: f.kind,
-                            message: f.message,
-                        })
-                        .await;
-                });
+                answer_later(reply, f);
                 return Flow::Continue;
             }
         };
@@ -525,14 +518,7 @@ impl Supervisor {
             // `drover logs` with nothing running yet still follows what comes.
             (Target::All, Err(_)) => Vec::new(),
             (_, Err(f)) => {
-                tokio::spawn(async move {
-                    let _ = reply
-                        .send(Response::Error {
-                            kind: f.kind,
-                            message: f.message,
-                        })
-                        .await;
-                });
+                answer_later(reply, f);
                 return Flow::Continue;
             }
         };
@@ -653,6 +639,19 @@ impl Supervisor {
         }
         done(msg)
     }
+}
+
+/// Sends a handler's failure from a task of its own (for the handlers that answer from
+/// one), so the control loop never waits on a slow client.
+fn answer_later(reply: mpsc::Sender<Response>, f: Failure) {
+    tokio::spawn(async move {
+        let _ = reply
+            .send(Response::Error {
+                kind: f.kind,
+                message: f.message,
+            })
+            .await;
+    });
 }
 
 fn log_line(id: u32, line: &crate::logs::FollowedLine) -> Response {
