@@ -175,7 +175,12 @@ impl<'de> Visitor<'de> for KeyProbe<'_> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(false)
     }
-    fn visit_enum<A: de::EnumAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
+        // A tagged key (`!tag key:`): read the tag and the node under it, or the
+        // stream is left one event behind.
+        use serde::de::VariantAccess;
+        let (_, node) = data.variant::<IgnoredAny>()?;
+        node.newtype_variant::<IgnoredAny>()?;
         Ok(false)
     }
 }

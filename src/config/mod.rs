@@ -99,6 +99,13 @@ pub fn load_str(
         origin,
         text: &text,
     };
+    if let Some(line) = flow_too_deep(&text) {
+        return Err(ConfigError::file(
+            origin,
+            format!("[ and {{ are nested more than {MAX_FLOW_DEPTH} levels deep"),
+        )
+        .at(Some(line)));
+    }
     let mut doc: Value = yaml_serde::from_str(&text).map_err(|e| file.syntax_error(&e))?;
     doc.apply_merge()
         .map_err(|e| ConfigError::file(origin, format!("merge key (<<): {e}")))?;
@@ -404,6 +411,32 @@ fn second_occurrence(text: &str, from: usize, key: &str) -> Option<usize> {
             if seen == 2 {
                 return Some(n + 1);
             }
+        }
+    }
+    None
+}
+
+/// yaml_serde refuses nesting deeper than 128 anyway, but its scanner takes time
+/// quadratic in the depth of `[`/`{` to get there (200 KB of `k: [[[…` took 17 s), so
+/// a file nested far deeper is refused before parsing. Brackets are counted everywhere,
+/// in strings and comments too: a real file is nowhere near the limit.
+const MAX_FLOW_DEPTH: usize = 1000;
+
+/// The line where `[`/`{` nesting first exceeds [`MAX_FLOW_DEPTH`].
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
         }
     }
     None
