@@ -125,10 +125,10 @@ pub struct AppFlags {
     #[arg(long)]
     pub no_autorestart: bool,
     /// Restart a worker whose process tree uses more memory than this (300K, 512M, 1G).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub max_memory_restart: Option<String>,
     /// Time between the kill signal and SIGKILL (ms, or 1s, 500ms).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub kill_timeout: Option<String>,
     /// Signal that asks a worker to stop (default SIGINT).
     #[arg(long, value_name = "SIGNAL")]
@@ -137,20 +137,20 @@ pub struct AppFlags {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_restarts: Option<String>,
     /// A run shorter than this is an unstable restart (default 1000 ms).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub min_uptime: Option<String>,
     /// A worker is ready when it says so: READY=1 on $NOTIFY_SOCKET, or
     /// process.send('ready') in Node.
     #[arg(long)]
     pub wait_ready: bool,
     /// How long a new worker may take to become ready (default 3000 ms).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub listen_timeout: Option<String>,
     /// Delay before restarting a crashed worker.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub restart_delay: Option<String>,
     /// Exponential backoff: first delay, ×1.5 per crash up to 15 s.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub exp_backoff_restart_delay: Option<String>,
 }
 

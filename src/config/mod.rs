@@ -149,7 +149,7 @@ pub fn load_str(
                         prev + 1
                     ),
                 )
-                .with_hint("names must be unique: set a different name:"),
+                .with_hint("names must be unique: give one of them another `name:`"),
             ));
         }
         names.insert(spec.name.clone(), i);

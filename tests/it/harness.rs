@@ -462,3 +462,91 @@ pub fn daemons_for(home: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A process's resident set size in kB (`VmRSS` in /proc/<pid>/status).
+pub fn vm_rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// How many file descriptors a process has open (entries of /proc/<pid>/fd).
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+        .count()
+}
+
+/// Runs a drover command with a time limit. One that is still running at `timeout`
+/// (a `drover run` that started an app it should have rejected) gets SIGTERM, then
+/// SIGKILL; the second value says whether that happened. Output read after the
+/// process is gone is waited for at most 5 s more (a leaked grandchild may hold the
+/// pipes open).
+pub fn output_within(home: &Home, args: &[&str], timeout: Duration) -> (Output, bool) {
+    let mut child = home
+        .command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn drover");
+    let read_all = |stream: Box<dyn Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut stream = stream;
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned());
+        });
+        rx
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for drover") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let grace = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < grace && child.try_wait().ok().flatten().is_none() {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            break child.wait().expect("wait for drover");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let text = |rx: std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+    };
+    (
+        Output {
+            status,
+            stdout: text(stdout),
+            stderr: text(stderr),
+        },
+        timed_out,
+    )
+}
+
+/// A process's start time (clock ticks since boot, field 22 of /proc/<pid>/stat): with
+/// its pid, it names one process even after the pid is reused. None if there is no
+/// such pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()
+}

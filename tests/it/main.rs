@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod daemon;
+mod faults;
+mod fuzz_regressions;
 mod harness;
 mod man;
 mod reload;
