@@ -4,8 +4,6 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -50,59 +48,6 @@ impl Drop for Reap {
                 let _ = kill(Pid::from_raw(p.0), Signal::SIGKILL);
             }
         }
-    }
-}
-
-/// What a client saw: a refusal is a bug; a failure is a connection that a killed
-/// worker had accepted.
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u64,
-    refused: u64,
-    failed: Vec<String>,
-}
-
-/// `threads` clients, each a new connection per request, until stopped or 200,000
-/// requests each.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<Tally>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads)
-            .map(|_| {
-                let stop = stop.clone();
-                thread::spawn(move || {
-                    let mut t = Tally::default();
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) && n < 200_000 {
-                        n += 1;
-                        match get(addr, "/") {
-                            Reply::Ok(_) => t.ok += 1,
-                            Reply::Refused => t.refused += 1,
-                            Reply::Failed(e) => t.failed.push(e),
-                        }
-                    }
-                    t
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Tally::default();
-        for t in self.threads {
-            let t = t.join().unwrap();
-            all.ok += t.ok;
-            all.refused += t.refused;
-            all.failed.extend(t.failed);
-        }
-        all
     }
 }
 

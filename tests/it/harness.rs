@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -549,4 +550,73 @@ pub fn start_time(pid: i32) -> Option<u64> {
         .nth(22 - 3)?
         .parse()
         .ok()
+}
+
+/// What a load's clients saw: a refusal is always a bug; a failure is a connection
+/// accepted and then lost (a killed worker's own, in the fault tests).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    pub refused: u64,
+    pub failed: Vec<String>,
+    /// The workers that answered.
+    pub pids: BTreeSet<i32>,
+}
+
+impl Tally {
+    /// Nothing refused, nothing lost.
+    pub fn clean(&self) -> bool {
+        self.refused == 0 && self.failed.is_empty()
+    }
+}
+
+/// A bounded client on 127.0.0.1: `threads` loops, each a new connection per request,
+/// until `finish` or 200,000 requests per thread.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<Tally>>,
+}
+
+impl Load {
+    pub fn start(addr: SocketAddr, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut t = Tally::default();
+                    for _ in 0..200_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match get(addr, "/") {
+                            Reply::Ok(body) => {
+                                t.ok += 1;
+                                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                                    t.pids.insert(pid_of(&v));
+                                }
+                            }
+                            Reply::Refused => t.refused += 1,
+                            Reply::Failed(e) => t.failed.push(e),
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    pub fn finish(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Tally::default();
+        for t in self.threads {
+            let t = t.join().unwrap();
+            all.ok += t.ok;
+            all.refused += t.refused;
+            all.failed.extend(t.failed);
+            all.pids.extend(t.pids);
+        }
+        all
+    }
 }

@@ -2,68 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 use nix::sys::signal::Signal;
 
 use crate::harness::*;
-
-/// A bounded client: `threads` loops, each a new connection per request, until stopped
-/// or 50,000 requests in all. Counts what a user would notice.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<thread::JoinHandle<Tally>>,
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    ok: u32,
-    failed: Vec<String>,
-    pids: BTreeSet<i32>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads)
-            .map(|_| {
-                let stop = stop.clone();
-                thread::spawn(move || {
-                    let mut tally = Tally::default();
-                    while !stop.load(Ordering::Relaxed)
-                        && (tally.ok as usize + tally.failed.len()) < 25_000
-                    {
-                        match get(addr, "/") {
-                            Reply::Ok(body) => {
-                                tally.ok += 1;
-                                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                                    tally.pids.insert(pid_of(&v));
-                                }
-                            }
-                            other => tally.failed.push(format!("{other:?}")),
-                        }
-                    }
-                    tally
-                })
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Tally::default();
-        for t in self.threads {
-            let t = t.join().unwrap();
-            all.ok += t.ok;
-            all.failed.extend(t.failed);
-            all.pids.extend(t.pids);
-        }
-        all
-    }
-}
 
 fn start_node(d: &Daemon, name: &str, instances: u32, extra: &[&str]) -> SocketAddr {
     let script = fixture("http_worker.js");
@@ -109,7 +51,7 @@ fn reload_under_load(instances: u32) {
     });
     let tally = load.finish();
     assert!(
-        tally.failed.is_empty(),
+        tally.clean(),
         "{} of {} requests failed: {:?}",
         tally.failed.len(),
         tally.ok,
@@ -166,7 +108,7 @@ fn a_reload_whose_new_workers_never_get_ready_keeps_the_old_ones() {
         out.stderr
     );
     assert_eq!(pids(&d, "py"), before, "the old workers keep serving");
-    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    assert!(tally.clean(), "{:?}", tally.failed);
     assert!(d.list().iter().all(|w| w["status"] == "online"));
 }
 
@@ -209,7 +151,7 @@ fn wait_ready_with_process_send_ready_from_node() {
     let out = d.ok(&["reload", "js"]);
     let tally = load.finish();
     assert!(out.contains("reloaded js"), "{out}");
-    assert!(tally.failed.is_empty(), "{:?}", tally.failed);
+    assert!(tally.clean(), "{:?}", tally.failed);
 }
 
 #[test]
@@ -231,7 +173,7 @@ fn scale_4_to_1_to_3_under_load_fails_no_request() {
     });
     let tally = load.finish();
     assert!(
-        tally.failed.is_empty(),
+        tally.clean(),
         "{} of {} requests failed: {:?}",
         tally.failed.len(),
         tally.ok,
