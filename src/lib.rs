@@ -20,6 +20,7 @@
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
 //! - [`error`]: one error enum, mapped to exit codes in one place.
+//! - `sync`: the one poison-tolerant lock helper.
 
 pub mod cli;
 pub mod config;
@@ -32,3 +33,4 @@ pub mod sampler;
 pub mod shim;
 pub mod sockets;
 pub mod supervisor;
+mod sync;

@@ -163,8 +163,12 @@ pub enum ErrorKind {
     BadRequest,
     /// The peer speaks another protocol version.
     Version,
-    /// The OS refused (bind, spawn, files).
+    /// The OS refused (bind, spawn, files), or the operation did not succeed (a reload
+    /// that kept the old workers, a stop that timed out).
     Failed,
+    /// The app is in the middle of another change (a delete, a scale-down): try again
+    /// once it is done.
+    Busy,
 }
 
 /// One worker as `list` shows it.

@@ -8,15 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::unistd::Pid;
-use std::sync::atomic::{AtomicBool, Ordering};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
-use tokio::sync::mpsc::UnboundedSender;
-
-use crate::supervisor::Shared;
-use crate::supervisor::slot::SlotMsg;
 
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -29,11 +25,20 @@ pub struct Usage {
     pub cpu: f32,
 }
 
+/// What the sampler watches and whom it tells: the supervisor implements it, so the
+/// sampler knows nothing of slots or messages.
+pub trait Watched: Send + Sync + 'static {
+    /// The roots of the trees to sample, each with its memory limit in bytes.
+    fn roots(&self) -> Vec<(Pid, Option<u64>)>;
+    /// One sample: every root's usage, and the roots over their limit with their RSS.
+    fn sampled(&self, usage: HashMap<Pid, Usage>, over_limit: Vec<(Pid, u64)>);
+}
+
 /// Starts the sampler on a thread of its own, which sleeps between samples: a tokio
 /// interval on the supervisor's runtime wakes it about twice a second (the timer wheel
 /// fires early and re-parks), a sleeping thread exactly once. It ends soon after `stop`
 /// is set.
-pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+pub fn spawn(watched: Arc<dyn Watched>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sampler".into())
         .spawn(move || {
@@ -46,37 +51,29 @@ pub(crate) fn spawn(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> std::io::Resu
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                tick(&shared, &mut sys);
+                tick(&*watched, &mut sys);
             }
         })?;
     Ok(())
 }
 
-fn tick(shared: &Shared, sys: &mut System) {
-    let watched: Vec<(Pid, Option<u64>, UnboundedSender<SlotMsg>)> = shared
-        .workers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(pid, w)| (*pid, w.memory_limit, w.tx.clone()))
-        .collect();
-    if watched.is_empty() {
+fn tick(watched: &dyn Watched, sys: &mut System) {
+    let roots = watched.roots();
+    if roots.is_empty() {
         return;
     }
-    let roots: Vec<Pid> = watched.iter().map(|(pid, _, _)| *pid).collect();
-    let usage = sample(sys, &roots);
-    for (pid, limit, tx) in &watched {
-        let Some(u) = usage.get(pid) else { continue };
-        if let Some(limit) = limit
-            && u.rss > *limit
-        {
-            let _ = tx.send(SlotMsg::MemoryExceeded {
-                pid: *pid,
-                rss: u.rss,
-            });
-        }
-    }
-    *shared.usage.lock().unwrap_or_else(|p| p.into_inner()) = usage;
+    let pids: Vec<Pid> = roots.iter().map(|(pid, _)| *pid).collect();
+    let usage = sample(sys, &pids);
+    let over_limit = roots
+        .iter()
+        .filter_map(|(pid, limit)| {
+            let rss = usage.get(pid)?.rss;
+            limit
+                .is_some_and(|limit| rss > limit)
+                .then_some((*pid, rss))
+        })
+        .collect();
+    watched.sampled(usage, over_limit);
 }
 
 /// Usage of the process tree rooted at each of `roots`.

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
@@ -359,10 +359,7 @@ impl AppListeners {
 pub async fn drain(listeners: &Mutex<AppListeners>, slot: u32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
-        let drained = listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_drained(slot);
+        let drained = crate::sync::lock(listeners).is_drained(slot);
         match drained {
             Ok(true) => return true,
             Ok(false) => {}

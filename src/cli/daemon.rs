@@ -128,8 +128,16 @@ pub fn kill(home: &Path) -> Result<(), Error> {
     client.call(&Request::Kill)?;
     // The supervisor answers first, then stops its apps: wait until it is gone, so that
     // `drover kill && drover start …` never races the old supervisor.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while lock(home).is_err() && std::time::Instant::now() < deadline {
+    let timeout = std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + timeout;
+    while lock(home).is_err() {
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Failed(format!(
+                "the supervisor of {} was asked to stop but still runs after {} s",
+                home.display(),
+                timeout.as_secs()
+            )));
+        }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     println!("supervisor stopped");

@@ -20,7 +20,8 @@ use crate::error::Error;
 #[command(
     name = "drover",
     version,
-    about = "PM2's cluster mode for any language: N workers sharing one port, kept alive, with merged logs"
+    about = "PM2's cluster mode for any language: N workers sharing one port, kept alive, with merged logs",
+    after_long_help = crate::error::EXIT_STATUS
 )]
 pub struct Cli {
     #[command(subcommand)]

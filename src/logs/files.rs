@@ -15,11 +15,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::Stream;
 use super::timestamp::{DateFormat, Stamper};
+use crate::sync::lock;
 
 /// Buffered bytes per file before a write is forced, flush or not.
 const BUFFER_CAP: usize = 64 * 1024;
@@ -64,11 +65,6 @@ fn open_append(path: &Path) -> io::Result<File> {
         .create(true)
         .mode(0o640)
         .open(path)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere while holding the lock leaves a buffer that is still usable.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {

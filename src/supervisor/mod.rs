@@ -9,20 +9,20 @@ pub mod dump;
 mod handlers;
 mod notify;
 pub mod policy;
+mod shared;
 pub mod slot;
 pub mod spawn;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::unistd::Pid;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -30,13 +30,20 @@ use crate::config::AppSpec;
 use crate::ipc::server::{self, Incoming};
 use crate::logs::LogHub;
 use crate::os;
-use crate::sampler::{self, Usage};
+use crate::protocol::Response;
+use crate::sampler;
 use crate::sockets::AppListeners;
+use crate::sync::lock;
+pub(crate) use shared::Shared;
 use slot::{Slot, SlotHandle, SlotMsg};
 
 /// How long the supervisor waits, after its workers are gone, for their pipes to reach
 /// EOF (a grandchild that left the process group may still hold one).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Beyond an app's kill_timeout, how long a stop may take (reaping, a worker stuck in
+/// the kernel) before whoever waits on it is told it failed rather than kept waiting.
+const STOP_SLACK: Duration = Duration::from_secs(10);
 
 pub struct RunOptions {
     pub home: PathBuf,
@@ -66,66 +73,23 @@ pub struct NewApp {
     pub env: BTreeMap<String, String>,
 }
 
-/// A worker the reaper and the sampler know about.
-pub(crate) struct WorkerEntry {
-    pub tx: mpsc::UnboundedSender<SlotMsg>,
-    pub memory_limit: Option<u64>,
-}
-
-/// State shared by the slot tasks, the reaper and the sampler.
-pub(crate) struct Shared {
-    pub logs: LogHub,
-    pub trampoline: PathBuf,
-    pub node_shim: PathBuf,
-    /// NOTIFY_SOCKET for `wait_ready` workers.
-    pub notify_socket: PathBuf,
-    pub workers: Mutex<HashMap<Pid, WorkerEntry>>,
-    pub usage: Mutex<HashMap<Pid, Usage>>,
-    pub slot_changed: Notify,
-    pumps: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Shared {
-    pub fn register(
-        &self,
-        pid: Pid,
-        tx: mpsc::UnboundedSender<SlotMsg>,
-        memory_limit: Option<u64>,
-    ) {
-        lock(&self.workers).insert(pid, WorkerEntry { tx, memory_limit });
-    }
-
-    pub fn track_pump(&self, pump: JoinHandle<()>) {
-        let mut pumps = lock(&self.pumps);
-        pumps.retain(|p| !p.is_finished());
-        pumps.push(pump);
-    }
-
-    pub fn usage_of(&self, pid: Pid) -> Usage {
-        lock(&self.usage).get(&pid).copied().unwrap_or_default()
-    }
-
-    /// Hands each reaped child's status to its slot; orphans we adopted are just reaped.
-    fn dispatch_exits(&self) {
-        for reaped in os::reap_all() {
-            let entry = lock(&self.workers).remove(&reaped.pid);
-            lock(&self.usage).remove(&reaped.pid);
-            if let Some(entry) = entry {
-                let _ = entry.tx.send(SlotMsg::Exited {
-                    pid: reaped.pid,
-                    status: reaped.status,
-                });
-            }
-        }
-    }
-}
-
 /// One app in the supervisor's table.
 pub(crate) struct App {
     pub spec: Arc<AppSpec>,
     pub env: Arc<BTreeMap<String, String>>,
     pub listeners: Option<Arc<Mutex<AppListeners>>>,
     pub slots: Vec<SlotEntry>,
+    /// A change to the app's slots that is under way; a second one is refused as busy.
+    pub pending: Option<Pending>,
+}
+
+/// A change of an app's slots that takes time, run by a task of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    /// Its workers are stopping; then the app leaves the table.
+    Deleting,
+    /// Its highest slots drain and stop; then they leave the table.
+    ScalingDown { from: u32, to: u32 },
 }
 
 pub(crate) struct SlotEntry {
@@ -133,6 +97,28 @@ pub(crate) struct SlotEntry {
     pub id: u32,
     pub handle: SlotHandle,
     pub task: JoinHandle<()>,
+    /// On its way out (scale-down, delete of one worker): shown by `list`, but no longer
+    /// a target of stop, restart or reload.
+    pub leaving: bool,
+}
+
+/// What a finished operation asks of the table before its client is answered: the main
+/// loop does it, so the table has one owner.
+#[derive(Debug)]
+pub(crate) enum Tidy {
+    Nothing,
+    /// Apps whose every worker is at rest release their ports (`stop` frees the address).
+    ReleaseIdlePorts,
+    /// These slots are at rest for good (delete, scale-down): drop them, their listeners,
+    /// and apps left without a slot; clear the app's `pending`.
+    Remove(Vec<u32>),
+}
+
+/// An operation's task reporting back to the main loop.
+pub(crate) struct Finished {
+    pub tidy: Tidy,
+    pub answer: Response,
+    pub reply: mpsc::Sender<Response>,
 }
 
 /// The supervisor's state: its apps, and what the slot tasks share.
@@ -141,6 +127,8 @@ pub(crate) struct Supervisor {
     home: PathBuf,
     apps: Vec<App>,
     next_id: u32,
+    /// Where operations' tasks report back (see [`Finished`]).
+    finished: mpsc::UnboundedSender<Finished>,
 }
 
 /// Whether the main loop goes on after a request.
@@ -153,6 +141,12 @@ enum Flow {
 /// Runs `apps` (and whatever the control socket asks) until `shutdown` resolves, a client
 /// sends `kill`, or — with `exit_when_idle` — every worker is stopped or errored; then
 /// stops all workers gracefully and drains their logs.
+///
+/// The loop never waits on anything but its next event: a request edits the app table
+/// and returns, and what takes time (a graceful stop, a drain, a reload) runs as a task
+/// that answers its client when done, reporting back through [`Finished`] when the table
+/// must change. So `list`, `ping`, other apps' starts and SIGTERM are served at once
+/// while a worker takes its whole kill_timeout to stop.
 ///
 /// Must run on a current-thread runtime on the main thread: workers are spawned with
 /// PR_SET_PDEATHSIG, which is tied to the spawning thread.
@@ -170,21 +164,19 @@ pub async fn run(
         crate::shim::install(&opts.home.join("shim")).context("cannot write the Node shim")?;
     let notify_path = opts.home.join("notify.sock");
     let notify_socket = notify::bind(&notify_path).context("cannot create the notify socket")?;
-    let shared = Arc::new(Shared {
-        notify_socket: notify_path.clone(),
-        logs: LogHub::new(opts.console),
-        trampoline: std::env::current_exe().context("cannot find the drover binary")?,
+    let shared = Arc::new(Shared::new(
+        LogHub::new(opts.console),
+        std::env::current_exe().context("cannot find the drover binary")?,
         node_shim,
-        workers: Mutex::new(HashMap::new()),
-        usage: Mutex::new(HashMap::new()),
-        slot_changed: Notify::new(),
-        pumps: Mutex::new(Vec::new()),
-    });
+        notify_path.clone(),
+    ));
+    let (finished_tx, mut finished) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         shared: shared.clone(),
         home: opts.home.clone(),
         apps: Vec::new(),
         next_id: 0,
+        finished: finished_tx,
     };
 
     let reaper = {
@@ -208,7 +200,7 @@ pub async fn run(
     sup.add_apps(apps).map_err(|e| anyhow::anyhow!(e.message))?;
 
     let (requests_tx, mut requests) = mpsc::channel::<Incoming>(64);
-    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (control_stop, control_stopped) = oneshot::channel::<()>();
     let control = opts.control.map(|listener| {
         tokio::spawn(server::serve(listener, requests_tx, async {
             let _ = control_stopped.await;
@@ -227,22 +219,15 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break false,
             Some(incoming) = requests.recv() => {
-                if sup.handle(incoming).await == Flow::Kill {
+                if sup.handle(incoming) == Flow::Kill {
                     break false;
                 }
             }
-            _ = shared.slot_changed.notified() => {}
+            Some(done) = finished.recv() => sup.finish(done),
+            _ = shared.next_slot_change() => {}
             Some(()) = async { sighup.as_mut()?.recv().await } => {
                 info!("SIGHUP received: reloading every app");
-                let (tx, mut rx) = mpsc::channel(1);
-                sup.reload(&crate::protocol::Target::All, 1, tx);
-                tokio::spawn(async move {
-                    match rx.recv().await {
-                        Some(crate::protocol::Response::Done { message }) => info!("{message}"),
-                        Some(crate::protocol::Response::Error { message, .. }) => warn!("{message}"),
-                        _ => {}
-                    }
-                });
+                sup.reload_all_logged();
             }
         }
     };
@@ -255,12 +240,12 @@ pub async fn run(
             if count == 1 { "" } else { "s" }
         );
     }
-    let ids: Vec<u32> = sup
-        .apps
-        .iter()
-        .flat_map(|a| a.slots.iter().map(|s| s.id))
-        .collect();
-    sup.stop_and_wait(&ids).await;
+    // The loop is over: waiting here holds up nobody.
+    let ids: Vec<u32> = sup.slot_ids().collect();
+    let stops = sup.stop_slots(&ids);
+    if tokio::time::timeout(sup.stop_cap(), stops).await.is_err() {
+        warn!("some workers were still stopping after kill_timeout; leaving them");
+    }
     let errored = sup
         .apps
         .iter()
@@ -280,7 +265,7 @@ pub async fn run(
     if let Some(control) = control {
         let _ = control.await;
     }
-    let pumps = std::mem::take(&mut *lock(&shared.pumps));
+    let pumps = shared.take_pumps();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         for pump in pumps {
             let _ = pump.await;
@@ -292,7 +277,7 @@ pub async fn run(
             "some worker output pipes were still open after {DRAIN_TIMEOUT:?}; stopped reading them"
         );
     }
-    shared.logs.flush_all();
+    shared.logs().flush_all();
     reaper.abort();
     notifier.abort();
     let _ = std::fs::remove_file(&notify_path);
@@ -304,6 +289,10 @@ impl Supervisor {
         self.apps
             .iter()
             .all(|a| a.slots.iter().all(|s| s.handle.status.borrow().at_rest))
+    }
+
+    fn slot_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.apps.iter().flat_map(|a| a.slots.iter().map(|s| s.id))
     }
 
     /// Adds apps and starts their workers. Every listener is bound first; if one fails,
@@ -342,6 +331,7 @@ impl Supervisor {
                 env: Arc::new(new.env),
                 listeners,
                 slots: Vec::new(),
+                pending: None,
             };
             for instance in 0..app.spec.instances {
                 self.add_slot(&mut app, instance);
@@ -363,36 +353,42 @@ impl Supervisor {
             self.shared.clone(),
         );
         let task = tokio::spawn(slot.run());
-        app.slots.push(SlotEntry { id, handle, task });
+        app.slots.push(SlotEntry {
+            id,
+            handle,
+            task,
+            leaving: false,
+        });
     }
 
-    /// Asks the slots with these ids to stop and waits until each is at rest.
-    async fn stop_and_wait(&self, ids: &[u32]) {
-        for slot in self.slots(ids) {
-            let _ = slot.handle.tx.send(SlotMsg::Stop);
+    /// Asks the slots with these ids to stop; the future resolves once each is at rest
+    /// (or its task is gone). It borrows nothing, so a task can await it.
+    fn stop_slots(&self, ids: &[u32]) -> impl Future<Output = ()> + Send + 'static {
+        let waits: Vec<oneshot::Receiver<()>> = self
+            .slots(ids)
+            .map(|slot| {
+                let (done, wait) = oneshot::channel();
+                let _ = slot.handle.tx.send(SlotMsg::Stop { done: Some(done) });
+                wait
+            })
+            .collect();
+        async move {
+            for wait in waits {
+                // An error means the slot's task is gone (deleted): at rest too.
+                let _ = wait.await;
+            }
         }
-        self.wait_until(ids, |s| s.at_rest).await;
     }
 
-    /// Waits until every slot with these ids satisfies `done`. Bounded: a slot reaches
-    /// rest within its kill_timeout plus reaping; the cap only guards against a bug
-    /// wedging the control loop.
-    async fn wait_until(&self, ids: &[u32], done: impl Fn(&slot::SlotStatus) -> bool) {
-        let cap = self
-            .apps
+    /// How long a stop of any slot may take before its waiter gives up: the longest
+    /// kill_timeout, plus slack.
+    fn stop_cap(&self) -> Duration {
+        self.apps
             .iter()
             .map(|a| a.spec.stop.kill_timeout)
             .max()
             .unwrap_or_default()
-            + Duration::from_secs(10);
-        let _ = tokio::time::timeout(cap, async {
-            while !self.slots(ids).all(|s| done(&s.handle.status.borrow())) {
-                self.shared.slot_changed.notified().await;
-            }
-        })
-        .await;
-        // Other waiters (the main loop) may have wanted that wake-up too.
-        self.shared.slot_changed.notify_one();
+            + STOP_SLACK
     }
 
     fn slots<'a>(&'a self, ids: &'a [u32]) -> impl Iterator<Item = &'a SlotEntry> + 'a {
@@ -401,8 +397,53 @@ impl Supervisor {
             .flat_map(|a| a.slots.iter())
             .filter(move |s| ids.contains(&s.id))
     }
-}
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// An operation's task is done: change the table as it asks, then answer its client.
+    fn finish(&mut self, done: Finished) {
+        let Finished {
+            tidy,
+            answer,
+            reply,
+        } = done;
+        match tidy {
+            Tidy::Nothing => {}
+            Tidy::ReleaseIdlePorts => self.release_idle_ports(),
+            Tidy::Remove(ids) => self.remove_slots(&ids),
+        }
+        // A fresh channel with room: never waits.
+        let _ = reply.try_send(answer);
+    }
+
+    /// An app whose every worker is stopped releases its port (`stop` frees the address).
+    fn release_idle_ports(&self) {
+        for app in &self.apps {
+            if let Some(listeners) = &app.listeners
+                && app.slots.iter().all(|s| s.handle.status.borrow().at_rest)
+            {
+                lock(listeners).close_all();
+            }
+        }
+    }
+
+    /// Drops slots that are at rest for good, their listeners, and apps left empty.
+    fn remove_slots(&mut self, ids: &[u32]) {
+        for app in &mut self.apps {
+            let before = app.slots.len();
+            app.slots.retain(|s| {
+                let gone = ids.contains(&s.id);
+                if gone {
+                    s.task.abort();
+                    if let Some(listeners) = &app.listeners {
+                        lock(listeners).remove(s.handle.instance);
+                    }
+                }
+                !gone
+            });
+            if app.slots.len() != before {
+                app.pending = None;
+            }
+        }
+        // An app with no slot left is gone, its listeners closed with it.
+        self.apps.retain(|a| !a.slots.is_empty());
+    }
 }

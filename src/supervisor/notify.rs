@@ -75,13 +75,8 @@ fn worker_of(
     mut pid: Pid,
 ) -> Option<(Pid, tokio::sync::mpsc::UnboundedSender<SlotMsg>)> {
     for _ in 0..16 {
-        if let Some(entry) = shared
-            .workers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&pid)
-        {
-            return Some((pid, entry.tx.clone()));
+        if let Some(tx) = shared.slot_of(pid) {
+            return Some((pid, tx));
         }
         pid = parent_of(pid)?;
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
@@ -19,9 +19,12 @@ use crate::config::{AppSpec, Runtime};
 use crate::logs::{self, Stream};
 use crate::os::{self, ExitKind};
 use crate::sockets::AppListeners;
+use crate::sync::lock;
 
-/// What the rest of the supervisor tells a slot.
-#[derive(Debug, Clone)]
+/// What the rest of the supervisor tells a slot. Commands that someone waits on carry
+/// the sender of their outcome: the slot answers once the command has taken effect, so
+/// nobody polls the slot's status (which races the slot's own task).
+#[derive(Debug)]
 pub enum SlotMsg {
     Exited {
         pid: Pid,
@@ -35,8 +38,15 @@ pub enum SlotMsg {
     Ready {
         pid: Pid,
     },
-    Stop,
-    Restart,
+    /// Stop the worker; `done` hears once the slot is at rest.
+    Stop {
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Stop, then start a new worker; `done` hears once the new one is started (or why
+    /// none is).
+    Restart {
+        done: Option<oneshot::Sender<RestartOutcome>>,
+    },
     /// Replace the worker without a gap; the outcome goes to `done`.
     Reload {
         done: Option<mpsc::UnboundedSender<ReloadOutcome>>,
@@ -50,6 +60,9 @@ pub enum SlotMsg {
 
 /// How the reload of one slot ended: a line for the user either way.
 pub type ReloadOutcome = Result<String, String>;
+
+/// How the restart of one slot ended: a line for the user either way.
+pub type RestartOutcome = Result<String, String>;
 
 /// A slot as others see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +96,10 @@ pub struct Slot {
     timer: Option<Instant>,
     /// Who waits for the reload in progress.
     reload_waiter: Option<mpsc::UnboundedSender<ReloadOutcome>>,
+    /// Who waits for the slot to come to rest (`stop`, `delete`, scale-down, shutdown).
+    stop_waiters: Vec<oneshot::Sender<()>>,
+    /// Who waits for the restart in progress to have started its new worker.
+    restart_waiters: Vec<oneshot::Sender<RestartOutcome>>,
 }
 
 /// How a worker of `app` tells it is ready: the Node shim reports 'listening' (or
@@ -126,6 +143,8 @@ impl Slot {
             status,
             timer: None,
             reload_waiter: None,
+            stop_waiters: Vec::new(),
+            restart_waiters: Vec::new(),
         };
         slot.apply(Event::Start);
         let handle = SlotHandle {
@@ -150,6 +169,14 @@ impl Slot {
                             let _ = previous.send(Err(format!("{}: superseded by another reload", self.label())));
                         }
                         Event::ReloadRequested
+                    }
+                    Some(SlotMsg::Stop { done }) => {
+                        self.stop_waiters.extend(done);
+                        Event::StopRequested
+                    }
+                    Some(SlotMsg::Restart { done }) => {
+                        self.restart_waiters.extend(done);
+                        Event::RestartRequested
                     }
                     Some(msg) => self.event_of(msg),
                     None => break,
@@ -186,9 +213,10 @@ impl Slot {
                 Event::MemoryExceeded { pid }
             }
             SlotMsg::Ready { pid } => Event::Ready { pid },
-            SlotMsg::Stop => Event::StopRequested,
-            SlotMsg::Restart => Event::RestartRequested,
-            SlotMsg::Update { .. } | SlotMsg::Reload { .. } => unreachable!("handled in run"),
+            SlotMsg::Stop { .. }
+            | SlotMsg::Restart { .. }
+            | SlotMsg::Update { .. }
+            | SlotMsg::Reload { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -237,13 +265,37 @@ impl Slot {
         {
             let _ = waiter.send(Err(format!("{}: stopped", self.label())));
         }
+        self.answer_waiters();
         let status = status_of(&self.policy);
         self.status.send_if_modified(|old| {
             let changed = *old != status;
             *old = status;
             changed
         });
-        self.shared.slot_changed.notify_one();
+        self.shared.slot_changed();
+    }
+
+    /// Tells the stop and restart waiters whose command has taken effect.
+    fn answer_waiters(&mut self) {
+        if self.policy.is_at_rest() {
+            for waiter in self.stop_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+        // A restart has taken effect once its old worker is gone: the slot then runs a
+        // new one (launching or online), waits out a crash backoff, or is at rest
+        // (the new worker could not start, or a later stop won).
+        if self.restart_waiters.is_empty() || self.policy.status() == "stopping" {
+            return;
+        }
+        let outcome = match (self.policy.pid(), self.policy.is_at_rest()) {
+            (Some(pid), _) => Ok(format!("{}: pid {pid}", self.label())),
+            (None, false) => Ok(format!("{}: waiting to restart", self.label())),
+            (None, true) => Err(format!("{}: {}", self.label(), self.policy.status())),
+        };
+        for waiter in self.restart_waiters.drain(..) {
+            let _ = waiter.send(outcome.clone());
+        }
     }
 
     fn report(&mut self, report: Report) {
@@ -300,13 +352,13 @@ impl Slot {
             instance: self.instance,
             listener,
             bound_port,
-            trampoline: &self.shared.trampoline,
-            node_shim: Some(&self.shared.node_shim),
+            trampoline: self.shared.trampoline(),
+            node_shim: Some(self.shared.node_shim()),
             notify_socket: self
                 .app
                 .restart
                 .wait_ready
-                .then_some(self.shared.notify_socket.as_path()),
+                .then_some(self.shared.notify_socket()),
         };
         let worker = spawn_worker(&launch)?;
         drop(guard);
@@ -321,7 +373,7 @@ impl Slot {
             tokio::spawn(watch_ready(ready, pid, tx));
         }
 
-        let hub = &self.shared.logs;
+        let hub = self.shared.logs();
         let out = hub.sink(
             &app.name,
             self.instance,
@@ -388,8 +440,4 @@ fn status_of(policy: &SlotPolicy) -> SlotStatus {
 fn signal_group(pid: Pid, sig: Signal) {
     // ESRCH: the group is already gone, which is the goal.
     let _ = os::signal_group(pid, sig);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,0 +1,58 @@
+//! `describe`: an app's resolved settings, its workers, its log files' dropped lines.
+
+use super::Reply;
+use crate::logs::instance_log_path;
+use crate::protocol::{AppInfo, LogFile, Response, Target};
+use crate::supervisor::Supervisor;
+use crate::sync::lock;
+
+impl Supervisor {
+    pub(super) fn describe(&self, target: &Target) -> Reply {
+        let ids = self.resolve(target)?;
+        let apps = self
+            .apps
+            .iter()
+            .filter(|a| a.slots.iter().any(|s| ids.contains(&s.id)))
+            .map(|a| {
+                let app_ids: Vec<u32> = a.slots.iter().map(|s| s.id).collect();
+                AppInfo {
+                    spec: (*a.spec).clone(),
+                    listen: a.listeners.as_ref().map(|l| lock(l).bound().to_string()),
+                    workers: self.workers(Some(&app_ids)),
+                    dropped_log_lines: self
+                        .log_files(&app_ids)
+                        .iter()
+                        .map(|f| self.shared.logs().dropped_lines_in(&f.path))
+                        .sum(),
+                }
+            })
+            .collect();
+        Ok(Response::Apps { apps })
+    }
+
+    pub(super) fn log_files(&self, ids: &[u32]) -> Vec<LogFile> {
+        let mut files = Vec::new();
+        for app in &self.apps {
+            for slot in app.slots.iter().filter(|s| ids.contains(&s.id)) {
+                for (stream, base) in [
+                    ("out", &app.spec.logs.out_file),
+                    ("err", &app.spec.logs.error_file),
+                ] {
+                    let path = instance_log_path(base, slot.handle.instance, app.spec.logs.merge);
+                    // A merged file is listed once, under its first worker.
+                    if files.iter().any(|f: &LogFile| f.path == path) {
+                        continue;
+                    }
+                    files.push(LogFile {
+                        id: slot.id,
+                        app: app.spec.name.clone(),
+                        instance: slot.handle.instance,
+                        stream: stream.into(),
+                        path,
+                    });
+                }
+            }
+        }
+        files
+    }
+}

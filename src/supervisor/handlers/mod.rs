@@ -1,0 +1,216 @@
+//! One handler per control request (pueue's shape), one file each. [`Supervisor::handle`]
+//! dispatches; a handler edits the app table and either answers at once
+//! ([`Answer::Now`]) or hands back what takes time as a future ([`Answer::Later`]), which
+//! runs as a task of its own and answers the client when it is done. No handler awaits,
+//! so the control loop is never held up by a worker, a drain or a client.
+//!
+//! Concurrent operations on one app: a stop, restart or reload acts on the app's slots
+//! as they are (the slot's policy settles a stop during a reload, a restart during a
+//! stop: the last one wins); a second change of the app's slots while one is under way
+//! (a scale while a scale-down drains, anything while the app is being deleted) is
+//! refused as [`ErrorKind::Busy`].
+
+mod delete;
+mod describe;
+mod flush;
+mod kill;
+mod list;
+mod logs;
+mod ping;
+mod reload;
+mod reload_logs;
+mod restart;
+mod resurrect;
+mod save;
+mod scale;
+mod start;
+mod stop;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{Finished, Flow, Pending, Supervisor, Tidy};
+use crate::ipc::server::Incoming;
+use crate::protocol::{ErrorKind, Request, Response, Target};
+
+/// A handler's error: what kind, and the one line the user sees.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn failed(message: String) -> Self {
+        Failure {
+            kind: ErrorKind::Failed,
+            message,
+        }
+    }
+
+    fn not_found(target: &Target) -> Self {
+        let message = match target {
+            Target::All => "no app is running".to_owned(),
+            Target::Id(id) => format!("no worker with id {id}"),
+            Target::Name(name) => format!("no app named {name}"),
+        };
+        Failure {
+            kind: ErrorKind::NotFound,
+            message,
+        }
+    }
+
+    fn busy(name: &str, pending: Pending) -> Self {
+        let what = match pending {
+            Pending::Deleting => "being deleted".to_owned(),
+            Pending::ScalingDown { from, to } => format!("scaling down from {from} to {to}"),
+        };
+        Failure {
+            kind: ErrorKind::Busy,
+            message: format!("{name} is busy: {what}; try again once that is done"),
+        }
+    }
+}
+
+type Reply = Result<Response, Failure>;
+
+/// The slow part of an operation: what the table must do once it is over, and the answer.
+type Later = Pin<Box<dyn Future<Output = (Tidy, Reply)> + Send>>;
+
+/// How a handler answers.
+pub(super) enum Answer {
+    Now(Reply),
+    Later(Later),
+    /// The handler keeps the reply channel and streams on it (`logs --follow`).
+    Streaming,
+}
+
+fn done(message: impl Into<String>) -> Reply {
+    Ok(Response::Done {
+        message: message.into(),
+    })
+}
+
+fn response_of(reply: Reply) -> Response {
+    reply.unwrap_or_else(|f| Response::Error {
+        kind: f.kind,
+        message: f.message,
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl Supervisor {
+    /// Dispatches one request. Never awaits: what takes time is spawned.
+    pub(super) fn handle(&mut self, incoming: Incoming) -> Flow {
+        let Incoming { request, reply } = incoming;
+        let mut flow = Flow::Continue;
+        let answer = match request {
+            Request::Ping => Ok(Answer::Now(ping::ping())),
+            Request::Start {
+                apps,
+                env,
+                update_env,
+            } => Ok(Answer::Now(self.start(apps, env, update_env))),
+            Request::Stop { target } => self.stop(&target),
+            Request::Restart { target, env } => self.restart(&target, env),
+            Request::Delete { target } => self.delete(&target),
+            Request::Reload { target, parallel } => self.reload(&target, parallel),
+            Request::Scale { name, instances } => self.scale(&name, instances),
+            Request::List => Ok(Answer::Now(self.list())),
+            Request::Describe { target } => Ok(Answer::Now(self.describe(&target))),
+            Request::Logs { target, follow } => self.logs(&target, follow, &reply),
+            Request::Flush { target } => Ok(Answer::Now(self.flush(&target))),
+            Request::ReloadLogs => Ok(Answer::Now(self.reload_logs())),
+            Request::Save => Ok(Answer::Now(self.save())),
+            Request::Resurrect => Ok(Answer::Now(self.resurrect())),
+            Request::Kill => {
+                flow = Flow::Kill;
+                Ok(Answer::Now(kill::kill()))
+            }
+        };
+        match answer.unwrap_or_else(|f| Answer::Now(Err(f))) {
+            // A fresh channel with room for the answer: never waits.
+            Answer::Now(r) => {
+                let _ = reply.try_send(response_of(r));
+            }
+            Answer::Later(work) => {
+                let finished = self.finished.clone();
+                tokio::spawn(async move {
+                    let (tidy, r) = work.await;
+                    let answer = response_of(r);
+                    match tidy {
+                        Tidy::Nothing => {
+                            let _ = reply.send(answer).await;
+                        }
+                        // The main loop changes the table, then answers.
+                        tidy => {
+                            let _ = finished.send(Finished {
+                                tidy,
+                                answer,
+                                reply,
+                            });
+                        }
+                    }
+                });
+            }
+            Answer::Streaming => {}
+        }
+        flow
+    }
+
+    /// Ids of the slots `target` names, leaving ones excluded; NotFound when none.
+    fn resolve(&self, target: &Target) -> Result<Vec<u32>, Failure> {
+        self.resolve_with(target, false)
+    }
+
+    /// Ids of the slots `target` names, leaving ones included (delete).
+    fn resolve_with(&self, target: &Target, leaving_too: bool) -> Result<Vec<u32>, Failure> {
+        let ids: Vec<u32> = self
+            .apps
+            .iter()
+            .flat_map(|a| a.slots.iter().map(move |s| (a, s)))
+            .filter(|(_, s)| leaving_too || !s.leaving)
+            .filter(|(a, s)| match target {
+                Target::All => true,
+                Target::Id(id) => s.id == *id,
+                Target::Name(name) => a.spec.name == *name,
+            })
+            .map(|(_, s)| s.id)
+            .collect();
+        if ids.is_empty() {
+            Err(Failure::not_found(target))
+        } else {
+            Ok(ids)
+        }
+    }
+
+    /// Busy when one of these slots belongs to an app that is being deleted.
+    fn refuse_if_deleting(&self, ids: &[u32]) -> Result<(), Failure> {
+        for app in &self.apps {
+            if app.pending == Some(Pending::Deleting)
+                && app.slots.iter().any(|s| ids.contains(&s.id))
+            {
+                return Err(Failure::busy(&app.spec.name, Pending::Deleting));
+            }
+        }
+        Ok(())
+    }
+
+    fn app_index(&self, name: &str) -> Option<usize> {
+        self.apps.iter().position(|a| a.spec.name == name)
+    }
+
+    /// Sends the app's current spec and environment to each of its slots.
+    fn update_slots(&self, i: usize) {
+        let app = &self.apps[i];
+        for slot in &app.slots {
+            let _ = slot.handle.tx.send(super::slot::SlotMsg::Update {
+                app: app.spec.clone(),
+                env: app.env.clone(),
+            });
+        }
+    }
+}

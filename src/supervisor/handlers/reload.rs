@@ -1,0 +1,82 @@
+//! `reload`: rolling replacement from a task of its own: `parallel` slots at a time,
+//! each replaced by a new worker that must be ready before the old one retires. Stops
+//! at the first slot that fails, which keeps its old worker.
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{Answer, Failure, plural};
+use crate::protocol::{ErrorKind, Response, Target};
+use crate::supervisor::slot::SlotMsg;
+use crate::supervisor::{Supervisor, Tidy};
+
+impl Supervisor {
+    pub(super) fn reload(&mut self, target: &Target, parallel: u32) -> Result<Answer, Failure> {
+        let ids = self.resolve(target)?;
+        self.refuse_if_deleting(&ids)?;
+        let slots: Vec<mpsc::UnboundedSender<SlotMsg>> = self
+            .apps
+            .iter()
+            .flat_map(|a| a.slots.iter())
+            .filter(|s| ids.contains(&s.id))
+            .map(|s| s.handle.tx.clone())
+            .collect();
+        let target = target.clone();
+        let parallel = parallel.max(1) as usize;
+        Ok(Answer::Later(Box::pin(async move {
+            let mut done = Vec::new();
+            for batch in slots.chunks(parallel) {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                for slot in batch {
+                    let _ = slot.send(SlotMsg::Reload {
+                        done: Some(tx.clone()),
+                    });
+                }
+                drop(tx);
+                let mut failed = Vec::new();
+                for _ in batch {
+                    match rx.recv().await {
+                        Some(Ok(line)) => done.push(line),
+                        Some(Err(line)) => failed.push(line),
+                        // A slot task that went away (deleted meanwhile).
+                        None => failed.push("a worker slot went away during the reload".into()),
+                    }
+                }
+                if !failed.is_empty() {
+                    let message = format!(
+                        "reload of {target} failed: {}; {} slot{} reloaded before it, the rest untouched",
+                        failed.join("; "),
+                        done.len(),
+                        plural(done.len())
+                    );
+                    return (
+                        Tidy::Nothing,
+                        Err(Failure {
+                            kind: ErrorKind::Failed,
+                            message,
+                        }),
+                    );
+                }
+            }
+            let message = format!("reloaded {target}: {}", done.join(", "));
+            (Tidy::Nothing, Ok(Response::Done { message }))
+        })))
+    }
+
+    /// SIGHUP: reload every app, the outcome in the supervisor's log.
+    pub(in crate::supervisor) fn reload_all_logged(&mut self) {
+        match self.reload(&Target::All, 1) {
+            Ok(Answer::Later(work)) => {
+                tokio::spawn(async move {
+                    match work.await.1 {
+                        Ok(Response::Done { message }) => info!("{message}"),
+                        Ok(_) => {}
+                        Err(f) => warn!("{}", f.message),
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(f) => warn!("{}", f.message),
+        }
+    }
+}

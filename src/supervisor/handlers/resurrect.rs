@@ -1,0 +1,31 @@
+//! `resurrect`: start the apps of the dump that are not running.
+
+use tracing::info;
+
+use super::{Failure, Reply, done, plural};
+use crate::supervisor::{NewApp, Supervisor, dump};
+
+impl Supervisor {
+    pub(super) fn resurrect(&mut self) -> Reply {
+        let saved = dump::load(&self.home).map_err(|e| Failure::failed(format!("{e:#}")))?;
+        let mut fresh = Vec::new();
+        let mut skipped = Vec::new();
+        for app in saved {
+            if self.app_index(&app.spec.name).is_some() {
+                skipped.push(app.spec.name);
+            } else {
+                fresh.push(NewApp {
+                    spec: app.spec,
+                    env: app.env,
+                });
+            }
+        }
+        let started = self.add_apps(fresh)?;
+        info!("resurrected {}", started.join(", "));
+        let mut msg = format!("resurrected {} app{}", started.len(), plural(started.len()));
+        if !skipped.is_empty() {
+            msg.push_str(&format!(" ({} already running)", skipped.join(", ")));
+        }
+        done(msg)
+    }
+}

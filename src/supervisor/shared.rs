@@ -1,0 +1,156 @@
+//! What the slot tasks, the reaper, the notify socket and the sampler share: the table
+//! of live worker pids (who to tell of an exit, a READY=1, a memory sample), the latest
+//! usage samples, the log hub, and the paths every spawn needs. Its locks stay inside:
+//! callers use the methods, and no lock is held across an await.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::Pid;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::slot::SlotMsg;
+use crate::logs::LogHub;
+use crate::os;
+use crate::sampler::{Usage, Watched};
+use crate::sync::lock;
+
+use std::sync::Mutex;
+
+/// A worker the reaper, the notify socket and the sampler know about.
+struct WorkerEntry {
+    tx: mpsc::UnboundedSender<SlotMsg>,
+    memory_limit: Option<u64>,
+}
+
+pub(crate) struct Shared {
+    logs: LogHub,
+    trampoline: PathBuf,
+    node_shim: PathBuf,
+    /// NOTIFY_SOCKET for `wait_ready` workers.
+    notify_socket: PathBuf,
+    workers: Mutex<HashMap<Pid, WorkerEntry>>,
+    usage: Mutex<HashMap<Pid, Usage>>,
+    /// Woken whenever a slot's status changes (the main loop's `exit_when_idle`).
+    slot_changed: Notify,
+    pumps: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    pub fn new(
+        logs: LogHub,
+        trampoline: PathBuf,
+        node_shim: PathBuf,
+        notify_socket: PathBuf,
+    ) -> Self {
+        Shared {
+            logs,
+            trampoline,
+            node_shim,
+            notify_socket,
+            workers: Mutex::new(HashMap::new()),
+            usage: Mutex::new(HashMap::new()),
+            slot_changed: Notify::new(),
+            pumps: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn logs(&self) -> &LogHub {
+        &self.logs
+    }
+
+    /// The drover binary, run as the exec trampoline of every worker.
+    pub fn trampoline(&self) -> &Path {
+        &self.trampoline
+    }
+
+    pub fn node_shim(&self) -> &Path {
+        &self.node_shim
+    }
+
+    pub fn notify_socket(&self) -> &Path {
+        &self.notify_socket
+    }
+
+    /// A new worker: its exits, READY=1 and memory samples go to `tx`.
+    pub fn register(
+        &self,
+        pid: Pid,
+        tx: mpsc::UnboundedSender<SlotMsg>,
+        memory_limit: Option<u64>,
+    ) {
+        lock(&self.workers).insert(pid, WorkerEntry { tx, memory_limit });
+    }
+
+    /// The slot of worker `pid`, if it is one of ours.
+    pub fn slot_of(&self, pid: Pid) -> Option<mpsc::UnboundedSender<SlotMsg>> {
+        lock(&self.workers).get(&pid).map(|w| w.tx.clone())
+    }
+
+    pub fn track_pump(&self, pump: JoinHandle<()>) {
+        let mut pumps = lock(&self.pumps);
+        pumps.retain(|p| !p.is_finished());
+        pumps.push(pump);
+    }
+
+    /// The log pumps still running, for the final drain.
+    pub fn take_pumps(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *lock(&self.pumps))
+    }
+
+    pub fn usage_of(&self, pid: Pid) -> Usage {
+        lock(&self.usage).get(&pid).copied().unwrap_or_default()
+    }
+
+    pub fn slot_changed(&self) {
+        self.slot_changed.notify_one();
+    }
+
+    pub async fn next_slot_change(&self) {
+        self.slot_changed.notified().await;
+    }
+
+    /// Hands each reaped child's status to its slot; orphans we adopted are just reaped.
+    pub fn dispatch_exits(&self) {
+        for reaped in os::reap_all() {
+            let entry = lock(&self.workers).remove(&reaped.pid);
+            lock(&self.usage).remove(&reaped.pid);
+            if let Some(entry) = entry {
+                let _ = entry.tx.send(SlotMsg::Exited {
+                    pid: reaped.pid,
+                    status: reaped.status,
+                });
+            }
+        }
+    }
+}
+
+impl Watched for Shared {
+    fn roots(&self) -> Vec<(Pid, Option<u64>)> {
+        lock(&self.workers)
+            .iter()
+            .map(|(pid, w)| (*pid, w.memory_limit))
+            .collect()
+    }
+
+    fn sampled(&self, usage: HashMap<Pid, Usage>, over_limit: Vec<(Pid, u64)>) {
+        for (pid, rss) in over_limit {
+            match self.slot_of(pid) {
+                Some(tx) => {
+                    let _ = tx.send(SlotMsg::MemoryExceeded { pid, rss });
+                }
+                None => warn!("pid {pid} is over its memory limit but already gone"),
+            }
+        }
+        // Only workers still registered: one reaped during the sample has no usage.
+        let workers = lock(&self.workers);
+        let usage = usage
+            .into_iter()
+            .filter(|(pid, _)| workers.contains_key(pid))
+            .collect();
+        drop(workers);
+        *lock(&self.usage) = usage;
+    }
+}
