@@ -362,9 +362,10 @@ impl Supervisor {
     }
 
     /// Asks the slots with these ids to stop; the future resolves once each is at rest
-    /// (or its task is gone). It borrows nothing, so a task can await it.
-    fn stop_slots(&self, ids: &[u32]) -> impl Future<Output = ()> + Send + 'static {
-        let waits: Vec<oneshot::Receiver<()>> = self
+    /// (or its task is gone), with a line for each stop a later command superseded. It
+    /// borrows nothing, so a task can await it.
+    fn stop_slots(&self, ids: &[u32]) -> impl Future<Output = Vec<String>> + Send + 'static {
+        let waits: Vec<oneshot::Receiver<slot::StopOutcome>> = self
             .slots(ids)
             .map(|slot| {
                 let (done, wait) = oneshot::channel();
@@ -373,10 +374,14 @@ impl Supervisor {
             })
             .collect();
         async move {
+            let mut superseded = Vec::new();
             for wait in waits {
-                // An error means the slot's task is gone (deleted): at rest too.
-                let _ = wait.await;
+                // A closed channel means the slot's task is gone (deleted): at rest too.
+                if let Ok(Err(line)) = wait.await {
+                    superseded.push(line);
+                }
             }
+            superseded
         }
     }
 

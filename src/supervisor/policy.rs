@@ -458,6 +458,24 @@ impl SlotPolicy {
                 };
                 self.fail_reload(Failure::Stopped)
             }
+            // The last command wins: this worker still goes, then a new one starts.
+            (
+                Stopping {
+                    pid,
+                    since,
+                    deadline,
+                    ..
+                },
+                Event::RestartRequested,
+            ) => {
+                self.phase = Stopping {
+                    pid,
+                    since,
+                    deadline,
+                    then: AfterStop::Respawn,
+                };
+                vec![]
+            }
             (Stopping { .. }, Event::ReloadRequested) => {
                 self.reload_pending = true;
                 vec![]
@@ -960,6 +978,43 @@ mod tests {
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
         assert_eq!(p.status(), "stopped");
         assert_eq!(p.restarts, 0, "a stop is not a restart");
+    }
+
+    #[test]
+    fn the_last_of_a_stop_and_a_restart_wins() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        let w = online(&mut p, 9, t);
+        p.on(Event::StopRequested, t);
+        // A restart during the stop: the worker still goes (no second signal), then a
+        // new one starts.
+        assert_eq!(p.on(Event::RestartRequested, t + ms(10)), vec![]);
+        assert_eq!(p.status(), "stopping");
+        assert_eq!(
+            p.next_deadline(),
+            Some(t + ms(1600)),
+            "the same kill deadline"
+        );
+        let exited = Event::Exited {
+            pid: w,
+            status: ExitKind::Code(0),
+        };
+        assert_eq!(p.on(exited, t + ms(20)), vec![KillGroup(w), Spawn]);
+        // A stop during that restart's stop: it rests instead.
+        let w = pid(10);
+        p.on(Event::Spawned { pid: w }, t + ms(20));
+        p.on(Event::Ready { pid: w }, t + ms(30));
+        p.on(Event::RestartRequested, t + ms(40));
+        assert_eq!(p.on(Event::StopRequested, t + ms(50)), vec![]);
+        let exited = Event::Exited {
+            pid: w,
+            status: ExitKind::Code(0),
+        };
+        assert_eq!(
+            p.on(exited, t + ms(60)),
+            vec![KillGroup(w), ReleaseListener]
+        );
+        assert_eq!(p.status(), "stopped");
     }
 
     #[test]

@@ -38,9 +38,10 @@ pub enum SlotMsg {
     Ready {
         pid: Pid,
     },
-    /// Stop the worker; `done` hears once the slot is at rest.
+    /// Stop the worker; `done` hears once the slot is at rest, or that a later restart
+    /// superseded the stop.
     Stop {
-        done: Option<oneshot::Sender<()>>,
+        done: Option<oneshot::Sender<StopOutcome>>,
     },
     /// Stop, then start a new worker; `done` hears once the new one is started (or why
     /// none is).
@@ -63,6 +64,9 @@ pub type ReloadOutcome = Result<String, String>;
 
 /// How the restart of one slot ended: a line for the user either way.
 pub type RestartOutcome = Result<String, String>;
+
+/// How the stop of one slot ended: at rest, or why not.
+pub type StopOutcome = Result<(), String>;
 
 /// A slot as others see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +101,7 @@ pub struct Slot {
     /// Who waits for the reload in progress.
     reload_waiter: Option<mpsc::UnboundedSender<ReloadOutcome>>,
     /// Who waits for the slot to come to rest (`stop`, `delete`, scale-down, shutdown).
-    stop_waiters: Vec<oneshot::Sender<()>>,
+    stop_waiters: Vec<oneshot::Sender<StopOutcome>>,
     /// Who waits for the restart in progress to have started its new worker.
     restart_waiters: Vec<oneshot::Sender<RestartOutcome>>,
 }
@@ -175,6 +179,11 @@ impl Slot {
                         Event::StopRequested
                     }
                     Some(SlotMsg::Restart { done }) => {
+                        // The last command wins: a stop under way is superseded.
+                        let why = format!("{}: a restart came after the stop", self.label());
+                        for waiter in self.stop_waiters.drain(..) {
+                            let _ = waiter.send(Err(why.clone()));
+                        }
                         self.restart_waiters.extend(done);
                         Event::RestartRequested
                     }
@@ -279,7 +288,7 @@ impl Slot {
     fn answer_waiters(&mut self) {
         if self.policy.is_at_rest() {
             for waiter in self.stop_waiters.drain(..) {
-                let _ = waiter.send(());
+                let _ = waiter.send(Ok(()));
             }
         }
         // A restart has taken effect once its old worker is gone: the slot then runs a

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use drover::ipc::client::{Client, ClientError};
+use drover::protocol::{Request, Response};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -387,6 +389,37 @@ impl Daemon {
             (workers.len() == n && workers.iter().all(|w| w["status"] == "online"))
                 .then_some(workers)
         })
+    }
+
+    /// One request on the control socket, from this process: the supervisor's own
+    /// answer time, without the cost of starting a CLI process.
+    pub fn call(&self, request: &Request) -> (Result<Response, ClientError>, Duration) {
+        let started = Instant::now();
+        let answer = Client::connect(self.home.path()).and_then(|mut c| c.call(request));
+        (answer, started.elapsed())
+    }
+
+    /// Runs a drover command in a thread of its own; join it for the output.
+    pub fn spawn(&self, args: &[&str]) -> thread::JoinHandle<Output> {
+        let mut cmd = self.home.command(args);
+        cmd.stdin(Stdio::null());
+        thread::spawn(move || {
+            let out = cmd.output().expect("run drover");
+            Output {
+                status: out.status,
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+    }
+
+    /// The status of every worker of `name`, from `list --json`.
+    pub fn statuses(&self, name: &str) -> Vec<String> {
+        self.list()
+            .iter()
+            .filter(|w| w["name"] == name)
+            .map(|w| w["status"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     pub fn supervisor_pid(&self) -> Option<i32> {

@@ -8,4 +8,5 @@ mod fuzz_regressions;
 mod harness;
 mod man;
 mod reload;
+mod responsive;
 mod run;

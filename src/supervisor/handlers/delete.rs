@@ -29,7 +29,7 @@ impl Supervisor {
         Ok(Answer::Later(Box::pin(async move {
             let n = ids.len();
             let reply = match tokio::time::timeout(cap, stopped).await {
-                Ok(()) => done(format!("deleted {target} ({n} worker{})", plural(n))),
+                Ok(_) => done(format!("deleted {target} ({n} worker{})", plural(n))),
                 // Deleted all the same: the user asked for it to be gone.
                 Err(_) => Err(Failure::failed(format!(
                     "deleted {target}, but some workers were still running {} ms after the kill signal",

@@ -22,14 +22,14 @@ impl Supervisor {
         let i = self
             .app_index(name)
             .ok_or_else(|| Failure::not_found(&crate::protocol::Target::Name(name.into())))?;
+        if let Some(pending) = self.apps[i].pending {
+            return Err(Failure::busy(name, pending));
+        }
         if instances == 0 {
             return Err(Failure {
                 kind: ErrorKind::BadRequest,
                 message: "scale to 0: use `drover stop`".into(),
             });
-        }
-        if let Some(pending) = self.apps[i].pending {
-            return Err(Failure::busy(name, pending));
         }
         let before = self.apps[i].slots.iter().filter(|s| !s.leaving).count() as u32;
         let mut spec = (*self.apps[i].spec).clone();

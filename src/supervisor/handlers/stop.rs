@@ -15,7 +15,13 @@ impl Supervisor {
         Ok(Answer::Later(Box::pin(async move {
             let n = ids.len();
             let reply = match tokio::time::timeout(cap, stopped).await {
-                Ok(()) => done(format!("stopped {target} ({n} worker{})", plural(n))),
+                Ok(superseded) if superseded.is_empty() => {
+                    done(format!("stopped {target} ({n} worker{})", plural(n)))
+                }
+                Ok(superseded) => Err(Failure::failed(format!(
+                    "stop of {target} superseded: {}",
+                    superseded.join("; ")
+                ))),
                 Err(_) => Err(Failure::failed(format!(
                     "stop of {target}: workers still running {} ms after the kill signal",
                     cap.as_millis()
