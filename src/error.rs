@@ -113,7 +113,7 @@ mod tests {
         ];
         let codes: Vec<u8> = EXIT_STATUS
             .lines()
-            .filter_map(|l| l.trim_start().split_whitespace().next()?.parse().ok())
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
             .collect();
         assert_eq!(codes, all.map(|e| e as u8));
     }

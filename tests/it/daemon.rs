@@ -129,7 +129,7 @@ fn unknown_names_and_ids_fail_with_one_clear_line() {
         &["scale", "nope", "2"],
     ] {
         let out = d.home.output(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(4), "{args:?}: no such app");
         assert_eq!(
             out.stderr.trim().lines().count(),
             1,
