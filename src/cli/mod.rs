@@ -185,7 +185,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// DROVER_HOME, defaulting to ~/.drover, created 0700.
+/// DROVER_HOME, defaulting to ~/.drover, created 0700. An existing one must belong to
+/// us and be writable by nobody else: whoever can write there can plant a socket, a
+/// lock or a dump and steer the supervisor (or read the environments it keeps).
 pub fn home() -> Result<PathBuf, Error> {
     let home = match std::env::var_os("DROVER_HOME") {
         Some(h) if !h.is_empty() => PathBuf::from(h),
@@ -198,12 +200,14 @@ pub fn home() -> Result<PathBuf, Error> {
     };
     create_private_dir(&home)
         .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot create {}: {e}", home.display())))?;
+    check_private_dir(&home, nix::unistd::geteuid().as_raw())?;
     Ok(home)
 }
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    // An existing directory keeps the mode its owner gave it (DROVER_HOME=/srv/x).
+    // An existing directory keeps the mode its owner gave it (DROVER_HOME=/srv/x), as
+    // long as check_private_dir accepts it.
     if dir.is_dir() {
         return Ok(());
     }
@@ -211,4 +215,27 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
+}
+
+/// `dir` is ours (owned by `uid`) and neither group- nor world-writable.
+fn check_private_dir(dir: &std::path::Path, uid: u32) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::Runtime(anyhow::anyhow!("cannot inspect {}: {e}", dir.display())))?;
+    if meta.uid() != uid {
+        return Err(Error::Usage(format!(
+            "DROVER_HOME {} belongs to uid {}, not to you (uid {uid}): use a directory of your own",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(Error::Usage(format!(
+            "DROVER_HOME {} is writable by others (mode {:o}): run `chmod go-w {}` or use another directory",
+            dir.display(),
+            meta.mode() & 0o777,
+            dir.display()
+        )));
+    }
+    Ok(())
 }

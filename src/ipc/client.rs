@@ -8,7 +8,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,14 +68,40 @@ pub struct Client {
 
 impl Client {
     /// Connects to the supervisor of `home`; no socket, or nobody listening on it, is
-    /// [`ClientError::NotRunning`].
+    /// [`ClientError::NotRunning`]. Requests carry the caller's environment, so the
+    /// socket must be a socket (not a symlink planted there) and the process serving it
+    /// must run as our user or root, else [`ClientError::Refused`], before anything is
+    /// sent.
     pub fn connect(home: &Path) -> Result<Client, ClientError> {
         let path = socket_path(home);
+        if let Ok(meta) = fs::symlink_metadata(&path)
+            && !meta.file_type().is_socket()
+        {
+            return Err(ClientError::Refused(format!(
+                "{} is not a socket (a symlink or a file put there?); refusing to use it",
+                path.display()
+            )));
+        }
         match UnixStream::connect(&path) {
-            Ok(stream) => Ok(Client {
-                stream: BufReader::new(stream),
-                partial: Vec::new(),
-            }),
+            Ok(stream) => {
+                let server_uid = nix::sys::socket::getsockopt(
+                    &stream,
+                    nix::sys::socket::sockopt::PeerCredentials,
+                )
+                .map_err(io::Error::from)?
+                .uid();
+                let our_uid = nix::unistd::geteuid().as_raw();
+                if !crate::ipc::server::is_allowed(server_uid, our_uid) {
+                    return Err(ClientError::Refused(format!(
+                        "{} is served by uid {server_uid}, not by uid {our_uid} or root; refusing to send it anything",
+                        path.display()
+                    )));
+                }
+                Ok(Client {
+                    stream: BufReader::new(stream),
+                    partial: Vec::new(),
+                })
+            }
             Err(e) => Err(match e.kind() {
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
                     ClientError::NotRunning(home.to_owned())
@@ -233,12 +259,25 @@ fn spawn_and_connect(
         .create(home)
         .map_err(|e| spawn_failed(&format!("cannot create {}", home.display()), e))?;
     let log_path = home.join(LOG_NAME);
+    // O_NOFOLLOW: a symlink planted at drover.log must not make the supervisor append
+    // to a file of the planter's choosing.
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&log_path)
-        .map_err(|e| spawn_failed(&format!("cannot open {}", log_path.display()), e))?;
+        .map_err(|e| {
+            let what = if e.raw_os_error() == Some(libc::ELOOP) {
+                format!(
+                    "{} is a symlink; refusing to write through it",
+                    log_path.display()
+                )
+            } else {
+                format!("cannot open {}", log_path.display())
+            };
+            spawn_failed(&what, e)
+        })?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let stderr = log
         .try_clone()

@@ -6,10 +6,13 @@
 //! to the supervisor as an [`Incoming`] and writes back every [`Response`] the handler
 //! sends, one line each, until the handler drops its sender or the client hangs up.
 //!
-//! Nothing a client sends can panic the server, grow its memory past one frame per
-//! connection, or hold the accept loop: garbage, other protocol versions, oversized or
-//! truncated lines and silent clients all get an error line (when they are still there
-//! to read it) and are closed.
+//! Nothing a client sends can panic the server, grow its memory without bound, or hold
+//! the accept loop: garbage, other protocol versions, oversized or truncated lines and
+//! silent clients all get an error line (when they are still there to read it) and are
+//! closed. Memory is capped per connection and in total: a request line may buffer
+//! [`FREE_REQUEST_BYTES`] on its own, and beyond that draws on one pool of
+//! [`REQUEST_POOL_BYTES`] shared by every connection (a connection that finds the pool
+//! empty is refused as busy); at most [`MAX_CONNECTIONS`] are open at once.
 //!
 //! A handler that streams (`logs --follow`) keeps sending until `reply.send` fails, which
 //! happens once the client has closed its end. A client that half-closes its socket after
@@ -29,7 +32,10 @@ use nix::errno::Errno;
 use nix::sys::socket::{
     self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt::PeerCredentials,
 };
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -49,6 +55,62 @@ pub const REPLY_QUEUE: usize = 64;
 
 /// Largest batch of queued responses written with one syscall.
 const WRITE_BATCH: usize = 64 << 10;
+
+/// Bytes of request line any connection may buffer without drawing on the pool: every
+/// ordinary request (a `list`, a `start` with a normal environment) fits.
+pub const FREE_REQUEST_BYTES: usize = 16 << 10;
+
+/// Bytes of request line all connections together may buffer beyond their free part.
+pub const REQUEST_POOL_BYTES: usize = 16 << 20;
+
+/// Connections open at once; one more is refused at once, without a task.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// The pool draws are made in steps of this many bytes.
+const POOL_STEP: usize = 64 << 10;
+
+/// The shared pool of request-buffer bytes.
+#[derive(Debug)]
+struct Pool {
+    left: AtomicUsize,
+}
+
+/// What one connection holds of the pool; given back when dropped.
+struct Draw {
+    pool: Arc<Pool>,
+    held: usize,
+}
+
+impl Draw {
+    fn new(pool: Arc<Pool>) -> Draw {
+        Draw { pool, held: 0 }
+    }
+
+    /// Holds `total` bytes of the pool (more than now, or nothing changes); false if the
+    /// pool has not that much left.
+    fn hold(&mut self, total: usize) -> bool {
+        let more = total.saturating_sub(self.held);
+        if more == 0 {
+            return true;
+        }
+        let taken = self
+            .pool
+            .left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(more)
+            });
+        if taken.is_ok() {
+            self.held = total;
+        }
+        taken.is_ok()
+    }
+}
+
+impl Drop for Draw {
+    fn drop(&mut self) {
+        self.pool.left.fetch_add(self.held, Ordering::AcqRel);
+    }
+}
 
 /// One decoded request and where its responses go. The handler sends one or more
 /// Responses; dropping `reply` ends the exchange (the server then closes the connection
@@ -173,14 +235,26 @@ pub async fn serve_with(
     options: Options,
 ) {
     let our_uid = nix::unistd::geteuid().as_raw();
+    let pool = Arc::new(Pool {
+        left: AtomicUsize::new(REQUEST_POOL_BYTES),
+    });
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() >= MAX_CONNECTIONS => {
+                    // Said without waiting: a client too slow to take one line is dropped.
+                    let line = protocol::encode(&Response::Error {
+                        kind: ErrorKind::Busy,
+                        message: format!("the supervisor has {MAX_CONNECTIONS} control connections open; try again"),
+                    });
+                    let _ = stream.try_write(&line);
+                }
                 Ok((stream, _)) => {
-                    connections.spawn(connection(stream, requests.clone(), our_uid, options));
+                    let draw = Draw::new(pool.clone());
+                    connections.spawn(connection(stream, requests.clone(), our_uid, options, draw));
                 }
                 Err(e) => {
                     // EMFILE and the like: do not spin; the pending connection stays queued.
@@ -215,8 +289,9 @@ async fn connection(
     requests: mpsc::Sender<Incoming>,
     our_uid: u32,
     options: Options,
+    draw: Draw,
 ) {
-    if let Err(e) = exchange(stream, requests, our_uid, options).await {
+    if let Err(e) = exchange(stream, requests, our_uid, options, draw).await {
         // The client went away mid-exchange: nothing to tell anyone.
         tracing::debug!("control connection: {e}");
     }
@@ -233,24 +308,57 @@ enum Line {
     Truncated,
     /// More than the cap without a '\n'.
     TooLong,
+    /// Longer than [`FREE_REQUEST_BYTES`], and the pool had no room for it.
+    NoRoom,
 }
 
-/// Reads one line of at most `cap` bytes (plus its '\n'), never buffering more than
-/// `cap + 1` bytes.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, cap: usize) -> io::Result<Line> {
-    let mut line = Vec::new();
-    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
-    reader.take(limit).read_until(b'\n', &mut line).await?;
-    Ok(if line.last() == Some(&b'\n') {
-        line.pop();
-        Line::Complete(line)
-    } else if line.len() > cap {
-        Line::TooLong
-    } else if line.is_empty() {
-        Line::Empty
-    } else {
-        Line::Truncated
-    })
+/// Reads one line of at most `cap` bytes (without its '\n'). Its buffer grows in exact
+/// steps, each beyond [`FREE_REQUEST_BYTES`] held from the pool through `draw`, so what a
+/// connection holds is what it is charged. Bytes after the '\n' are dropped (a client
+/// sends one request).
+async fn read_line<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    cap: usize,
+    draw: &mut Draw,
+) -> io::Result<Line> {
+    let mut line: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(if line.is_empty() {
+                Line::Empty
+            } else {
+                Line::Truncated
+            });
+        }
+        let (part, complete) = match chunk[..n].iter().position(|&b| b == b'\n') {
+            Some(end) => (&chunk[..end], true),
+            None => (&chunk[..n], false),
+        };
+        let needed = line.len() + part.len();
+        if needed > cap {
+            return Ok(Line::TooLong);
+        }
+        if needed > line.capacity() {
+            let size = if needed <= FREE_REQUEST_BYTES {
+                FREE_REQUEST_BYTES.min(cap)
+            } else {
+                needed
+                    .div_ceil(POOL_STEP)
+                    .saturating_mul(POOL_STEP)
+                    .min(cap)
+            };
+            if !draw.hold(size.saturating_sub(FREE_REQUEST_BYTES)) {
+                return Ok(Line::NoRoom);
+            }
+            line.reserve_exact(size - line.len());
+        }
+        line.extend_from_slice(part);
+        if complete {
+            return Ok(Line::Complete(line));
+        }
+    }
 }
 
 async fn exchange(
@@ -258,19 +366,18 @@ async fn exchange(
     requests: mpsc::Sender<Incoming>,
     our_uid: u32,
     options: Options,
+    mut draw: Draw,
 ) -> io::Result<()> {
     let peer_uid = socket::getsockopt(&stream, PeerCredentials)?.uid();
-    let (read_half, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
     if !is_allowed(peer_uid, our_uid) {
         tracing::warn!(peer_uid, "refused a control connection from another user");
         let message = format!("permission denied: uid {peer_uid} is not the supervisor's user");
         return refuse(&mut writer, ErrorKind::Failed, message).await;
     }
-    let mut reader = BufReader::new(read_half);
-
     let line = match tokio::time::timeout(
         options.request_timeout,
-        read_line(&mut reader, MAX_FRAME),
+        read_line(&mut reader, MAX_FRAME, &mut draw),
     )
     .await
     {
@@ -292,6 +399,13 @@ async fn exchange(
                 let message = format!("message over {MAX_FRAME} bytes");
                 return refuse(&mut writer, ErrorKind::BadRequest, message).await;
             }
+            Line::NoRoom => {
+                let message = format!(
+                    "the supervisor is already reading {} MiB of large requests; try again",
+                    REQUEST_POOL_BYTES >> 20
+                );
+                return refuse(&mut writer, ErrorKind::Busy, message).await;
+            }
         },
     };
     let request: Request = match protocol::decode(&line) {
@@ -304,6 +418,7 @@ async fn exchange(
         }
     };
     drop(line);
+    drop(draw);
 
     let (reply, mut replies) = mpsc::channel(REPLY_QUEUE);
     if requests.send(Incoming { request, reply }).await.is_err() {
@@ -817,14 +932,55 @@ mod tests {
 
     #[tokio::test]
     async fn read_line_caps_and_classifies() {
-        async fn read(input: &[u8], cap: usize) -> Line {
-            read_line(&mut BufReader::new(input), cap).await.unwrap()
+        let pool = || {
+            Arc::new(Pool {
+                left: AtomicUsize::new(REQUEST_POOL_BYTES),
+            })
+        };
+        async fn read(input: &[u8], cap: usize, pool: Arc<Pool>) -> Line {
+            let mut draw = Draw::new(pool);
+            read_line(&mut &input[..], cap, &mut draw).await.unwrap()
         }
-        assert_eq!(read(b"abc\nrest", 3).await, Line::Complete(b"abc".to_vec()));
-        assert_eq!(read(b"abcd\n", 3).await, Line::TooLong);
-        assert_eq!(read(b"abcd", 3).await, Line::TooLong);
-        assert_eq!(read(b"ab", 3).await, Line::Truncated);
-        assert_eq!(read(b"", 3).await, Line::Empty);
-        assert_eq!(read(b"\n", 3).await, Line::Complete(Vec::new()));
+        assert_eq!(
+            read(b"abc\nrest", 3, pool()).await,
+            Line::Complete(b"abc".to_vec())
+        );
+        assert_eq!(read(b"abcd\n", 3, pool()).await, Line::TooLong);
+        assert_eq!(read(b"abcd", 3, pool()).await, Line::TooLong);
+        assert_eq!(read(b"ab", 3, pool()).await, Line::Truncated);
+        assert_eq!(read(b"", 3, pool()).await, Line::Empty);
+        assert_eq!(read(b"\n", 3, pool()).await, Line::Complete(Vec::new()));
+    }
+
+    #[tokio::test]
+    async fn large_lines_draw_on_one_pool_and_give_it_back() {
+        let pool = Arc::new(Pool {
+            left: AtomicUsize::new(4 * POOL_STEP),
+        });
+        let big = vec![b'x'; 3 * POOL_STEP];
+        // Held while the line is: a second one finds too little left.
+        let mut first = Draw::new(pool.clone());
+        let line = read_line(&mut &big[..], MAX_FRAME, &mut first)
+            .await
+            .unwrap();
+        assert_eq!(line, Line::Truncated);
+        assert_eq!(first.held, 3 * POOL_STEP - FREE_REQUEST_BYTES);
+        let mut second = Draw::new(pool.clone());
+        assert_eq!(
+            read_line(&mut &big[..], MAX_FRAME, &mut second)
+                .await
+                .unwrap(),
+            Line::NoRoom
+        );
+        // A small line needs nothing of the pool, even when it is empty.
+        assert_eq!(
+            read_line(&mut &b"ping\n"[..], MAX_FRAME, &mut second)
+                .await
+                .unwrap(),
+            Line::Complete(b"ping".to_vec())
+        );
+        drop(second);
+        drop(first);
+        assert_eq!(pool.left.load(Ordering::Acquire), 4 * POOL_STEP);
     }
 }

@@ -6,6 +6,7 @@ mod daemon;
 mod exit_codes;
 mod faults;
 mod fuzz_regressions;
+mod hardening;
 mod harness;
 mod man;
 mod reload;
