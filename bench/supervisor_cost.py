@@ -5,6 +5,8 @@ Starts a background supervisor in a temp DROVER_HOME with 10 apps x 2 workers (e
 worker a `sleep`, so the figures are the supervisor's own), then measures:
   - wall time of `drover list` and `drover list --json` (median, p90 of 200 runs each);
   - the idle supervisor's RSS, and its wake-ups per second (context switches over 10 s);
+  - `drover list` wall time while a `drover stop` waits on a Node worker that ignores
+    SIGINT (kill_timeout 8 s): the control loop must not wait with it;
 and prints a table. Everything is local; the supervisor is killed at the end.
 
 Usage: bench/supervisor_cost.py [path/to/drover]   (default: target/release/drover)
@@ -53,6 +55,34 @@ def timed(home, args):
     return statistics.median(samples), samples[int(len(samples) * 0.9)]
 
 
+def list_while_a_stop_is_pending(home):
+    """`list` timings while `drover stop` waits on a worker that ignores SIGINT."""
+    script = os.path.join(home, "stubborn.js")
+    with open(script, "w") as f:
+        f.write("process.on('SIGINT', () => {}); setInterval(() => {}, 1000);\n")
+    drover(home, "start", script, "--name", "stubborn", "--kill-timeout", "8s")
+    deadline = time.time() + 20
+    while "online" not in [l for l in drover(home, "list").stdout.splitlines() if "stubborn" in l][0]:
+        if time.time() > deadline:
+            sys.exit("stubborn never came online")
+        time.sleep(0.05)
+    env = dict(os.environ, DROVER_HOME=home)
+    stop = subprocess.Popen([DROVER, "stop", "stubborn"], env=env, stdout=subprocess.DEVNULL)
+    while "stopping" not in drover(home, "list").stdout:
+        time.sleep(0.01)
+    samples = []
+    # Only while the stop is still pending (about 8 s); at most RUNS samples.
+    while stop.poll() is None and len(samples) < RUNS:
+        t = time.perf_counter()
+        out = subprocess.run([DROVER, "list"], env=env, check=True, capture_output=True, text=True)
+        took = (time.perf_counter() - t) * 1000
+        if stop.poll() is None and "stopping" in out.stdout:
+            samples.append(took)
+    stop.wait(timeout=30)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.9)], len(samples)
+
+
 def main():
     if not os.path.exists(DROVER):
         sys.exit(f"build first: cargo build --release ({DROVER} missing)")
@@ -86,6 +116,7 @@ def main():
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read().rsplit(")", 1)[1].split()
         cpu_s = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        pending_med, pending_p90, pending_n = list_while_a_stop_is_pending(home)
         print(f"drover {drover(home, '--version').stdout.strip()}, {os.cpu_count()} cores, "
               f"{APPS} apps x {WORKERS} workers, {RUNS} runs per command")
         print()
@@ -96,6 +127,8 @@ def main():
         print(f"| idle supervisor RSS | {rss_kb / 1024:.1f} MB | < 10 MB | 56 MB |")
         print(f"| idle wake-ups | {switches / elapsed:.2f} /s | <= 1 /s | |")
         print(f"| supervisor CPU since start | {cpu_s:.2f} s | | |")
+        print(f"| `list` while a stop waits on kill_timeout 8 s, median (p90, n={pending_n}) "
+              f"| {pending_med:.1f} ms ({pending_p90:.1f}) | < 10 ms | |")
     finally:
         drover(home, "kill", check=False)
 
