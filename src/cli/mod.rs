@@ -1,4 +1,5 @@
-//! The command line: clap definitions here, one file per command.
+//! The command line: clap definitions here, one file per command. The per-app flags of
+//! `run` and `start` are `config::AppFlags`, flattened.
 
 mod daemon;
 mod describe;
@@ -76,83 +77,10 @@ pub struct RunArgs {
     /// A script (app.js, server.py, ./bin) or an ecosystem file (.yaml, .yml, .json).
     pub target: PathBuf,
     #[command(flatten)]
-    pub app: AppFlags,
+    pub app: crate::config::AppFlags,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
-}
-
-/// The options of one app, with PM2's spellings. With an ecosystem file only `--env`
-/// applies; the others describe a script given on the command line.
-#[derive(Debug, Default, Args)]
-pub struct AppFlags {
-    /// App name (default: the script's file name without extension).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Number of workers: a number, `max` (all CPUs), or -1 (CPUs − 1).
-    #[arg(short = 'i', long, allow_hyphen_values = true)]
-    pub instances: Option<String>,
-    /// Address the workers share: a port, host:port, [v6]:port or unix:/path.
-    #[arg(long)]
-    pub listen: Option<String>,
-    /// How the listener is shared: reuseport (a listener per worker) or shared.
-    #[arg(long)]
-    pub socket: Option<String>,
-    /// Use the ecosystem file's env_<NAME> on top of env.
-    #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
-    /// Interpreter (default from the extension: node, python3, bash; `none` to exec).
-    #[arg(long)]
-    pub interpreter: Option<String>,
-    /// Working directory of the workers.
-    #[arg(long)]
-    pub cwd: Option<PathBuf>,
-    /// stdout log file.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub out_file: Option<PathBuf>,
-    /// stderr log file.
-    #[arg(short = 'e', long = "error", value_name = "FILE")]
-    pub error_file: Option<PathBuf>,
-    /// One log file for all instances instead of one per instance.
-    #[arg(long)]
-    pub merge_logs: bool,
-    /// Prefix each log line with a timestamp in this (moment.js) format.
-    #[arg(long, value_name = "FORMAT")]
-    pub log_date_format: Option<String>,
-    /// Prefix each log line with a timestamp (YYYY-MM-DDTHH:mm:ss).
-    #[arg(long)]
-    pub time: bool,
-    /// Do not restart workers that exit.
-    #[arg(long)]
-    pub no_autorestart: bool,
-    /// Restart a worker whose process tree uses more memory than this (300K, 512M, 1G).
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
-    pub max_memory_restart: Option<String>,
-    /// Time between the kill signal and SIGKILL (ms, or 1s, 500ms).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub kill_timeout: Option<String>,
-    /// Signal that asks a worker to stop (default SIGINT).
-    #[arg(long, value_name = "SIGNAL")]
-    pub kill_signal: Option<String>,
-    /// Unstable restarts (runs shorter than min_uptime) before a worker is errored.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub max_restarts: Option<String>,
-    /// A run shorter than this is an unstable restart (default 1000 ms).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub min_uptime: Option<String>,
-    /// A worker is ready when it says so: READY=1 on $NOTIFY_SOCKET, or
-    /// process.send('ready') in Node.
-    #[arg(long)]
-    pub wait_ready: bool,
-    /// How long a new worker may take to become ready (default 3000 ms).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub listen_timeout: Option<String>,
-    /// Delay before restarting a crashed worker.
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub restart_delay: Option<String>,
-    /// Exponential backoff: first delay, ×1.5 per crash up to 15 s.
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    pub exp_backoff_restart_delay: Option<String>,
 }
 
 pub fn main() -> ExitCode {

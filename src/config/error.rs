@@ -124,6 +124,19 @@ impl ConfigError {
         }))
     }
 
+    /// A combination of command-line flags that makes no sense (no file, no app).
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        ConfigError(Box::new(ErrorInfo {
+            file: None,
+            line: None,
+            column: None,
+            app: None,
+            key: None,
+            message: message.into(),
+            hint: None,
+        }))
+    }
+
     pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -6,6 +6,7 @@
 //! - `values`: the value types (instances, durations, sizes, listen, …), each parsed
 //!   the same from a file (serde) and from a flag (`FromStr`)
 //! - `raw`: one app entry as written ([`RawApp`]): key names, aliases, types
+//! - `flags`: the per-app CLI flags ([`AppFlags`], a clap `Args`) → a [`RawApp`]
 //! - `keys`: which keys exist, which PM2 keys are not supported yet
 //! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
 //! - `locate`: the line of a key, found after the fact
@@ -14,6 +15,7 @@
 pub mod spec;
 
 mod error;
+mod flags;
 mod keys;
 mod locate;
 mod raw;
@@ -30,7 +32,8 @@ use std::path::{Path, PathBuf};
 use yaml_serde::{Mapping, Value};
 
 pub use error::{ConfigError, ErrorInfo};
-pub use raw::{CliApp, RawApp};
+pub use flags::AppFlags;
+pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
 pub use spec::*;
 pub use values::{

@@ -55,39 +55,9 @@ pub struct RawApp {
     pub port: Option<u16>,
     pub listen: Option<ListenSpec>,
     pub socket: Option<SocketMode>,
-    /// A flag value [`RawApp::from_cli`] could not parse (key, message): reported by
+    /// A flag value [`RawApp::from_flags`] could not parse (key, message): reported by
     /// [`super::resolve_cli`], which is where the CLI's errors come out.
     pub(crate) invalid: Option<(String, String)>,
-}
-
-/// The flags of `drover run <script>` as given (values unparsed): the CLI builds this,
-/// [`RawApp::from_cli`] parses it with the file's rules, [`super::resolve_cli`]
-/// reports the first bad value as `--flag: message`.
-#[derive(Debug, Clone, Default)]
-pub struct CliApp {
-    pub script: PathBuf,
-    pub args: Vec<String>,
-    pub name: Option<String>,
-    pub instances: Option<String>,
-    pub listen: Option<String>,
-    pub socket: Option<String>,
-    pub interpreter: Option<String>,
-    pub cwd: Option<PathBuf>,
-    pub out_file: Option<PathBuf>,
-    pub error_file: Option<PathBuf>,
-    pub merge_logs: bool,
-    pub log_date_format: Option<String>,
-    pub time: bool,
-    pub autorestart: bool,
-    pub max_memory_restart: Option<String>,
-    pub kill_timeout: Option<String>,
-    pub kill_signal: Option<String>,
-    pub max_restarts: Option<String>,
-    pub min_uptime: Option<String>,
-    pub wait_ready: bool,
-    pub listen_timeout: Option<String>,
-    pub restart_delay: Option<String>,
-    pub exp_backoff_restart_delay: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawApp {
@@ -137,59 +107,6 @@ fn typed<T: FromLoose>(key: &str, v: &Value) -> Result<T, FieldError> {
 }
 
 impl RawApp {
-    /// Parse CLI flag values with the same rules as a file. Never fails: the first bad
-    /// value is kept and [`super::resolve_cli`] reports it, naming the flag.
-    pub fn from_cli(cli: CliApp) -> RawApp {
-        let mut raw = RawApp {
-            name: cli.name,
-            script: Some(cli.script),
-            args: (!cli.args.is_empty()).then_some(ArgList(cli.args)),
-            interpreter: cli.interpreter,
-            cwd: cli.cwd,
-            out_file: cli.out_file,
-            error_file: cli.error_file,
-            merge_logs: cli.merge_logs.then_some(true),
-            log_date_format: cli.log_date_format,
-            time: cli.time.then_some(true),
-            autorestart: Some(cli.autorestart),
-            ..RawApp::default()
-        };
-        fn field<T: FromLoose>(
-            invalid: &mut Option<(String, String)>,
-            key: &str,
-            value: Option<String>,
-        ) -> Option<T> {
-            let value = value?;
-            match T::from_loose(&Loose::Str(value)) {
-                Ok(v) => Some(v),
-                Err(msg) => {
-                    invalid.get_or_insert_with(|| (key.to_owned(), msg));
-                    None
-                }
-            }
-        }
-        let mut invalid = None;
-        let inv = &mut invalid;
-        raw.instances = field(inv, "instances", cli.instances);
-        raw.listen = field(inv, "listen", cli.listen);
-        raw.socket = field(inv, "socket", cli.socket);
-        raw.max_memory_restart = field(inv, "max_memory_restart", cli.max_memory_restart);
-        raw.kill_timeout = field(inv, "kill_timeout", cli.kill_timeout);
-        raw.kill_signal = field(inv, "kill_signal", cli.kill_signal);
-        raw.max_restarts = field(inv, "max_restarts", cli.max_restarts);
-        raw.min_uptime = field(inv, "min_uptime", cli.min_uptime);
-        raw.wait_ready = cli.wait_ready.then_some(true);
-        raw.listen_timeout = field(inv, "listen_timeout", cli.listen_timeout);
-        raw.restart_delay = field(inv, "restart_delay", cli.restart_delay);
-        raw.exp_backoff_restart_delay = field(
-            inv,
-            "exp_backoff_restart_delay",
-            cli.exp_backoff_restart_delay,
-        );
-        raw.invalid = invalid;
-        raw
-    }
-
     /// Read one app's map. Checks every key (unknown, unsupported, alias clashes) and
     /// the type of every value; cross-key rules are left to resolution.
     pub(crate) fn from_mapping(map: &Mapping) -> Result<RawApp, FieldError> {

@@ -869,43 +869,23 @@ fn garbage_never_panics() {
 #[test]
 fn cli_flags() {
     let f = fx();
-    let cli = |script: &str| CliApp {
-        script: PathBuf::from(script),
-        args: vec!["--port".into(), "80".into()],
-        name: None,
-        instances: None,
-        listen: None,
-        socket: None,
-        interpreter: None,
-        cwd: None,
-        out_file: None,
-        error_file: None,
-        merge_logs: false,
-        log_date_format: None,
-        time: false,
-        autorestart: true,
-        max_memory_restart: None,
-        kill_timeout: None,
-        kill_signal: None,
-        max_restarts: None,
-        min_uptime: None,
-        wait_ready: false,
-        listen_timeout: None,
-        restart_delay: None,
-        exp_backoff_restart_delay: None,
-    };
+    let args = ["--port".to_owned(), "80".to_owned()];
+    let raw = |flags: AppFlags, script: &str| RawApp::from_flags(&flags, Path::new(script), &args);
     let app = resolve_cli(
-        RawApp::from_cli(CliApp {
-            instances: Some("-1".into()),
-            listen: Some("3000".into()),
-            max_memory_restart: Some("1G".into()),
-            kill_timeout: Some("2s".into()),
-            kill_signal: Some("sigterm".into()),
-            max_restarts: Some("5".into()),
-            out_file: Some("o.log".into()),
-            time: true,
-            ..cli("app.js")
-        }),
+        raw(
+            AppFlags {
+                instances: Some("-1".into()),
+                listen: Some("3000".into()),
+                max_memory_restart: Some("1G".into()),
+                kill_timeout: Some("2s".into()),
+                kill_signal: Some("sigterm".into()),
+                max_restarts: Some("5".into()),
+                out_file: Some("o.log".into()),
+                time: true,
+                ..AppFlags::default()
+            },
+            "app.js",
+        ),
         &f.ctx,
     )
     .unwrap();
@@ -926,65 +906,92 @@ fn cli_flags() {
 
     for (bad, want) in [
         (
-            CliApp {
-                instances: Some("lots".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    instances: Some("lots".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--instances: expected a number, \"max\" or -1, got \"lots\"",
         ),
         (
-            CliApp {
-                max_memory_restart: Some("big".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    max_memory_restart: Some("big".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--max-memory-restart: \"big\" is not a memory size",
         ),
         (
-            CliApp {
-                kill_timeout: Some("-5".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    kill_timeout: Some("-5".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--kill-timeout: expected milliseconds",
         ),
         (
-            CliApp {
-                listen: Some("nowhere:port".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    listen: Some("nowhere:port".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--listen: expected a port",
         ),
         (
-            CliApp {
-                max_restarts: Some("-1".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    max_restarts: Some("-1".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--max-restarts: -1 is negative",
         ),
         (
-            CliApp {
-                socket: Some("reuseport".into()),
-                listen: Some("unix:/tmp/a.sock".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    socket: Some("reuseport".into()),
+                    listen: Some("unix:/tmp/a.sock".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--socket: reuseport needs a TCP listen address",
         ),
         (
-            CliApp {
-                name: Some("a b".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    name: Some("a b".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--name: \"a b\" contains ' '",
         ),
         (
-            CliApp {
-                cwd: Some("nowhere".into()),
-                ..cli("app.js")
-            },
+            (
+                AppFlags {
+                    cwd: Some("nowhere".into()),
+                    ..AppFlags::default()
+                },
+                "app.js",
+            ),
             "--cwd: \"nowhere\" does not exist",
         ),
-        (cli("nope.js"), "script \"nope.js\" not found (not in /"),
+        (
+            (AppFlags::default(), "nope.js"),
+            "script \"nope.js\" not found (not in /",
+        ),
     ] {
-        let e = resolve_cli(RawApp::from_cli(bad), &f.ctx)
+        let e = resolve_cli(raw(bad.0, bad.1), &f.ctx)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with(want), "{e}\nwanted: {want}");

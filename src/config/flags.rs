@@ -1,0 +1,332 @@
+//! [`AppFlags`]: the per-app flags of `drover run` / `drover start`, with PM2's
+//! spellings, and what becomes of them: a [`RawApp`] parsed with the file's rules, or a
+//! refusal when they are given next to an ecosystem file. A new per-app flag is a field
+//! here, its entry in [`AppFlags::given`] and in [`RawApp::from_flags`].
+
+use std::path::{Path, PathBuf};
+
+use super::error::ConfigError;
+use super::raw::RawApp;
+use super::values::{ArgList, FromLoose, Loose};
+
+/// The options of one app, with PM2's spellings. With an ecosystem file only `--env`
+/// applies; the others describe a script given on the command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AppFlags {
+    /// App name (default: the script's file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of workers: a number, `max` (all CPUs), or -1 (CPUs − 1).
+    #[arg(short = 'i', long, allow_hyphen_values = true)]
+    pub instances: Option<String>,
+    /// Address the workers share: a port, host:port, [v6]:port or unix:/path.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// How the listener is shared: reuseport (a listener per worker) or shared.
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// Use the ecosystem file's env_<NAME> on top of env.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Interpreter (default from the extension: node, python3, bash; `none` to exec).
+    #[arg(long)]
+    pub interpreter: Option<String>,
+    /// Working directory of the workers.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// stdout log file.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub out_file: Option<PathBuf>,
+    /// stderr log file.
+    #[arg(short = 'e', long = "error", value_name = "FILE")]
+    pub error_file: Option<PathBuf>,
+    /// One log file for all instances instead of one per instance.
+    #[arg(long)]
+    pub merge_logs: bool,
+    /// Prefix each log line with a timestamp in this (moment.js) format.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_date_format: Option<String>,
+    /// Prefix each log line with a timestamp (YYYY-MM-DDTHH:mm:ss).
+    #[arg(long)]
+    pub time: bool,
+    /// Do not restart workers that exit.
+    #[arg(long)]
+    pub no_autorestart: bool,
+    /// Restart a worker whose process tree uses more memory than this (300K, 512M, 1G).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub max_memory_restart: Option<String>,
+    /// Time between the kill signal and SIGKILL (ms, or 1s, 500ms).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub kill_timeout: Option<String>,
+    /// Signal that asks a worker to stop (default SIGINT).
+    #[arg(long, value_name = "SIGNAL")]
+    pub kill_signal: Option<String>,
+    /// Unstable restarts (runs shorter than min_uptime) before a worker is errored.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub max_restarts: Option<String>,
+    /// A run shorter than this is an unstable restart (default 1000 ms).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub min_uptime: Option<String>,
+    /// A worker is ready when it says so: READY=1 on $NOTIFY_SOCKET, or
+    /// process.send('ready') in Node.
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// How long a new worker may take to become ready (default 3000 ms).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub listen_timeout: Option<String>,
+    /// Delay before restarting a crashed worker.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub restart_delay: Option<String>,
+    /// Exponential backoff: first delay, ×1.5 per crash up to 15 s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub exp_backoff_restart_delay: Option<String>,
+}
+
+impl AppFlags {
+    /// The flags given that describe a script (every one but `--env`), as spelled on the
+    /// command line. The destructuring names every field, so a new field that is not
+    /// listed here does not compile (unused binding) rather than being silently ignored.
+    pub fn given(&self) -> Vec<&'static str> {
+        let AppFlags {
+            name,
+            instances,
+            listen,
+            socket,
+            env: _,
+            interpreter,
+            cwd,
+            out_file,
+            error_file,
+            merge_logs,
+            log_date_format,
+            time,
+            no_autorestart,
+            max_memory_restart,
+            kill_timeout,
+            kill_signal,
+            max_restarts,
+            min_uptime,
+            wait_ready,
+            listen_timeout,
+            restart_delay,
+            exp_backoff_restart_delay,
+        } = self;
+        [
+            ("--name", name.is_some()),
+            ("--instances", instances.is_some()),
+            ("--listen", listen.is_some()),
+            ("--socket", socket.is_some()),
+            ("--interpreter", interpreter.is_some()),
+            ("--cwd", cwd.is_some()),
+            ("--output", out_file.is_some()),
+            ("--error", error_file.is_some()),
+            ("--merge-logs", *merge_logs),
+            ("--log-date-format", log_date_format.is_some()),
+            ("--time", *time),
+            ("--no-autorestart", *no_autorestart),
+            ("--max-memory-restart", max_memory_restart.is_some()),
+            ("--kill-timeout", kill_timeout.is_some()),
+            ("--kill-signal", kill_signal.is_some()),
+            ("--max-restarts", max_restarts.is_some()),
+            ("--min-uptime", min_uptime.is_some()),
+            ("--wait-ready", *wait_ready),
+            ("--listen-timeout", listen_timeout.is_some()),
+            ("--restart-delay", restart_delay.is_some()),
+            (
+                "--exp-backoff-restart-delay",
+                exp_backoff_restart_delay.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, on)| on.then_some(flag))
+        .collect()
+    }
+
+    /// With an ecosystem file only `--env` applies: the flags that describe a script, and
+    /// script arguments (`has_args`), are refused, since accepting and ignoring them would
+    /// surprise.
+    pub fn check_with_ecosystem_file(&self, has_args: bool) -> Result<(), ConfigError> {
+        let mut given = self.given();
+        if has_args {
+            given.push("-- <args>");
+        }
+        if given.is_empty() {
+            return Ok(());
+        }
+        let one = given.len() == 1;
+        Err(ConfigError::usage(format!(
+            "{} describe{} a script; with an ecosystem file, set {} in the file (only --env applies)",
+            given.join(", "),
+            if one { "s" } else { "" },
+            if one { "it" } else { "them" },
+        )))
+    }
+
+    /// `--env` selects a section of an ecosystem file: a script has none.
+    pub fn check_with_script(&self, script: &Path) -> Result<(), ConfigError> {
+        match &self.env {
+            None => Ok(()),
+            Some(env) => Err(ConfigError::usage(format!(
+                "--env {env} selects env_{env} of an ecosystem file; {} is a script (set variables in your shell or an ecosystem file)",
+                script.display()
+            ))),
+        }
+    }
+}
+
+impl RawApp {
+    /// The app `drover run <script> [flags] -- [args]` describes, its flag values parsed
+    /// with the same rules as a file's. Never fails: the first bad value is kept and
+    /// [`super::resolve_cli`] reports it, naming the flag.
+    pub fn from_flags(flags: &AppFlags, script: &Path, args: &[String]) -> RawApp {
+        let mut invalid = None;
+        let inv = &mut invalid;
+        let mut raw = RawApp {
+            name: flags.name.clone(),
+            script: Some(script.to_path_buf()),
+            args: (!args.is_empty()).then(|| ArgList(args.to_vec())),
+            interpreter: flags.interpreter.clone(),
+            cwd: flags.cwd.clone(),
+            out_file: flags.out_file.clone(),
+            error_file: flags.error_file.clone(),
+            merge_logs: flags.merge_logs.then_some(true),
+            log_date_format: flags.log_date_format.clone(),
+            time: flags.time.then_some(true),
+            autorestart: Some(!flags.no_autorestart),
+            wait_ready: flags.wait_ready.then_some(true),
+            instances: parsed(inv, "instances", &flags.instances),
+            listen: parsed(inv, "listen", &flags.listen),
+            socket: parsed(inv, "socket", &flags.socket),
+            max_memory_restart: parsed(inv, "max_memory_restart", &flags.max_memory_restart),
+            kill_timeout: parsed(inv, "kill_timeout", &flags.kill_timeout),
+            kill_signal: parsed(inv, "kill_signal", &flags.kill_signal),
+            max_restarts: parsed(inv, "max_restarts", &flags.max_restarts),
+            min_uptime: parsed(inv, "min_uptime", &flags.min_uptime),
+            listen_timeout: parsed(inv, "listen_timeout", &flags.listen_timeout),
+            restart_delay: parsed(inv, "restart_delay", &flags.restart_delay),
+            exp_backoff_restart_delay: parsed(
+                inv,
+                "exp_backoff_restart_delay",
+                &flags.exp_backoff_restart_delay,
+            ),
+            ..RawApp::default()
+        };
+        raw.invalid = invalid;
+        raw
+    }
+}
+
+/// A flag's value parsed as the file's `key` would be; the first failure is kept in
+/// `invalid` as (key, message).
+fn parsed<T: FromLoose>(
+    invalid: &mut Option<(String, String)>,
+    key: &str,
+    value: &Option<String>,
+) -> Option<T> {
+    match T::from_loose(&Loose::Str(value.clone()?)) {
+        Ok(v) => Some(v),
+        Err(msg) => {
+            invalid.get_or_insert_with(|| (key.to_owned(), msg));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    /// The command line of `AppFlags` alone, as clap builds it.
+    fn command() -> clap::Command {
+        AppFlags::augment_args(clap::Command::new("t").no_binary_name(true))
+    }
+
+    fn parse(argv: &[String]) -> AppFlags {
+        let matches = command().try_get_matches_from(argv).unwrap();
+        AppFlags::from_arg_matches(&matches).unwrap()
+    }
+
+    /// `--flag` (and a value if it takes one) for every flag clap knows.
+    fn every_flag() -> Vec<(String, Vec<String>)> {
+        command()
+            .get_arguments()
+            .map(|arg| {
+                let flag = format!(
+                    "--{}",
+                    arg.get_long().expect("every app flag has a long name")
+                );
+                let mut argv = vec![flag.clone()];
+                if arg.get_action().takes_values() {
+                    argv.push("x".into());
+                }
+                (flag, argv)
+            })
+            .collect()
+    }
+
+    /// Each flag, alone, is reported under its own spelling (`--env` is the one that
+    /// applies to ecosystem files): the list in `given` matches the flags clap parses.
+    #[test]
+    fn every_flag_is_reported_under_its_own_name() {
+        let flags = every_flag();
+        assert!(flags.len() >= 22, "{flags:?}");
+        for (flag, argv) in &flags {
+            let want: Vec<&str> = if flag == "--env" {
+                vec![]
+            } else {
+                vec![flag.as_str()]
+            };
+            assert_eq!(parse(argv).given(), want, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn all_flags_at_once_are_all_reported() {
+        let flags = every_flag();
+        let argv: Vec<String> = flags.iter().flat_map(|(_, a)| a.clone()).collect();
+        let all = parse(&argv);
+        let mut want: Vec<&str> = flags
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .filter(|f| *f != "--env")
+            .collect();
+        let mut got = all.given();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+        let e = all.check_with_ecosystem_file(true).unwrap_err().to_string();
+        assert!(e.contains("--name, --instances,"), "{e}");
+        assert!(e.ends_with(", -- <args> describe a script; with an ecosystem file, set them in the file (only --env applies)"), "{e}");
+    }
+
+    #[test]
+    fn only_env_goes_with_an_ecosystem_file() {
+        let env = parse(&["--env".into(), "production".into()]);
+        assert!(env.given().is_empty());
+        assert!(env.check_with_ecosystem_file(false).is_ok());
+        assert_eq!(
+            env.check_with_ecosystem_file(true).unwrap_err().to_string(),
+            "-- <args> describes a script; with an ecosystem file, set it in the file (only --env applies)"
+        );
+        assert_eq!(
+            parse(&["-i".into(), "4".into()])
+                .check_with_ecosystem_file(false)
+                .unwrap_err()
+                .to_string(),
+            "--instances describes a script; with an ecosystem file, set it in the file (only --env applies)"
+        );
+        assert!(
+            env.check_with_script(Path::new("app.js"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("--env production selects env_production of an ecosystem file; app.js is a script")
+        );
+        assert!(
+            AppFlags::default()
+                .check_with_script(Path::new("app.js"))
+                .is_ok()
+        );
+    }
+}
