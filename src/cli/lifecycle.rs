@@ -65,7 +65,7 @@ pub fn stop(args: TargetArgs, home: &Path) -> Result<(), Error> {
 }
 
 pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
-    let env = args.update_env.then(super::run::caller_env);
+    let env = args.update_env.then(super::apps::caller_env);
     simple(
         home,
         Request::Restart {

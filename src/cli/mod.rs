@@ -1,8 +1,17 @@
-//! The command line: clap definitions here, one file per command. The per-app flags of
-//! `run` and `start` are `config::AppFlags`, flattened.
+//! The command line: clap definitions here, one file per command (`lifecycle` holds the
+//! one-request commands). Shared by several commands, and using none of them:
+//! - `host`: hosting the supervisor in this process (`run`, `daemon`): the lock on
+//!   DROVER_HOME, the runtime, the control socket, the signals, its diagnostics;
+//! - `apps`: what `run`, `start` and `restart --update-env` hand to a supervisor: the
+//!   apps their arguments name, and the caller's environment;
+//! - `render`: what the commands that print share.
+//!
+//! The per-app flags of `run` and `start` are `config::AppFlags`, flattened.
 
+mod apps;
 mod daemon;
 mod describe;
+mod host;
 mod lifecycle;
 mod list;
 mod logs;

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::RunArgs;
+use super::{RunArgs, apps};
 use crate::error::Error;
 use crate::ipc::client::Client;
 use crate::protocol::{Request, Response};
@@ -19,10 +19,10 @@ pub struct StartArgs {
 
 pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
     // Validated here: a bad file is reported by the CLI and nothing reaches the supervisor.
-    let apps = super::run::load_apps(&args.run, home)?;
+    let apps = apps::load(&args.run, home)?;
     let request = Request::Start {
         apps,
-        env: super::run::caller_env(),
+        env: apps::caller_env(),
         update_env: args.update_env,
     };
     let mut client = Client::connect_or_spawn(home)?;

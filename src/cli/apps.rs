@@ -1,0 +1,38 @@
+//! What `drover run`, `drover start` and `restart --update-env` hand to a supervisor:
+//! the apps their arguments name, validated, and the caller's environment, which the
+//! workers inherit.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::RunArgs;
+use crate::config::{self, AppSpec, ResolveContext};
+use crate::error::Error;
+
+/// The apps to run: every app of an ecosystem file, or one app from a script and flags.
+pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let ctx = ResolveContext {
+        home: home.to_path_buf(),
+        cwd,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        env_name: args.app.env.clone(),
+    };
+    if config::is_ecosystem_path(&args.target) {
+        args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+        Ok(config::load_file(&args.target, &ctx)?)
+    } else {
+        args.app.check_with_script(&args.target)?;
+        let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
+        Ok(vec![config::resolve_cli(raw, &ctx)?])
+    }
+}
+
+/// The caller's environment, which workers inherit under their app's env.
+pub fn caller_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
