@@ -120,7 +120,12 @@ pub enum Request {
         target: Target,
     },
     ReloadLogs,
-    Save,
+    /// `force`: an empty list may replace a dump that lists apps (absent from an older
+    /// client: not forced).
+    Save {
+        #[serde(default)]
+        force: bool,
+    },
     Resurrect,
     Kill,
 }
@@ -287,6 +292,7 @@ mod tests {
                 name: "api".into(),
                 instances: 4,
             },
+            Request::Save { force: true },
         ] {
             let line = encode(&req);
             assert!(
@@ -297,6 +303,15 @@ mod tests {
             let back: Request = decode(&line[..line.len() - 1]).unwrap();
             assert_eq!(back, req);
         }
+    }
+
+    /// A `save` from a client that predates `--force` is not forced.
+    #[test]
+    fn save_without_force_is_not_forced() {
+        assert_eq!(
+            decode::<Request>(b"{\"v\":1,\"cmd\":\"save\"}"),
+            Ok(Request::Save { force: false })
+        );
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub struct FlushArgs {
     pub target: Option<Target>,
 }
 
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Replace a dump that lists apps even when no app is running (the old dump is kept
+    /// as dump.yaml.bak). A dump that cannot be read is never replaced.
+    #[arg(long)]
+    pub force: bool,
+}
+
 fn parse_target(s: &str) -> Result<Target, String> {
     s.parse()
 }
@@ -111,6 +119,10 @@ pub fn flush(args: FlushArgs, home: &Path) -> Result<(), Error> {
             target: args.target.unwrap_or(Target::All),
         },
     )
+}
+
+pub fn save(args: SaveArgs, home: &Path) -> Result<(), Error> {
+    simple(home, Request::Save { force: args.force })
 }
 
 /// Sends one request to the running supervisor (never starts one: there is nothing to

@@ -70,7 +70,7 @@ pub enum Command {
     /// Reopen every log file (after logrotate moved them).
     ReloadLogs,
     /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
-    Save,
+    Save(lifecycle::SaveArgs),
     /// Start the apps saved by `save`.
     Resurrect,
     /// Check that the supervisor answers.
@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::run(args, &home),
         Command::Flush(args) => lifecycle::flush(args, &home),
         Command::ReloadLogs => lifecycle::simple(&home, crate::protocol::Request::ReloadLogs),
-        Command::Save => lifecycle::simple(&home, crate::protocol::Request::Save),
+        Command::Save(args) => lifecycle::save(args, &home),
         Command::Resurrect => start::resurrect(&home),
         Command::Ping => daemon::ping(&home),
         Command::Kill => daemon::kill(&home),

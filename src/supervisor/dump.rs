@@ -1,64 +1,92 @@
 //! `save` / `resurrect`: the running apps (spec and inherited environment) in
-//! `$DROVER_HOME/dump.yaml`, written atomically (temp file, fsync, rename), mode 0600
-//! (environments hold secrets), the previous dump kept as `dump.yaml.bak`.
+//! `$DROVER_HOME/dump.yaml`, mode 0600 (environments hold secrets).
+//!
+//! The file has a layout of its own ([`FORMAT`], the private `*Record` types below),
+//! converted explicitly from and to [`AppSpec`]: a change to `AppSpec` fails to compile
+//! here rather than silently changing what is on disk. A dump is precious (PM2 issue
+//! #2653: users lost theirs to a save of an empty list), so:
+//! - a dump that cannot be read (damaged, of a future format, a symlink) is an error
+//!   naming the file, and is never replaced;
+//! - a dump listing apps is not replaced by an empty list unless forced;
+//! - writing is a temp file (O_CREAT|O_EXCL|O_NOFOLLOW), fsync, rename, with the
+//!   previous dump kept as `dump.yaml.bak`; reading opens with O_NOFOLLOW.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow, bail};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppSpec;
+use crate::config::{
+    AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, SocketMode, StopSpec,
+};
 
 pub const FILE: &str = "dump.yaml";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The layout of the file. Bump it on any change that a reader of the previous format
+/// would misread or refuse; a drover refuses (and keeps) a dump of a format above its own.
+pub const FORMAT: u32 = 1;
+
+/// One saved app: what `resurrect` starts again.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SavedApp {
     pub spec: AppSpec,
+    /// The environment its workers inherited (of the `start` that launched it).
     pub env: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Dump {
-    /// The drover version that wrote it.
-    drover: String,
-    apps: Vec<SavedApp>,
 }
 
 pub fn path(home: &Path) -> PathBuf {
     home.join(FILE)
 }
 
-/// Writes the dump; returns its path.
-pub fn save(home: &Path, apps: &[SavedApp]) -> anyhow::Result<PathBuf> {
-    let dump = Dump {
-        drover: env!("CARGO_PKG_VERSION").into(),
-        apps: apps.to_vec(),
-    };
-    let text = yaml_serde::to_string(&dump).context("cannot encode the dump")?;
+/// Writes the dump; returns its path. Refuses to replace a dump that cannot be read, and,
+/// unless `force`, one that lists apps with an empty list.
+pub fn save(home: &Path, apps: &[SavedApp], force: bool) -> anyhow::Result<PathBuf> {
     let target = path(home);
-    let tmp = home.join(format!(".{FILE}.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Some(text) = read_no_follow(&target)? {
+        let previous = decode(&text).map_err(|e| {
+            anyhow!(
+                "{}: {e}; it is kept as it is (move it away to save anew)",
+                target.display()
+            )
+        })?;
+        if apps.is_empty() && !previous.is_empty() && !force {
+            bail!(
+                "no app is running, and {} holds {} app{}: not replacing it with an empty list (`drover save --force` does)",
+                target.display(),
+                previous.len(),
+                if previous.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+    let text = encode(apps, env!("CARGO_PKG_VERSION"))?;
+    let (tmp, mut file) = create_temp(home)?;
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
     drop(file);
-    if target.exists() {
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write {}", tmp.display())));
+    }
+    if std::fs::symlink_metadata(&target).is_ok() {
         let bak = home.join(format!("{FILE}.bak"));
         let _ = std::fs::remove_file(&bak);
-        std::fs::hard_link(&target, &bak)
-            .with_context(|| format!("cannot keep {}", bak.display()))?;
+        if let Err(e) = std::fs::hard_link(&target, &bak) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(anyhow::Error::new(e).context(format!("cannot keep {}", bak.display())));
+        }
     }
-    std::fs::rename(&tmp, &target)
-        .with_context(|| format!("cannot replace {}", target.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot replace {}", target.display())));
+    }
     // The rename itself must reach the disk.
     if let Ok(dir) = std::fs::File::open(home) {
         let _ = dir.sync_all();
@@ -68,9 +96,587 @@ pub fn save(home: &Path, apps: &[SavedApp]) -> anyhow::Result<PathBuf> {
 
 pub fn load(home: &Path) -> anyhow::Result<Vec<SavedApp>> {
     let path = path(home);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("nothing to resurrect: cannot read {}", path.display()))?;
-    let dump: Dump =
-        yaml_serde::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
-    Ok(dump.apps)
+    let Some(text) = read_no_follow(&path)? else {
+        bail!(
+            "nothing to resurrect: {} does not exist (`drover save` writes it)",
+            path.display()
+        );
+    };
+    decode(&text).map_err(|e| {
+        anyhow!(
+            "cannot resurrect: {}: {e}; it is left as it is",
+            path.display()
+        )
+    })
+}
+
+/// The file's text, `None` if there is none. A symlink is refused: the dump is written
+/// by us, in a directory of ours, and a link there is someone else's doing.
+fn read_no_follow(path: &Path) -> anyhow::Result<Option<String>> {
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!(
+            "{} is a symbolic link; refusing to follow it (drover writes the dump itself: remove the link)",
+            path.display()
+        ),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())));
+        }
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(text))
+}
+
+/// A new file next to the dump, created with O_EXCL and O_NOFOLLOW (so nothing already
+/// there, file or link, is written through), mode 0600.
+fn create_temp(home: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let tmp = home.join(format!(
+            ".{FILE}.{}.{nanos}.{attempt}.tmp",
+            std::process::id()
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            // A leftover of a save that died at this point, with the same pid.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 16 => {
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot create {}", tmp.display()))
+                );
+            }
+        }
+    }
+}
+
+/// The file as written on disk.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DumpRecord {
+    format: u32,
+    /// The drover version that wrote it (for messages).
+    drover: String,
+    apps: Vec<AppRecord>,
+}
+
+/// What is read before anything else: which format the rest is in.
+#[derive(Debug, Deserialize)]
+struct HeaderRecord {
+    format: Option<yaml_serde::Value>,
+    drover: Option<yaml_serde::Value>,
+}
+
+/// One app, flat, every setting spelled out (durations in ms, sizes in bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppRecord {
+    name: String,
+    script: PathBuf,
+    interpreter: Option<String>,
+    interpreter_args: Vec<String>,
+    args: Vec<String>,
+    cwd: PathBuf,
+    instances: u32,
+    exec_mode: ExecModeRecord,
+    /// The app's own environment.
+    env: BTreeMap<String, String>,
+    /// `host:port`, `[v6]:port` or `unix:/path`.
+    listen: Option<String>,
+    socket: SocketRecord,
+    out_file: PathBuf,
+    error_file: PathBuf,
+    merge_logs: bool,
+    log_date_format: Option<String>,
+    autorestart: bool,
+    min_uptime_ms: u64,
+    max_restarts: u32,
+    restart_delay_ms: u64,
+    exp_backoff_restart_delay_ms: Option<u64>,
+    stop_exit_codes: Vec<i32>,
+    wait_ready: bool,
+    listen_timeout_ms: u64,
+    /// `SIGINT`, `SIGTERM`, …
+    kill_signal: String,
+    kill_timeout_ms: u64,
+    instance_var: String,
+    increment_var: Option<String>,
+    /// Bytes.
+    max_memory_restart: Option<u64>,
+    /// The environment the workers inherited, under `env`.
+    inherited_env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ExecModeRecord {
+    Cluster,
+    Fork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SocketRecord {
+    Reuseport,
+    Shared,
+}
+
+fn encode(apps: &[SavedApp], written_by: &str) -> anyhow::Result<String> {
+    let dump = DumpRecord {
+        format: FORMAT,
+        drover: written_by.to_owned(),
+        apps: apps
+            .iter()
+            .map(AppRecord::from_saved)
+            .collect::<anyhow::Result<_>>()?,
+    };
+    yaml_serde::to_string(&dump).context("cannot encode the dump")
+}
+
+/// The apps of a dump's text; the error says why it cannot be read (without the file's
+/// name, which the caller adds).
+fn decode(text: &str) -> anyhow::Result<Vec<SavedApp>> {
+    let header: HeaderRecord = yaml_serde::from_str(text)
+        .map_err(|e| anyhow!("not a dump (format:, drover:, apps:): {e}"))?;
+    let written_by = match &header.drover {
+        Some(yaml_serde::Value::String(v)) => format!("drover {v}"),
+        _ => "an unknown drover".to_owned(),
+    };
+    let format = match &header.format {
+        None => bail!(
+            "no `format:` (written by {written_by}, before dumps had one?): this drover reads format {FORMAT}"
+        ),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            anyhow!("`format:` is not a number; this drover reads format {FORMAT}")
+        })?,
+    };
+    if format > u64::from(FORMAT) {
+        bail!(
+            "written in format {format} by {written_by}; this drover ({}) reads format {FORMAT}: upgrade drover",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    if format != u64::from(FORMAT) {
+        bail!("unknown format {format}; this drover reads format {FORMAT}");
+    }
+    let dump: DumpRecord = yaml_serde::from_str(text).map_err(|e| anyhow!("damaged: {e}"))?;
+    dump.apps
+        .into_iter()
+        .enumerate()
+        .map(|(i, app)| {
+            let name = app.name.clone();
+            app.into_saved()
+                .map_err(|e| anyhow!("damaged: app #{} ({name}): {e}", i + 1))
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl AppRecord {
+    fn from_saved(saved: &SavedApp) -> anyhow::Result<AppRecord> {
+        // Every field named: a field added to AppSpec does not compile until the dump
+        // says what becomes of it.
+        let AppSpec {
+            name,
+            command:
+                Command {
+                    interpreter,
+                    interpreter_args,
+                    script,
+                    args,
+                },
+            cwd,
+            instances,
+            exec_mode,
+            env,
+            listen,
+            socket,
+            logs:
+                LogSpec {
+                    out_file,
+                    error_file,
+                    merge,
+                    date_format,
+                },
+            restart:
+                RestartSpec {
+                    autorestart,
+                    min_uptime,
+                    max_restarts,
+                    restart_delay,
+                    exp_backoff_restart_delay,
+                    stop_exit_codes,
+                    wait_ready,
+                    listen_timeout,
+                },
+            stop:
+                StopSpec {
+                    kill_signal,
+                    kill_timeout,
+                },
+            instance_var,
+            increment_var,
+            max_memory_restart,
+        } = &saved.spec;
+        let listen = match listen {
+            None => None,
+            Some(ListenAddr::Tcp(addr)) => Some(addr.to_string()),
+            Some(ListenAddr::Unix(path)) => Some(format!(
+                "unix:{}",
+                path.to_str()
+                    .ok_or_else(|| anyhow!("app {name}: its socket path is not UTF-8"))?
+            )),
+        };
+        Ok(AppRecord {
+            name: name.clone(),
+            script: script.clone(),
+            interpreter: interpreter.clone(),
+            interpreter_args: interpreter_args.clone(),
+            args: args.clone(),
+            cwd: cwd.clone(),
+            instances: *instances,
+            exec_mode: match exec_mode {
+                ExecMode::Cluster => ExecModeRecord::Cluster,
+                ExecMode::Fork => ExecModeRecord::Fork,
+            },
+            env: env.clone(),
+            listen,
+            socket: match socket {
+                SocketMode::Reuseport => SocketRecord::Reuseport,
+                SocketMode::Shared => SocketRecord::Shared,
+            },
+            out_file: out_file.clone(),
+            error_file: error_file.clone(),
+            merge_logs: *merge,
+            log_date_format: date_format.clone(),
+            autorestart: *autorestart,
+            min_uptime_ms: millis(*min_uptime),
+            max_restarts: *max_restarts,
+            restart_delay_ms: millis(*restart_delay),
+            exp_backoff_restart_delay_ms: exp_backoff_restart_delay.map(millis),
+            stop_exit_codes: stop_exit_codes.clone(),
+            wait_ready: *wait_ready,
+            listen_timeout_ms: millis(*listen_timeout),
+            kill_signal: kill_signal.as_str().to_owned(),
+            kill_timeout_ms: millis(*kill_timeout),
+            instance_var: instance_var.clone(),
+            increment_var: increment_var.clone(),
+            max_memory_restart: *max_memory_restart,
+            inherited_env: saved.env.clone(),
+        })
+    }
+
+    fn into_saved(self) -> anyhow::Result<SavedApp> {
+        let listen = match self.listen {
+            None => None,
+            Some(text) => Some(match text.strip_prefix("unix:") {
+                Some(path) => ListenAddr::Unix(PathBuf::from(path)),
+                None => ListenAddr::Tcp(SocketAddr::from_str(&text).map_err(|_| {
+                    anyhow!("listen: {text:?} is neither host:port nor unix:/path")
+                })?),
+            }),
+        };
+        let kill_signal = Signal::from_str(&self.kill_signal)
+            .map_err(|_| anyhow!("kill_signal: unknown signal {:?}", self.kill_signal))?;
+        let spec = AppSpec {
+            name: self.name,
+            command: Command {
+                interpreter: self.interpreter,
+                interpreter_args: self.interpreter_args,
+                script: self.script,
+                args: self.args,
+            },
+            cwd: self.cwd,
+            instances: self.instances,
+            exec_mode: match self.exec_mode {
+                ExecModeRecord::Cluster => ExecMode::Cluster,
+                ExecModeRecord::Fork => ExecMode::Fork,
+            },
+            env: self.env,
+            listen,
+            socket: match self.socket {
+                SocketRecord::Reuseport => SocketMode::Reuseport,
+                SocketRecord::Shared => SocketMode::Shared,
+            },
+            logs: LogSpec {
+                out_file: self.out_file,
+                error_file: self.error_file,
+                merge: self.merge_logs,
+                date_format: self.log_date_format,
+            },
+            restart: RestartSpec {
+                autorestart: self.autorestart,
+                min_uptime: Duration::from_millis(self.min_uptime_ms),
+                max_restarts: self.max_restarts,
+                restart_delay: Duration::from_millis(self.restart_delay_ms),
+                exp_backoff_restart_delay: self
+                    .exp_backoff_restart_delay_ms
+                    .map(Duration::from_millis),
+                stop_exit_codes: self.stop_exit_codes,
+                wait_ready: self.wait_ready,
+                listen_timeout: Duration::from_millis(self.listen_timeout_ms),
+            },
+            stop: StopSpec {
+                kill_signal,
+                kill_timeout: Duration::from_millis(self.kill_timeout_ms),
+            },
+            instance_var: self.instance_var,
+            increment_var: self.increment_var,
+            max_memory_restart: self.max_memory_restart,
+        };
+        Ok(SavedApp {
+            spec,
+            env: self.inherited_env,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The format-1 text of [`golden_apps`], as checked in: if this test fails, the file
+    /// format changed. Either that is a mistake, or it is a new format: bump [`FORMAT`].
+    const GOLDEN: &str = include_str!("testdata/dump-format-1.yaml");
+
+    /// Two apps that between them set every setting, and leave every optional one unset.
+    fn golden_apps() -> Vec<SavedApp> {
+        let api = AppSpec {
+            name: "api".into(),
+            command: Command {
+                interpreter: Some("node".into()),
+                interpreter_args: vec!["--max-old-space-size=512".into()],
+                script: "/srv/api/server.js".into(),
+                args: vec!["--port".into(), "3000".into()],
+            },
+            cwd: "/srv/api".into(),
+            instances: 4,
+            exec_mode: ExecMode::Cluster,
+            env: BTreeMap::from([("NODE_ENV".into(), "production".into())]),
+            listen: Some(ListenAddr::Tcp("127.0.0.1:3000".parse().unwrap())),
+            socket: SocketMode::Reuseport,
+            logs: LogSpec {
+                out_file: "/var/log/api-out.log".into(),
+                error_file: "/var/log/api-error.log".into(),
+                merge: true,
+                date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+            },
+            restart: RestartSpec {
+                autorestart: true,
+                min_uptime: Duration::from_millis(1000),
+                max_restarts: 16,
+                restart_delay: Duration::from_millis(250),
+                exp_backoff_restart_delay: Some(Duration::from_millis(100)),
+                stop_exit_codes: vec![0, 3],
+                wait_ready: true,
+                listen_timeout: Duration::from_millis(3000),
+            },
+            stop: StopSpec {
+                kill_signal: Signal::SIGTERM,
+                kill_timeout: Duration::from_millis(1600),
+            },
+            instance_var: "NODE_APP_INSTANCE".into(),
+            increment_var: Some("PORT".into()),
+            max_memory_restart: Some(512 << 20),
+        };
+        let worker = AppSpec {
+            name: "worker".into(),
+            command: Command {
+                interpreter: None,
+                interpreter_args: vec![],
+                script: "/srv/bin/worker".into(),
+                args: vec![],
+            },
+            cwd: "/srv".into(),
+            instances: 1,
+            exec_mode: ExecMode::Fork,
+            env: BTreeMap::new(),
+            listen: Some(ListenAddr::Unix("/run/worker.sock".into())),
+            socket: SocketMode::Shared,
+            logs: LogSpec {
+                out_file: "/home/u/.drover/logs/worker-out.log".into(),
+                error_file: "/home/u/.drover/logs/worker-error.log".into(),
+                merge: false,
+                date_format: None,
+            },
+            restart: RestartSpec {
+                autorestart: false,
+                min_uptime: Duration::from_millis(500),
+                max_restarts: 0,
+                restart_delay: Duration::ZERO,
+                exp_backoff_restart_delay: None,
+                stop_exit_codes: vec![],
+                wait_ready: false,
+                listen_timeout: Duration::from_millis(8000),
+            },
+            stop: StopSpec {
+                kill_signal: Signal::SIGINT,
+                kill_timeout: Duration::from_millis(5000),
+            },
+            instance_var: "INSTANCE".into(),
+            increment_var: None,
+            max_memory_restart: None,
+        };
+        vec![
+            SavedApp {
+                spec: api,
+                env: BTreeMap::from([
+                    ("HOME".into(), "/home/u".into()),
+                    ("PATH".into(), "/usr/bin:/bin".into()),
+                ]),
+            },
+            SavedApp {
+                spec: worker,
+                env: BTreeMap::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_format_is_the_checked_in_text_and_it_loads_back_equal() {
+        assert_eq!(encode(&golden_apps(), "0.1.0").unwrap(), GOLDEN);
+        assert_eq!(decode(GOLDEN).unwrap(), golden_apps());
+    }
+
+    fn home() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn read(home: &Path) -> Vec<u8> {
+        std::fs::read(path(home)).unwrap()
+    }
+
+    #[test]
+    fn save_then_load_round_trips_privately_and_keeps_the_previous_dump() {
+        let home = home();
+        let apps = golden_apps();
+        let written = save(home.path(), &apps, false).unwrap();
+        assert_eq!(written, path(home.path()));
+        let mode = std::fs::metadata(&written).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load(home.path()).unwrap(), apps);
+
+        save(home.path(), &apps[..1], false).unwrap();
+        assert_eq!(load(home.path()).unwrap(), apps[..1]);
+        let bak = std::fs::read_to_string(home.path().join("dump.yaml.bak")).unwrap();
+        assert_eq!(decode(&bak).unwrap(), apps);
+        let left: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temp files left: {left:?}");
+    }
+
+    #[test]
+    fn a_dump_of_a_future_format_is_refused_and_kept() {
+        let home = home();
+        let future = GOLDEN
+            .replace("format: 1", "format: 2")
+            .replace("drover: 0.1.0", "drover: 9.0.0");
+        std::fs::write(path(home.path()), &future).unwrap();
+        let e = format!("{:#}", load(home.path()).unwrap_err());
+        assert!(
+            e.contains("dump.yaml: written in format 2 by drover 9.0.0"),
+            "{e}"
+        );
+        assert!(e.contains("reads format 1"), "{e}");
+        let e = format!("{:#}", save(home.path(), &golden_apps(), true).unwrap_err());
+        assert!(e.contains("dump.yaml: written in format 2"), "{e}");
+        assert!(e.contains("it is kept"), "{e}");
+        assert_eq!(read(home.path()), future.as_bytes());
+    }
+
+    #[test]
+    fn a_damaged_dump_is_refused_with_its_line_and_kept() {
+        let home = home();
+        for (damaged, needle) in [
+            (GOLDEN.replace("instances: 4", "instances: four"), "line "),
+            (
+                GOLDEN.replace("kill_signal: SIGTERM", "kill_signal: SIGFOO"),
+                "SIGFOO",
+            ),
+            (
+                GOLDEN.replace("  merge_logs: true\n", "  merge_logs: true\n  extra: 1\n"),
+                "extra",
+            ),
+            ("apps: [\n".to_owned(), "line "),
+            (String::new(), "dump.yaml"),
+            ("drover: 0.1.0\napps: []\n".to_owned(), "no `format:`"),
+        ] {
+            std::fs::write(path(home.path()), &damaged).unwrap();
+            let e = format!("{:#}", load(home.path()).unwrap_err());
+            assert!(e.contains("dump.yaml: "), "{e}");
+            assert!(e.contains(needle), "{e} lacks {needle:?}");
+            let e = format!("{:#}", save(home.path(), &golden_apps(), true).unwrap_err());
+            assert!(e.contains("it is kept"), "{e}");
+            assert_eq!(read(home.path()), damaged.as_bytes());
+        }
+    }
+
+    #[test]
+    fn an_empty_list_replaces_a_dump_with_apps_only_when_forced() {
+        let home = home();
+        save(home.path(), &golden_apps(), false).unwrap();
+        let before = read(home.path());
+        let e = format!("{:#}", save(home.path(), &[], false).unwrap_err());
+        assert!(e.contains("holds 2 apps"), "{e}");
+        assert!(e.contains("--force"), "{e}");
+        assert_eq!(read(home.path()), before);
+
+        save(home.path(), &[], true).unwrap();
+        assert!(load(home.path()).unwrap().is_empty());
+        // An empty dump may be saved over again without force: nothing is lost.
+        save(home.path(), &[], false).unwrap();
+        // And with no dump at all.
+        let fresh = tempfile::tempdir().unwrap();
+        save(fresh.path(), &[], false).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_dump_is_refused_and_not_followed() {
+        let home = home();
+        let elsewhere = home.path().join("elsewhere.yaml");
+        std::fs::write(&elsewhere, GOLDEN).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, path(home.path())).unwrap();
+        let e = format!("{:#}", load(home.path()).unwrap_err());
+        assert!(e.contains("dump.yaml is a symbolic link"), "{e}");
+        let e = format!("{:#}", save(home.path(), &[], true).unwrap_err());
+        assert!(e.contains("dump.yaml is a symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), GOLDEN);
+        assert!(
+            std::fs::symlink_metadata(path(home.path()))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn no_dump_is_nothing_to_resurrect() {
+        let e = format!("{:#}", load(home().path()).unwrap_err());
+        assert!(e.starts_with("nothing to resurrect: "), "{e}");
+    }
 }

@@ -237,6 +237,38 @@ fn save_kill_resurrect_brings_back_the_same_apps_and_ports() {
     wait_serving(addr);
 }
 
+/// PM2 issue #2653: a save with nothing running must not wipe the dump of a save with
+/// apps, and a dump drover cannot read is never overwritten.
+#[test]
+fn save_keeps_a_dump_with_apps_and_a_dump_it_cannot_read() {
+    let d = Daemon::new();
+    start_api(&d, "1");
+    d.ok(&["save"]);
+    let dump = d.home.path().join("dump.yaml");
+    let with_apps = std::fs::read(&dump).unwrap();
+    d.ok(&["delete", "api"]);
+    let out = d.home.output(&["save"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&dump).unwrap(), with_apps);
+    d.ok(&["save", "--force"]);
+    assert_eq!(
+        std::fs::read(dump.with_extension("yaml.bak")).unwrap(),
+        with_apps
+    );
+
+    std::fs::write(&dump, "format: 99\ndrover: 9.9.9\napps: []\n").unwrap();
+    for cmd in [&["save", "--force"][..], &["resurrect"]] {
+        let out = d.home.output(cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {}", out.stderr);
+        assert!(out.stderr.contains("format 99"), "{cmd:?}: {}", out.stderr);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&dump).unwrap(),
+        "format: 99\ndrover: 9.9.9\napps: []\n"
+    );
+}
+
 #[test]
 fn two_concurrent_first_starts_spawn_one_supervisor() {
     let d = Daemon::new();

@@ -1,12 +1,13 @@
 //! `save`: the running apps (spec and inherited environment) to the dump, for
-//! `resurrect`.
+//! `resurrect`. An empty list never replaces a dump that lists apps unless `force`
+//! (PM2 #2653 lost users' dumps that way), and an unreadable dump is never replaced.
 
 use super::{Failure, Reply, done, plural};
 use crate::supervisor::{Supervisor, dump};
 use crate::sync::lock;
 
 impl Supervisor {
-    pub(super) fn save(&self) -> Reply {
+    pub(super) fn save(&self, force: bool) -> Reply {
         let apps: Vec<dump::SavedApp> = self
             .apps
             .iter()
@@ -23,7 +24,7 @@ impl Supervisor {
                 }
             })
             .collect();
-        let path = dump::save(&self.home, &apps)
+        let path = dump::save(&self.home, &apps, force)
             .map_err(|e| Failure::failed(format!("cannot save: {e:#}")))?;
         done(format!(
             "saved {} app{} to {}",
