@@ -12,7 +12,9 @@
 //! closed. Memory is capped per connection and in total: a request line may buffer
 //! [`FREE_REQUEST_BYTES`] on its own, and beyond that draws on one pool of
 //! [`REQUEST_POOL_BYTES`] shared by every connection (a connection that finds the pool
-//! empty is refused as busy); at most [`MAX_CONNECTIONS`] are open at once.
+//! empty is refused as busy); at most [`MAX_CONNECTIONS`] are open at once, and a new
+//! connection past that evicts the oldest one still waiting for its request line (a
+//! silent or dribbling client), so clients that say what they want are always served.
 //!
 //! A handler that streams (`logs --follow`) keeps sending until `reply.send` fails, which
 //! happens once the client has closed its end. A client that half-closes its socket after
@@ -21,6 +23,7 @@
 //! handler that must not be slowed down by a client that stops reading should use
 //! `try_send` and drop what does not fit.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -33,13 +36,13 @@ use nix::sys::socket::{
     self, AddressFamily, SockFlag, SockType, UnixAddr, sockopt::PeerCredentials,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::protocol::{self, DecodeError, ErrorKind, MAX_FRAME, Request, Response};
 
@@ -63,7 +66,8 @@ pub const FREE_REQUEST_BYTES: usize = 16 << 10;
 /// Bytes of request line all connections together may buffer beyond their free part.
 pub const REQUEST_POOL_BYTES: usize = 16 << 20;
 
-/// Connections open at once; one more is refused at once, without a task.
+/// Connections open at once; one more evicts the oldest that has not sent its request
+/// yet, or, when every one has, is refused at once, without a task.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// The pool draws are made in steps of this many bytes.
@@ -239,12 +243,15 @@ pub async fn serve_with(
         left: AtomicUsize::new(REQUEST_POOL_BYTES),
     });
     let mut connections = JoinSet::new();
+    // Connections in the order they came, each with "still reading its request".
+    let mut arrivals: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if connections.len() >= MAX_CONNECTIONS => {
+                Ok((stream, _)) if connections.len() >= MAX_CONNECTIONS
+                    && !evict_oldest_reader(&mut arrivals) => {
                     // Said without waiting: a client too slow to take one line is dropped.
                     let line = protocol::encode(&Response::Error {
                         kind: ErrorKind::Busy,
@@ -254,7 +261,12 @@ pub async fn serve_with(
                 }
                 Ok((stream, _)) => {
                     let draw = Draw::new(pool.clone());
-                    connections.spawn(connection(stream, requests.clone(), our_uid, options, draw));
+                    let reading = Arc::new(AtomicBool::new(true));
+                    let task = connection(stream, requests.clone(), our_uid, options, draw, reading.clone());
+                    arrivals.push_back((connections.spawn(task), reading));
+                    if arrivals.len() > 2 * MAX_CONNECTIONS {
+                        arrivals.retain(|(task, _)| !task.is_finished());
+                    }
                 }
                 Err(e) => {
                     // EMFILE and the like: do not spin; the pending connection stays queued.
@@ -284,14 +296,29 @@ pub async fn serve_with(
     connections.shutdown().await;
 }
 
+/// Aborts the oldest connection still reading its request; false if there is none.
+fn evict_oldest_reader(arrivals: &mut VecDeque<(AbortHandle, Arc<AtomicBool>)>) -> bool {
+    while let Some((task, reading)) = arrivals.pop_front() {
+        if reading.load(Ordering::Acquire) && !task.is_finished() {
+            tracing::debug!(
+                "control socket: at {MAX_CONNECTIONS} connections, evicting the oldest silent one"
+            );
+            task.abort();
+            return true;
+        }
+    }
+    false
+}
+
 async fn connection(
     stream: UnixStream,
     requests: mpsc::Sender<Incoming>,
     our_uid: u32,
     options: Options,
     draw: Draw,
+    reading: Arc<AtomicBool>,
 ) {
-    if let Err(e) = exchange(stream, requests, our_uid, options, draw).await {
+    if let Err(e) = exchange(stream, requests, our_uid, options, draw, &reading).await {
         // The client went away mid-exchange: nothing to tell anyone.
         tracing::debug!("control connection: {e}");
     }
@@ -367,6 +394,7 @@ async fn exchange(
     our_uid: u32,
     options: Options,
     mut draw: Draw,
+    reading: &AtomicBool,
 ) -> io::Result<()> {
     let peer_uid = socket::getsockopt(&stream, PeerCredentials)?.uid();
     let (mut reader, mut writer) = stream.into_split();
@@ -419,6 +447,7 @@ async fn exchange(
     };
     drop(line);
     drop(draw);
+    reading.store(false, Ordering::Release);
 
     let (reply, mut replies) = mpsc::channel(REPLY_QUEUE);
     if requests.send(Incoming { request, reply }).await.is_err() {
