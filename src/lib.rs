@@ -3,23 +3,31 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap definitions and one function per command; argv → a call below.
-//! - [`config`]: ecosystem file and CLI flags → validated [`config::AppSpec`]s. No
-//!   processes, no sockets; bad input is rejected here, with file, line and key.
-//! - [`supervisor`]: the supervisor: [`supervisor::run`] takes apps and a shutdown signal.
+//! - [`cli`]: clap definitions and one file per command; argv → a call below. `cli::host`
+//!   runs the supervisor in this process (`run`, `daemon`), `cli::apps` loads the apps a
+//!   command names.
+//! - [`config`]: ecosystem file and CLI flags (`config::AppFlags`) → validated
+//!   [`config::AppSpec`]s. No processes, no sockets; bad input is rejected here, with
+//!   file, line and key.
+//! - [`supervisor`]: the supervisor: [`supervisor::run`] takes apps and a shutdown signal,
+//!   and its control loop never waits (slow operations are tasks that answer when done).
 //!   - [`supervisor::policy`]: the restart policy, a pure state machine tested as a table.
 //!   - [`supervisor::slot`]: one task per worker slot, carrying out the policy's actions.
+//!   - `supervisor::handlers`: one file per control request.
+//!   - `supervisor::shared`: what slots, reaper, notify socket and sampler share.
 //!   - [`supervisor::spawn`]: the only place that builds a worker's command.
-//! - [`ipc`]: the control socket: the server (permissions, peer uid, framing caps) and
+//!   - [`supervisor::dump`]: `save`/`resurrect`'s file, versioned, with its own types.
+//! - [`ipc`]: the control socket: the server (permissions, peer uid, memory caps) and
 //!   the synchronous client the CLI uses (it starts the background supervisor on demand).
 //! - [`protocol`]: the versioned Request/Response messages between CLI and supervisor.
 //! - [`sockets`]: binds each app's listener once; describes what a worker gets as fd 3.
 //! - [`logs`]: worker output → whole, timestamped lines in files (and the console).
-//! - [`sampler`]: RSS/CPU of each worker's process tree, once a second.
+//! - [`sampler`]: RSS/CPU of each worker's process tree, once a second; knows nothing
+//!   of the supervisor (it reports through [`sampler::Watched`]).
 //! - [`shim`]: the Node preload that turns `listen(PORT)` into `listen({fd: 3})`.
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
-//! - [`error`]: one error enum, mapped to exit codes in one place.
+//! - [`error`]: one error enum, mapped to exit codes in one place ([`error::Exit`]).
 //! - `sync`: the one poison-tolerant lock helper.
 
 pub mod cli;

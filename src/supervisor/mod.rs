@@ -144,7 +144,7 @@ enum Flow {
 ///
 /// The loop never waits on anything but its next event: a request edits the app table
 /// and returns, and what takes time (a graceful stop, a drain, a reload) runs as a task
-/// that answers its client when done, reporting back through [`Finished`] when the table
+/// that answers its client when done, reporting back to the loop when the table
 /// must change. So `list`, `ping`, other apps' starts and SIGTERM are served at once
 /// while a worker takes its whole kill_timeout to stop.
 ///
