@@ -72,16 +72,19 @@ fn silent_and_huge_unterminated_clients_neither_stall_list_nor_grow_memory() {
             })
         })
         .collect();
+    // While they write, this process's 100 writer threads compete for the same 2 cores
+    // as the supervisor: served (a stalled loop would not answer at all), if not fast.
     let median = list_median(&d);
     assert!(
-        median < Duration::from_millis(100),
-        "100 huge clients: {median:?}"
+        median < Duration::from_secs(1),
+        "100 huge clients writing: {median:?}"
     );
+    // Once they hold their 4 MiB, unterminated, list is as fast as ever.
     let huge: Vec<UnixStream> = huge.into_iter().map(|t| t.join().unwrap()).collect();
     let median = list_median(&d);
     assert!(
         median < Duration::from_millis(100),
-        "after the huge writes: {median:?}"
+        "100 huge clients holding: {median:?}"
     );
 
     // The peak: the 16 MiB pool, 16 KiB per connection and a little slack; without the
