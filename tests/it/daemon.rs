@@ -354,7 +354,8 @@ fn a_foreign_uid_is_refused_even_with_the_socket_open_to_it() {
         std::fs::Permissions::from_mode(0o666),
     )
     .unwrap();
-    let out = std::process::Command::new(DROVER)
+    let drover = world_executable_copy_of_drover();
+    let out = std::process::Command::new(drover.path().join("drover"))
         .args(["stop", "api"])
         .env("DROVER_HOME", d.home.path())
         .current_dir("/")
@@ -362,10 +363,32 @@ fn a_foreign_uid_is_refused_even_with_the_socket_open_to_it() {
         .gid(65534)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert_eq!(d.list()[0]["status"], "online", "nothing was stopped");
+}
+
+/// A copy of the drover binary that any user can run, in a fresh 0755 directory under
+/// /tmp (removed on drop): the checkout, and so the target dir with DROVER in it, may sit
+/// below a directory only its owner can enter (a clone in `mktemp -d`), where nobody
+/// gets "Permission denied" from exec.
+fn world_executable_copy_of_drover() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("drover-bin")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Copied by a child process, not std::fs::copy: a writable fd open in this process
+    // could leak into a child another test thread forks meanwhile, and exec of the copy
+    // would then fail with ETXTBSY. `install` has closed its fd once it has exited.
+    let status = std::process::Command::new("install")
+        .args(["-m", "0755", DROVER])
+        .arg(dir.path().join("drover"))
+        .status()
+        .expect("run install");
+    assert!(status.success(), "install {DROVER}: {status}");
+    dir
 }
 
 /// Sends raw bytes on the control socket and returns what came back (bounded).
