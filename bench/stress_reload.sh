@@ -5,18 +5,19 @@
 #
 #   bench/stress_reload.sh            # 20 runs
 #   bench/stress_reload.sh 50         # 50 runs
-#   STRESS_FILTER=never_get_ready bench/stress_reload.sh 10   # only matching reload tests
+#   STRESS_FILTER=reload::a_reload_whose bench/stress_reload.sh 10   # only matching tests
 #
 # Builds first (unloaded), then starts one CPU hog per core (stress-ng --cpu if
 # installed, else `yes > /dev/null` loops), killed on exit whatever happens. Each run
-# is `cargo nextest run --test it reload::<filter> --retries 0` with a 15 min limit;
+# is `cargo nextest run --test it <filter> --retries 0` (filter: a substring of the
+# test names, default reload::; a filter that matches nothing fails) with a 15 min limit;
 # a failed run's output is kept in $CARGO_TARGET_DIR/stress_reload/run-<i>.log
 # (default target/). Exits non-zero if any run failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=${1:-20}
-filter="reload::${STRESS_FILTER:-}"
+filter=${STRESS_FILTER:-reload::}
 target=${CARGO_TARGET_DIR:-target}
 logs="$target/stress_reload"
 cores=$(nproc)
