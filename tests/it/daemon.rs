@@ -347,17 +347,17 @@ fn a_foreign_uid_is_refused_even_with_the_socket_open_to_it() {
     );
     let d = Daemon::new();
     start_api(&d, "1");
-    // Open the door on purpose: only the supervisor's peer-uid check is left.
-    std::fs::set_permissions(d.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(
-        d.home.path().join("drover.sock"),
-        std::fs::Permissions::from_mode(0o666),
-    )
-    .unwrap();
+    // Open the door on purpose: the socket linked into a home of nobody's own (which
+    // nobody's CLI accepts) and made 0666, so only the supervisor's peer-uid check is left.
+    let theirs = Home::new();
+    nix::unistd::chown(theirs.path(), Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let socket = d.home.path().join("drover.sock");
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::hard_link(&socket, theirs.path().join("drover.sock")).unwrap();
     let drover = world_executable_copy_of_drover();
     let out = std::process::Command::new(drover.path().join("drover"))
         .args(["stop", "api"])
-        .env("DROVER_HOME", d.home.path())
+        .env("DROVER_HOME", theirs.path())
         .current_dir("/")
         .uid(65534)
         .gid(65534)
@@ -365,7 +365,11 @@ fn a_foreign_uid_is_refused_even_with_the_socket_open_to_it() {
         .unwrap();
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("permission denied"), "{stderr}");
+    // The supervisor's refusal, not the CLI's own checks.
+    assert!(
+        stderr.contains("permission denied: uid 65534 is not the supervisor's user"),
+        "{stderr}"
+    );
     assert_eq!(d.list()[0]["status"], "online", "nothing was stopped");
 }
 
