@@ -34,6 +34,7 @@ use crate::protocol::Response;
 use crate::sampler;
 use crate::sockets::AppListeners;
 use crate::sync::lock;
+use policy::Status;
 pub(crate) use shared::Shared;
 use slot::{Slot, SlotHandle, SlotMsg};
 
@@ -252,7 +253,7 @@ pub async fn run(
         .flat_map(|a| {
             a.slots
                 .iter()
-                .filter(|s| s.handle.status.borrow().status == "errored")
+                .filter(|s| s.handle.status.borrow().status == Status::Errored)
                 .map(|s| format!("{}#{}", a.spec.name, s.handle.instance))
         })
         .collect();

@@ -179,6 +179,22 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A slot's state as users see it; the protocol spells it (`protocol::WorkerStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Spawned (or about to be), not ready yet.
+    Launching,
+    /// A worker serves (a replacement may be getting ready next to it).
+    Online,
+    /// Asked to stop; its worker has not exited yet.
+    Stopping,
+    /// Waiting out a restart delay.
+    Waiting,
+    Stopped,
+    /// Too many unstable restarts in a row; not restarted until asked.
+    Errored,
+}
+
 /// A replaced worker on its way out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retiring {
@@ -190,16 +206,16 @@ pub struct Retiring {
 /// The policy's view of one slot.
 #[derive(Debug, Clone)]
 pub struct SlotPolicy {
-    pub phase: Phase,
+    phase: Phase,
     /// The replaced worker still exiting, if any.
-    pub retiring: Option<Retiring>,
+    retiring: Option<Retiring>,
     /// Replacements of this slot's worker, whatever the cause (PM2's ↺).
-    pub restarts: u32,
+    restarts: u32,
     /// Consecutive unstable restarts.
-    pub unstable: u32,
+    unstable: u32,
     /// Current exponential backoff delay, if that policy is on.
     backoff: Option<Duration>,
-    pub last_exit: Option<ExitKind>,
+    last_exit: Option<ExitKind>,
     /// A reload is waiting for this slot's next worker to be ready.
     reload_pending: bool,
     restart: RestartSpec,
@@ -253,285 +269,394 @@ impl SlotPolicy {
         actions
     }
 
+    /// One arm per phase, and in each every event: what it does, or why it changes
+    /// nothing. No catch-all, so a new `Event` does not compile until every phase says
+    /// what it does with it.
     fn on_phase(&mut self, event: Event, now: Instant) -> Vec<Action> {
         use Action::*;
         use Phase::*;
-        match (self.phase, event) {
-            (
-                Stopped | Errored,
-                Event::Start | Event::RestartRequested | Event::ReloadRequested,
-            ) => {
-                if event != Event::Start && self.last_exit.is_some() {
-                    self.restarts += 1;
+        match self.phase {
+            Stopped | Errored => match event {
+                Event::Start | Event::RestartRequested | Event::ReloadRequested => {
+                    if event != Event::Start && self.last_exit.is_some() {
+                        self.restarts += 1;
+                    }
+                    self.reload_pending = event == Event::ReloadRequested;
+                    self.unstable = 0;
+                    self.backoff = None;
+                    self.phase = Spawning;
+                    vec![Spawn]
                 }
-                self.reload_pending = event == Event::ReloadRequested;
-                self.unstable = 0;
-                self.backoff = None;
-                self.phase = Spawning;
-                vec![Spawn]
-            }
-            (Waiting { .. }, Event::RestartRequested | Event::ReloadRequested) => {
-                self.reload_pending = event == Event::ReloadRequested;
-                self.phase = Spawning;
-                vec![Spawn]
-            }
-            (Spawning, Event::Spawned { pid }) => {
-                self.phase = Starting {
-                    pid,
-                    since: now,
-                    deadline: now + self.restart.listen_timeout,
-                };
-                vec![]
-            }
-            (Spawning, Event::SpawnFailed) => {
-                let mut actions = self.fail_reload(Failure::SpawnFailed);
-                actions.extend(self.after_crash(Duration::ZERO, now));
-                actions
-            }
-            (Starting { pid, since, .. }, Event::Ready { pid: ready }) if pid == ready => {
-                self.go_online(pid, since)
-            }
-            (
-                Starting {
-                    pid,
-                    since,
-                    deadline,
-                },
-                Event::Timer,
-            ) => {
-                if self.uptime_ready_at(since).is_some_and(|t| now >= t) {
-                    self.go_online(pid, since)
-                } else if now >= deadline {
-                    let mut actions = vec![Action::Report(self::Report::NotReadyInTime { pid })];
-                    actions.extend(self.go_online(pid, since));
-                    actions
-                } else {
+                // A stop of a stopped slot.
+                Event::StopRequested => vec![],
+                // Stale: a timer armed before the slot came to rest.
+                Event::Timer => vec![],
+                // Stale: no worker of this phase; a late report about an earlier one.
+                Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::Ready { .. }
+                | Event::Exited { .. }
+                | Event::MemoryExceeded { .. } => vec![],
+            },
+            // Transient: `slot.rs` feeds `Spawned` or `SpawnFailed` right after the
+            // `Spawn`, before any other event.
+            Spawning => match event {
+                Event::Spawned { pid } => {
+                    self.phase = Starting {
+                        pid,
+                        since: now,
+                        deadline: now + self.restart.listen_timeout,
+                    };
                     vec![]
                 }
-            }
-            (
-                Starting { pid, since, .. } | Online { pid, since },
+                Event::SpawnFailed => {
+                    let mut actions = self.fail_reload(Failure::SpawnFailed);
+                    actions.extend(self.after_crash(Duration::ZERO, now));
+                    actions
+                }
+                // Nothing to replace yet: this worker is new.
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
+                    vec![]
+                }
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no pid yet, so these are about an earlier worker.
+                Event::Ready { .. } | Event::Exited { .. } | Event::MemoryExceeded { .. } => {
+                    vec![]
+                }
+                // Never seen here (see above); nothing to stop, no timer of its own.
+                Event::StopRequested | Event::RestartRequested | Event::Timer => vec![],
+            },
+            Starting {
+                pid,
+                since,
+                deadline,
+            } => match event {
+                Event::Ready { pid: ready } => {
+                    if pid == ready {
+                        self.go_online(pid, since)
+                    } else {
+                        vec![] // stale: another pid
+                    }
+                }
+                Event::Timer => {
+                    if self.uptime_ready_at(since).is_some_and(|t| now >= t) {
+                        self.go_online(pid, since)
+                    } else if now >= deadline {
+                        let mut actions =
+                            vec![Action::Report(self::Report::NotReadyInTime { pid })];
+                        actions.extend(self.go_online(pid, since));
+                        actions
+                    } else {
+                        vec![] // early timer
+                    }
+                }
                 Event::Exited {
                     pid: exited,
                     status,
-                },
-            ) if pid == exited => {
-                self.last_exit = Some(status);
-                let mut actions = vec![KillGroup(pid)];
-                actions.extend(self.fail_reload(Failure::Exited(status)));
-                if self.is_final(status) {
-                    self.phase = Stopped;
-                    actions.push(ReleaseListener);
-                } else {
-                    actions.extend(self.after_crash(now.saturating_duration_since(since), now));
+                } => {
+                    if pid == exited {
+                        self.worker_exited(pid, since, status, now)
+                    } else {
+                        vec![] // stale: another pid
+                    }
                 }
-                actions
-            }
-            (Online { pid, since }, Event::ReloadRequested) => {
-                self.reload_pending = true;
-                self.replace(Incumbent { pid, since }, Why::Reload, now)
-            }
-            (Online { pid, since }, Event::MemoryExceeded { pid: over }) if pid == over => {
-                self.replace(Incumbent { pid, since }, Why::Memory, now)
-            }
-            (Starting { pid, since, .. } | Online { pid, since }, Event::RestartRequested) => {
-                self.begin_stop(pid, since, AfterStop::Respawn, now)
-            }
-            (Starting { pid, since, .. } | Online { pid, since }, Event::StopRequested) => {
-                let mut actions = self.fail_reload(Failure::Stopped);
-                actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
-                actions
-            }
-            // Nothing to replace yet: this worker is new.
-            (
-                Starting { .. } | Spawning | SpawningReplacement { .. } | Replacing { .. },
-                Event::ReloadRequested,
-            ) => {
-                self.reload_pending = true;
-                vec![]
-            }
-            (SpawningReplacement { old, why }, Event::Spawned { pid }) => {
-                self.phase = Replacing {
-                    old,
-                    new: pid,
-                    new_since: now,
-                    deadline: now + self.restart.listen_timeout,
-                    why,
-                };
-                vec![]
-            }
-            (SpawningReplacement { old, why }, Event::SpawnFailed) => {
-                self.replacement_failed(old, why, Failure::SpawnFailed, now)
-            }
-            (
-                Replacing {
-                    old,
-                    new,
-                    new_since,
-                    ..
-                },
-                Event::Ready { pid },
-            ) if pid == new => self.promote(old, new, new_since, now),
-            (
-                Replacing {
-                    old,
-                    new,
-                    new_since,
-                    deadline,
-                    why,
-                },
-                Event::Timer,
-            ) => {
-                if self.uptime_ready_at(new_since).is_some_and(|t| now >= t) {
-                    self.promote(old, new, new_since, now)
-                } else if now >= deadline {
-                    // Stopped gracefully: it may already be serving connections.
-                    let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                Event::RestartRequested => self.begin_stop(pid, since, AfterStop::Respawn, now),
+                Event::StopRequested => {
+                    let mut actions = self.fail_reload(Failure::Stopped);
+                    actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
+                    actions
+                }
+                // Nothing to replace yet: this worker is new.
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
+                    vec![]
+                }
+                // Not replaced for its memory before it is ready.
+                Event::MemoryExceeded { .. } => vec![],
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no spawn is pending.
+                Event::Spawned { .. } | Event::SpawnFailed => vec![],
+            },
+            Online { pid, since } => match event {
+                Event::Exited {
+                    pid: exited,
+                    status,
+                } => {
+                    if pid == exited {
+                        self.worker_exited(pid, since, status, now)
+                    } else {
+                        vec![] // stale: another pid
+                    }
+                }
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
+                    self.replace(Incumbent { pid, since }, Why::Reload, now)
+                }
+                Event::MemoryExceeded { pid: over } => {
+                    if pid == over {
+                        self.replace(Incumbent { pid, since }, Why::Memory, now)
+                    } else {
+                        vec![] // stale: another pid's sample
+                    }
+                }
+                Event::RestartRequested => self.begin_stop(pid, since, AfterStop::Respawn, now),
+                Event::StopRequested => {
+                    let mut actions = self.fail_reload(Failure::Stopped);
+                    actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
+                    actions
+                }
+                // Already ready: a repeated READY=1, or a late one of an earlier worker.
+                Event::Ready { .. } => vec![],
+                // No deadline of its own (a retiring worker's is handled in `on`).
+                Event::Timer => vec![],
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no spawn is pending.
+                Event::Spawned { .. } | Event::SpawnFailed => vec![],
+            },
+            // Transient, as `Spawning`.
+            SpawningReplacement { old, why } => match event {
+                Event::Spawned { pid } => {
+                    self.phase = Replacing {
+                        old,
+                        new: pid,
+                        new_since: now,
+                        deadline: now + self.restart.listen_timeout,
+                        why,
+                    };
+                    vec![]
+                }
+                Event::SpawnFailed => self.replacement_failed(old, why, Failure::SpawnFailed, now),
+                // A replacement is already on its way.
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
+                    vec![]
+                }
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Never seen here: `Spawned` or `SpawnFailed` comes first.
+                Event::Ready { .. }
+                | Event::Exited { .. }
+                | Event::MemoryExceeded { .. }
+                | Event::StopRequested
+                | Event::RestartRequested
+                | Event::Timer => vec![],
+            },
+            Replacing {
+                old,
+                new,
+                new_since,
+                deadline,
+                why,
+            } => match event {
+                Event::Ready { pid } => {
+                    if pid == new {
+                        self.promote(old, new, new_since, now)
+                    } else {
+                        vec![] // stale: another pid (the old worker is ready already)
+                    }
+                }
+                Event::Timer => {
+                    if self.uptime_ready_at(new_since).is_some_and(|t| now >= t) {
+                        self.promote(old, new, new_since, now)
+                    } else if now >= deadline {
+                        // Stopped gracefully: it may already be serving connections.
+                        let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                        self.retiring = Some(Retiring {
+                            pid: new,
+                            kill_at: Some(now + self.stop.kill_timeout),
+                        });
+                        actions.extend(self.replacement_failed(old, why, Failure::NotReady, now));
+                        actions
+                    } else {
+                        vec![] // early timer
+                    }
+                }
+                Event::Exited { pid, status } => {
+                    if pid == new {
+                        let mut actions = vec![KillGroup(new)];
+                        actions.extend(self.replacement_failed(
+                            old,
+                            why,
+                            Failure::Exited(status),
+                            now,
+                        ));
+                        actions
+                    } else if pid == old.pid {
+                        // The old worker died on its own mid-replacement: the new one takes
+                        // over.
+                        self.last_exit = Some(status);
+                        self.restarts += 1;
+                        self.phase = Starting {
+                            pid: new,
+                            since: new_since,
+                            deadline,
+                        };
+                        vec![KillGroup(old.pid)]
+                    } else {
+                        vec![] // stale: another pid
+                    }
+                }
+                Event::StopRequested => {
                     self.retiring = Some(Retiring {
                         pid: new,
                         kill_at: Some(now + self.stop.kill_timeout),
                     });
-                    actions.extend(self.replacement_failed(old, why, Failure::NotReady, now));
+                    let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                    actions.extend(self.fail_reload(Failure::Stopped));
+                    actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Rest, now));
                     actions
-                } else {
+                }
+                Event::RestartRequested => {
+                    self.retiring = Some(Retiring {
+                        pid: new,
+                        kill_at: Some(now + self.stop.kill_timeout),
+                    });
+                    let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
+                    actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
+                    actions
+                }
+                // A replacement is already under way.
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
                     vec![]
                 }
-            }
-            (Replacing { old, new, why, .. }, Event::Exited { pid, status }) if pid == new => {
-                let mut actions = vec![KillGroup(new)];
-                actions.extend(self.replacement_failed(old, why, Failure::Exited(status), now));
-                actions
-            }
-            (
-                Replacing {
-                    old,
-                    new,
-                    new_since,
-                    deadline,
-                    ..
+                // A replacement is already under way; the old worker's memory ends with it.
+                Event::MemoryExceeded { .. } => vec![],
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no spawn is pending.
+                Event::Spawned { .. } | Event::SpawnFailed => vec![],
+            },
+            Stopping {
+                pid,
+                since,
+                deadline,
+                then,
+            } => match event {
+                // A stop cancels a pending respawn.
+                Event::StopRequested => {
+                    self.phase = Stopping {
+                        pid,
+                        since,
+                        deadline,
+                        then: AfterStop::Rest,
+                    };
+                    self.fail_reload(Failure::Stopped)
+                }
+                // Nothing serves to be replaced: the reload waits for the next worker.
+                Event::ReloadRequested => {
+                    self.reload_pending = true;
+                    vec![]
+                }
+                Event::Timer => match deadline {
+                    Some(deadline) if now >= deadline => {
+                        self.phase = Stopping {
+                            pid,
+                            since,
+                            deadline: None,
+                            then,
+                        };
+                        vec![KillGroup(pid)]
+                    }
+                    // Early timer, or SIGKILL already sent.
+                    Some(_) | None => vec![],
                 },
-                Event::Exited { pid, status },
-            ) if pid == old.pid => {
-                // The old worker died on its own mid-replacement: the new one takes over.
-                self.last_exit = Some(status);
-                self.restarts += 1;
-                self.phase = Starting {
-                    pid: new,
-                    since: new_since,
-                    deadline,
-                };
-                vec![KillGroup(old.pid)]
-            }
-            (Replacing { old, new, .. }, Event::StopRequested) => {
-                self.retiring = Some(Retiring {
-                    pid: new,
-                    kill_at: Some(now + self.stop.kill_timeout),
-                });
-                let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
-                actions.extend(self.fail_reload(Failure::Stopped));
-                actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Rest, now));
-                actions
-            }
-            (Replacing { old, new, .. }, Event::RestartRequested) => {
-                self.retiring = Some(Retiring {
-                    pid: new,
-                    kill_at: Some(now + self.stop.kill_timeout),
-                });
-                let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
-                actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
-                actions
-            }
-            (
-                Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    ..
-                },
-                Event::StopRequested,
-            ) => {
-                self.phase = Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    then: AfterStop::Rest,
-                };
-                self.fail_reload(Failure::Stopped)
-            }
-            // The last command wins: this worker still goes, then a new one starts.
-            (
-                Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    ..
-                },
-                Event::RestartRequested,
-            ) => {
-                self.phase = Stopping {
-                    pid,
-                    since,
-                    deadline,
-                    then: AfterStop::Respawn,
-                };
-                vec![]
-            }
-            (Stopping { .. }, Event::ReloadRequested) => {
-                self.reload_pending = true;
-                vec![]
-            }
-            (
-                Stopping {
-                    pid,
-                    since,
-                    deadline: Some(deadline),
-                    then,
-                },
-                Event::Timer,
-            ) if now >= deadline => {
-                self.phase = Stopping {
-                    pid,
-                    since,
-                    deadline: None,
-                    then,
-                };
-                vec![KillGroup(pid)]
-            }
-            (
-                Stopping { pid, then, .. },
                 Event::Exited {
                     pid: exited,
                     status,
-                },
-            ) if pid == exited => {
-                self.last_exit = Some(status);
-                match then {
-                    AfterStop::Rest => {
-                        self.phase = Stopped;
-                        vec![KillGroup(pid), ReleaseListener]
-                    }
-                    AfterStop::Respawn => {
-                        self.restarts += 1;
-                        self.unstable = 0;
-                        self.phase = Spawning;
-                        vec![KillGroup(pid), Spawn]
+                } => {
+                    if pid == exited {
+                        self.last_exit = Some(status);
+                        match then {
+                            AfterStop::Rest => {
+                                self.phase = Stopped;
+                                vec![KillGroup(pid), ReleaseListener]
+                            }
+                            AfterStop::Respawn => {
+                                self.restarts += 1;
+                                self.unstable = 0;
+                                self.phase = Spawning;
+                                vec![KillGroup(pid), Spawn]
+                            }
+                        }
+                    } else {
+                        vec![] // stale: another pid
                     }
                 }
-            }
-            (Waiting { until }, Event::Timer) if now >= until => {
-                self.phase = Spawning;
-                vec![Spawn]
-            }
-            (Waiting { .. }, Event::StopRequested) => {
-                self.phase = Stopped;
-                let mut actions = self.fail_reload(Failure::Stopped);
-                actions.push(ReleaseListener);
-                actions
-            }
-            // Anything else is stale (an exit of a pid already handled, an early timer, a
-            // stop of a stopped slot) and changes nothing.
-            _ => vec![],
+                // The last command wins: this worker still goes (no second signal, the
+                // same kill deadline), then a new one starts.
+                Event::RestartRequested => {
+                    self.phase = Stopping {
+                        pid,
+                        since,
+                        deadline,
+                        then: AfterStop::Respawn,
+                    };
+                    vec![]
+                }
+                // On its way out: neither ready nor worth replacing for its memory.
+                Event::Ready { .. } | Event::MemoryExceeded { .. } => vec![],
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no spawn is pending.
+                Event::Spawned { .. } | Event::SpawnFailed => vec![],
+            },
+            Waiting { until } => match event {
+                Event::Timer => {
+                    if now >= until {
+                        self.phase = Spawning;
+                        vec![Spawn]
+                    } else {
+                        vec![] // early timer
+                    }
+                }
+                // Asked for a worker now: the delay is skipped.
+                Event::RestartRequested | Event::ReloadRequested => {
+                    self.reload_pending = event == Event::ReloadRequested;
+                    self.phase = Spawning;
+                    vec![Spawn]
+                }
+                Event::StopRequested => {
+                    self.phase = Stopped;
+                    let mut actions = self.fail_reload(Failure::Stopped);
+                    actions.push(ReleaseListener);
+                    actions
+                }
+                // `Start` comes once, to a stopped slot.
+                Event::Start => vec![],
+                // Stale: no worker runs while waiting; a late report about the last one.
+                Event::Spawned { .. }
+                | Event::SpawnFailed
+                | Event::Ready { .. }
+                | Event::Exited { .. }
+                | Event::MemoryExceeded { .. } => vec![],
+            },
         }
+    }
+
+    /// The serving (or launching) worker exited on its own: stopped when the exit means
+    /// "done", else a crash.
+    fn worker_exited(
+        &mut self,
+        pid: Pid,
+        since: Instant,
+        status: ExitKind,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.last_exit = Some(status);
+        let mut actions = vec![Action::KillGroup(pid)];
+        actions.extend(self.fail_reload(Failure::Exited(status)));
+        if self.is_final(status) {
+            self.phase = Phase::Stopped;
+            actions.push(Action::ReleaseListener);
+        } else {
+            actions.extend(self.after_crash(now.saturating_duration_since(since), now));
+        }
+        actions
     }
 
     /// Starts replacing a serving worker: next to it when the listener is shared, else by
@@ -733,18 +858,37 @@ impl SlotPolicy {
         }
     }
 
-    /// The status word shown to users.
-    pub fn status(&self) -> &'static str {
+    /// The status shown to users.
+    pub fn status(&self) -> Status {
         match self.phase {
-            Phase::Spawning | Phase::Starting { .. } => "launching",
+            Phase::Spawning | Phase::Starting { .. } => Status::Launching,
             Phase::Online { .. } | Phase::SpawningReplacement { .. } | Phase::Replacing { .. } => {
-                "online"
+                Status::Online
             }
-            Phase::Stopping { .. } => "stopping",
-            Phase::Waiting { .. } => "waiting",
-            Phase::Stopped => "stopped",
-            Phase::Errored => "errored",
+            Phase::Stopping { .. } => Status::Stopping,
+            Phase::Waiting { .. } => Status::Waiting,
+            Phase::Stopped => Status::Stopped,
+            Phase::Errored => Status::Errored,
         }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The replaced worker still exiting, if any.
+    pub fn retiring(&self) -> Option<Retiring> {
+        self.retiring
+    }
+
+    /// Replacements of this slot's worker, whatever the cause (PM2's ↺).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// How the slot's last worker ended, if one has.
+    pub fn last_exit(&self) -> Option<ExitKind> {
+        self.last_exit
     }
 
     /// The worker that serves (or will): the one `list` shows.
@@ -822,17 +966,17 @@ mod tests {
             assert_eq!(policy.on(Event::Start, t), vec![Spawn]);
         }
         assert_eq!(policy.on(Event::Spawned { pid }, t), vec![]);
-        assert_eq!(policy.status(), "launching");
+        assert_eq!(policy.status(), Status::Launching);
         policy.on(Event::Ready { pid }, t);
-        assert_eq!(policy.status(), "online");
+        assert_eq!(policy.status(), Status::Online);
         pid
     }
 
-    /// One row: a run of `uptime`, ending with `status`; expected phase word, actions.
+    /// One row: a run of `uptime`, ending with `status`; expected status, actions.
     struct Row {
         uptime_ms: u64,
         status: ExitKind,
-        expect_status: &'static str,
+        expect_status: Status,
         expect_actions: fn(Pid) -> Vec<Action>,
         expect_wait_ms: Option<u64>,
     }
@@ -845,7 +989,7 @@ mod tests {
             Row {
                 uptime_ms: 5000,
                 status: crash,
-                expect_status: "launching",
+                expect_status: Status::Launching,
                 expect_actions: |p| vec![KillGroup(p), Spawn],
                 expect_wait_ms: None,
             },
@@ -853,14 +997,14 @@ mod tests {
             Row {
                 uptime_ms: 10,
                 status: crash,
-                expect_status: "waiting",
+                expect_status: Status::Waiting,
                 expect_actions: |p| vec![KillGroup(p)],
                 expect_wait_ms: Some(25),
             },
             Row {
                 uptime_ms: 10,
                 status: ExitKind::Signal(Signal::SIGKILL),
-                expect_status: "waiting",
+                expect_status: Status::Waiting,
                 expect_actions: |p| vec![KillGroup(p)],
                 expect_wait_ms: Some(50),
             },
@@ -868,7 +1012,7 @@ mod tests {
             Row {
                 uptime_ms: 10,
                 status: crash,
-                expect_status: "errored",
+                expect_status: Status::Errored,
                 expect_actions: |p| vec![KillGroup(p), ReleaseListener],
                 expect_wait_ms: None,
             },
@@ -901,7 +1045,7 @@ mod tests {
                 row.expect_wait_ms.map(|w| t + ms(w)),
                 "row {i}"
             );
-            if row.expect_status != "errored" {
+            if row.expect_status != Status::Errored {
                 expected_restarts += 1;
             }
             assert_eq!(policy.restarts, expected_restarts, "row {i}");
@@ -926,7 +1070,7 @@ mod tests {
             t + ms(5),
         );
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
-        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.status(), Status::Stopped);
         assert_eq!(p.restarts, 0);
 
         let (restart, stop) = spec();
@@ -947,7 +1091,7 @@ mod tests {
             },
             t + ms(5000),
         );
-        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.status(), Status::Stopped);
     }
 
     #[test]
@@ -961,7 +1105,7 @@ mod tests {
             vec![SendSignal(w, Signal::SIGINT)]
         );
         assert_eq!(p.next_deadline(), Some(deadline));
-        assert_eq!(p.status(), "stopping");
+        assert_eq!(p.status(), Status::Stopping);
         assert_eq!(
             p.on(Event::Timer, t + ms(100)),
             vec![],
@@ -976,7 +1120,7 @@ mod tests {
             deadline,
         );
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
-        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.status(), Status::Stopped);
         assert_eq!(p.restarts, 0, "a stop is not a restart");
     }
 
@@ -989,7 +1133,7 @@ mod tests {
         // A restart during the stop: the worker still goes (no second signal), then a
         // new one starts.
         assert_eq!(p.on(Event::RestartRequested, t + ms(10)), vec![]);
-        assert_eq!(p.status(), "stopping");
+        assert_eq!(p.status(), Status::Stopping);
         assert_eq!(
             p.next_deadline(),
             Some(t + ms(1600)),
@@ -1014,7 +1158,7 @@ mod tests {
             p.on(exited, t + ms(60)),
             vec![KillGroup(w), ReleaseListener]
         );
-        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.status(), Status::Stopped);
     }
 
     #[test]
@@ -1026,13 +1170,13 @@ mod tests {
         p.on(Event::Spawned { pid: pid(1) }, t);
         assert_eq!(p.next_deadline(), Some(t + ms(3000)), "only listen_timeout");
         assert_eq!(p.on(Event::Timer, t + ms(1000)), vec![]);
-        assert_eq!(p.status(), "launching");
+        assert_eq!(p.status(), Status::Launching);
         // Never signalled: counted online at listen_timeout, with a warning.
         assert_eq!(
             p.on(Event::Timer, t + ms(3000)),
             vec![Report(Rep::NotReadyInTime { pid: pid(1) })]
         );
-        assert_eq!(p.status(), "online");
+        assert_eq!(p.status(), Status::Online);
 
         // Uptime: ready after min_uptime (1000 ms).
         let mut p = policy(ReadyRule::Uptime, true);
@@ -1040,7 +1184,7 @@ mod tests {
         p.on(Event::Spawned { pid: pid(2) }, t);
         assert_eq!(p.next_deadline(), Some(t + ms(1000)));
         assert_eq!(p.on(Event::Timer, t + ms(1000)), vec![]);
-        assert_eq!(p.status(), "online");
+        assert_eq!(p.status(), Status::Online);
     }
 
     /// Reload rows: how a replacement ends, and what the slot does.
@@ -1056,7 +1200,7 @@ mod tests {
             Some(old),
             "the old worker is the one serving meanwhile"
         );
-        assert_eq!(p.status(), "online");
+        assert_eq!(p.status(), Status::Online);
         let ready = t + ms(200);
         let actions = p.on(Event::Ready { pid: pid(11) }, ready);
         assert_eq!(
@@ -1085,7 +1229,11 @@ mod tests {
             vec![KillGroup(old)]
         );
         assert_eq!(p.retiring, None);
-        assert_eq!(p.status(), "online", "the old worker's exit is not a crash");
+        assert_eq!(
+            p.status(),
+            Status::Online,
+            "the old worker's exit is not a crash"
+        );
     }
 
     #[test]
@@ -1167,7 +1315,7 @@ mod tests {
             },
             t + ms(2010),
         );
-        assert_eq!(shutdown.status(), "stopped");
+        assert_eq!(shutdown.status(), Status::Stopped);
         let actions = p.on(
             Event::Exited {
                 pid: pid(40),
@@ -1197,7 +1345,7 @@ mod tests {
             actions,
             vec![KillGroup(pid(51)), SendSignal(old, Signal::SIGINT)]
         );
-        assert_eq!(p.status(), "stopping");
+        assert_eq!(p.status(), Status::Stopping);
     }
 
     #[test]
@@ -1300,6 +1448,39 @@ mod tests {
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
         assert_eq!(p.next_deadline(), Some(t + ms(10_000)));
         assert_eq!(p.on(Event::StopRequested, t), vec![ReleaseListener]);
-        assert_eq!(p.status(), "stopped");
+        assert_eq!(p.status(), Status::Stopped);
+    }
+
+    /// Events about a pid the slot no longer (or never) ran change nothing, in every
+    /// phase that has a worker.
+    #[test]
+    fn events_of_another_pid_are_stale_in_every_phase() {
+        let t = Instant::now();
+        let stranger = pid(999);
+        let stale = [
+            Event::Ready { pid: stranger },
+            Event::Exited {
+                pid: stranger,
+                status: ExitKind::Code(1),
+            },
+            Event::MemoryExceeded { pid: stranger },
+        ];
+        let mut starting = policy(ReadyRule::Signal, true);
+        starting.on(Event::Start, t);
+        starting.on(Event::Spawned { pid: pid(1) }, t);
+        let mut online = policy(ReadyRule::Signal, true);
+        self::online(&mut online, 2, t);
+        let mut replacing = online.clone();
+        replacing.on(Event::ReloadRequested, t);
+        replacing.on(Event::Spawned { pid: pid(3) }, t);
+        let mut stopping = online.clone();
+        stopping.on(Event::StopRequested, t);
+        for mut p in [starting, online, replacing, stopping] {
+            let before = p.phase();
+            for event in stale {
+                assert_eq!(p.on(event, t), vec![], "{before:?} {event:?}");
+                assert_eq!(p.phase(), before, "{event:?}");
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use super::Shared;
-use super::policy::{Action, Event, Phase, ReadyRule, Report, SlotPolicy};
+use super::policy::{Action, Event, Phase, ReadyRule, Report, SlotPolicy, Status};
 use super::spawn::{WorkerLaunch, spawn_worker};
 use crate::config::{AppSpec, Runtime};
 use crate::logs::{self, Stream};
@@ -71,7 +71,7 @@ pub type StopOutcome = Result<(), String>;
 /// A slot as others see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotStatus {
-    pub status: &'static str,
+    pub status: Status,
     pub pid: Option<Pid>,
     pub restarts: u32,
     /// When the current worker started (for uptime).
@@ -199,8 +199,8 @@ impl Slot {
     fn event_of(&self, msg: SlotMsg) -> Event {
         match msg {
             SlotMsg::Exited { pid, status } => {
-                let level_is_expected = matches!(self.policy.phase, Phase::Stopping { .. })
-                    || self.policy.retiring.is_some_and(|r| r.pid == pid);
+                let level_is_expected = matches!(self.policy.phase(), Phase::Stopping { .. })
+                    || self.policy.retiring().is_some_and(|r| r.pid == pid);
                 if level_is_expected {
                     info!("{} pid {pid} exited ({status})", self.label());
                 } else {
@@ -210,7 +210,7 @@ impl Slot {
             }
             SlotMsg::MemoryExceeded { pid, rss } => {
                 if self.policy.pid() == Some(pid)
-                    && matches!(self.policy.phase, Phase::Online { .. })
+                    && matches!(self.policy.phase(), Phase::Online { .. })
                 {
                     warn!(
                         "{} pid {pid} uses {} MiB, over max_memory_restart ({} MiB): restarting",
@@ -238,7 +238,7 @@ impl Slot {
     fn apply(&mut self, event: Event) {
         let mut events = VecDeque::from([event]);
         while let Some(event) = events.pop_front() {
-            let was_errored = self.policy.phase == Phase::Errored;
+            let was_errored = self.policy.phase() == Phase::Errored;
             for action in self.policy.on(event, Instant::now()) {
                 match action {
                     Action::Spawn => match self.spawn() {
@@ -258,7 +258,7 @@ impl Slot {
                     Action::Report(report) => self.report(report),
                 }
             }
-            if !was_errored && self.policy.phase == Phase::Errored {
+            if !was_errored && self.policy.phase() == Phase::Errored {
                 error!(
                     "{} errored: {} unstable restarts (ran less than min_uptime {} ms each); not restarting",
                     self.label(),
@@ -294,13 +294,16 @@ impl Slot {
         // A restart has taken effect once its old worker is gone: the slot then runs a
         // new one (launching or online), waits out a crash backoff, or is at rest
         // (the new worker could not start, or a later stop won).
-        if self.restart_waiters.is_empty() || self.policy.status() == "stopping" {
+        if self.restart_waiters.is_empty() || self.policy.status() == Status::Stopping {
             return;
         }
         let outcome = match (self.policy.pid(), self.policy.is_at_rest()) {
             (Some(pid), _) => Ok(format!("{}: pid {pid}", self.label())),
             (None, false) => Ok(format!("{}: waiting to restart", self.label())),
-            (None, true) => Err(format!("{}: {}", self.label(), self.policy.status())),
+            (None, true) if self.policy.status() == Status::Errored => {
+                Err(format!("{}: errored", self.label()))
+            }
+            (None, true) => Err(format!("{}: stopped", self.label())),
         };
         for waiter in self.restart_waiters.drain(..) {
             let _ = waiter.send(outcome.clone());
@@ -439,10 +442,10 @@ fn status_of(policy: &SlotPolicy) -> SlotStatus {
     SlotStatus {
         status: policy.status(),
         pid: policy.pid(),
-        restarts: policy.restarts,
+        restarts: policy.restarts(),
         since: policy.since(),
         at_rest: policy.is_at_rest(),
-        last_exit: policy.last_exit,
+        last_exit: policy.last_exit(),
     }
 }
 

@@ -35,7 +35,7 @@ impl Supervisor {
                     instance: slot.handle.instance,
                     mode: app.spec.exec_mode.to_string(),
                     pid: status.pid.map(|p| p.as_raw() as u32),
-                    status: status.status.to_owned(),
+                    status: format!("{:?}", status.status).to_lowercase(),
                     restarts: status.restarts,
                     uptime_ms: status
                         .since

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Failure, Reply, done};
 use crate::config::AppSpec;
 use crate::protocol::ErrorKind;
+use crate::supervisor::policy::Status;
 use crate::supervisor::slot::SlotMsg;
 use crate::supervisor::{NewApp, Supervisor};
 
@@ -37,7 +38,7 @@ impl Supervisor {
             if app
                 .slots
                 .iter()
-                .any(|s| s.handle.status.borrow().status == "stopping")
+                .any(|s| s.handle.status.borrow().status == Status::Stopping)
             {
                 busy.push(format!(
                     "{} is stopping; start it again once it is stopped",
