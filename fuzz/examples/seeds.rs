@@ -10,7 +10,8 @@ use std::path::Path;
 
 use drover::config::{ResolveContext, load_str};
 use drover::protocol::{
-    ErrorKind, LogFile, LogLine, Request, Response, Target, WorkerInfo, encode,
+    AppConfig, ErrorKind, ExecMode, LogFile, LogLine, Request, Response, Target, WorkerInfo,
+    WorkerStatus, encode,
 };
 
 fn main() {
@@ -40,7 +41,7 @@ fn main() {
         (
             "req_start",
             Request::Start {
-                apps: specs.clone(),
+                apps: specs.iter().map(AppConfig::from).collect(),
                 env: env.clone(),
                 update_env: false,
             },
@@ -111,9 +112,9 @@ fn main() {
         id: 0,
         name: "hello".into(),
         instance: 0,
-        mode: "cluster".into(),
+        mode: ExecMode::Cluster,
         pid: Some(4242),
-        status: "online".into(),
+        status: WorkerStatus::Online,
         restarts: 1,
         uptime_ms: 1500,
         cpu: 12.5,
@@ -144,7 +145,7 @@ fn main() {
             "resp_apps",
             Response::Apps {
                 apps: vec![drover::protocol::AppInfo {
-                    spec: specs[0].clone(),
+                    spec: AppConfig::from(&specs[0]),
                     listen: Some("0.0.0.0:3000".into()),
                     workers: vec![worker],
                     dropped_log_lines: 0,
@@ -186,10 +187,10 @@ fn main() {
         write(name, encode(resp));
     }
     // Lines the server must refuse cleanly: another version, and a bare non-object.
-    std::fs::write(out.join("other_version.json"), br#"{"v":2,"cmd":"ping"}"#).unwrap();
+    std::fs::write(out.join("other_version.json"), br#"{"v":3,"cmd":"ping"}"#).unwrap();
     std::fs::write(
         out.join("unknown_cmd.json"),
-        br#"{"v":1,"cmd":"nope","target":"all"}"#,
+        br#"{"v":2,"cmd":"nope","target":"all"}"#,
     )
     .unwrap();
 }

@@ -18,8 +18,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use drover::config::AppSpec;
 use drover::config::{ResolveContext, load_str};
-use drover::protocol::{Request, decode, encode};
+use drover::protocol::{AppConfig, Request, decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 fn root() -> &'static Path {
@@ -71,9 +72,10 @@ fuzz_target!(|data: &[u8]| {
     match load_str(&text, Path::new(origin), &ctx) {
         Ok(specs) => {
             // What the client does next: send the specs in a Start request. Every
-            // accepted spec must encode and come back the same from the wire.
+            // accepted spec must encode, come back the same from the wire, and convert
+            // back to the same spec (as the supervisor does).
             let req = Request::Start {
-                apps: specs,
+                apps: specs.iter().map(AppConfig::from).collect(),
                 env: Default::default(),
                 update_env: false,
             };
@@ -83,6 +85,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(
                 back, req,
                 "an accepted spec round-trips through the protocol"
+            );
+            let Request::Start { apps, .. } = back else {
+                unreachable!("decoded equal to a Start")
+            };
+            let received: Vec<AppSpec> = apps
+                .into_iter()
+                .map(|app| AppSpec::try_from(app).expect("an accepted spec converts back"))
+                .collect();
+            assert_eq!(
+                received, specs,
+                "an accepted spec survives the protocol's app type"
             );
         }
         Err(e) => {

@@ -3,12 +3,12 @@
 //! their values (they may be secrets); `--json` shows everything.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::render::{self, style};
-use crate::config::AppSpec;
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{AppInfo, Request, Response, Target};
+use crate::protocol::{AppConfig, AppInfo, Request, Response, Target, WorkerStatus};
 
 /// Show an app's resolved settings (script, interpreter, listen address, restart policy,
 /// log files, the names of its environment variables) and its workers.
@@ -66,25 +66,24 @@ fn app_block(app: &AppInfo, color: bool) -> String {
     );
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
     let or_none = |v: Option<String>| v.unwrap_or_else(|| "none".into());
-    let command = &spec.command;
-    let interpreter = match &command.interpreter {
+    let interpreter = match &spec.interpreter {
         Some(interp) => std::iter::once(interp.as_str())
-            .chain(command.interpreter_args.iter().map(String::as_str))
+            .chain(spec.interpreter_args.iter().map(String::as_str))
             .map(render::shell_quote)
             .collect::<Vec<_>>()
             .join(" "),
         None => "none (the script is executed)".into(),
     };
     let listen = match (&app.listen, &spec.listen) {
-        (Some(bound), Some(asked)) if *bound != asked.to_string() => {
+        (Some(bound), Some(asked)) if bound != asked => {
             format!("{bound} (asked {asked})")
         }
         (Some(bound), _) => bound.clone(),
         (None, Some(asked)) => format!("{asked} (not bound)"),
         (None, None) => "none".into(),
     };
-    let restart = &spec.restart;
-    let exit_codes = restart
+    let ms = Duration::from_millis;
+    let exit_codes = spec
         .stop_exit_codes
         .iter()
         .map(i32::to_string)
@@ -110,14 +109,13 @@ fn app_block(app: &AppInfo, color: bool) -> String {
     };
 
     let pairs: Vec<(&str, String)> = vec![
-        ("script", command.script.display().to_string()),
+        ("script", spec.script.display().to_string()),
         (
             "args",
-            if command.args.is_empty() {
+            if spec.args.is_empty() {
                 "none".into()
             } else {
-                command
-                    .args
+                spec.args
                     .iter()
                     .map(|a| render::shell_quote(a))
                     .collect::<Vec<_>>()
@@ -130,30 +128,29 @@ fn app_block(app: &AppInfo, color: bool) -> String {
         ("instances", spec.instances.to_string()),
         ("listen", listen),
         ("socket", spec.socket.to_string()),
-        ("autorestart", yes_no(restart.autorestart)),
-        ("min uptime", render::duration(restart.min_uptime)),
-        ("max restarts", restart.max_restarts.to_string()),
-        ("restart delay", render::duration(restart.restart_delay)),
+        ("autorestart", yes_no(spec.autorestart)),
+        ("min uptime", render::duration(ms(spec.min_uptime_ms))),
+        ("max restarts", spec.max_restarts.to_string()),
+        ("restart delay", render::duration(ms(spec.restart_delay_ms))),
         (
             "exp backoff",
-            restart
-                .exp_backoff_restart_delay
-                .map_or_else(|| "off".into(), render::duration),
+            spec.exp_backoff_restart_delay_ms
+                .map_or_else(|| "off".into(), |d| render::duration(ms(d))),
         ),
         (
             "stop exit codes",
             or_none((!exit_codes.is_empty()).then(|| exit_codes.join(", "))),
         ),
-        ("kill signal", spec.stop.kill_signal.as_str().to_owned()),
-        ("kill timeout", render::duration(spec.stop.kill_timeout)),
+        ("kill signal", spec.kill_signal.clone()),
+        ("kill timeout", render::duration(ms(spec.kill_timeout_ms))),
         (
             "max memory",
             or_none(spec.max_memory_restart.map(render::size)),
         ),
-        ("out log", log_paths(spec, &spec.logs.out_file)),
-        ("error log", log_paths(spec, &spec.logs.error_file)),
-        ("merge logs", yes_no(spec.logs.merge)),
-        ("log date format", or_none(spec.logs.date_format.clone())),
+        ("out log", log_paths(spec, &spec.out_file)),
+        ("error log", log_paths(spec, &spec.error_file)),
+        ("merge logs", yes_no(spec.merge_logs)),
+        ("log date format", or_none(spec.log_date_format.clone())),
         ("instance var", spec.instance_var.clone()),
         ("increment var", or_none(spec.increment_var.clone())),
         ("env", env),
@@ -167,11 +164,11 @@ fn app_block(app: &AppInfo, color: bool) -> String {
 
 /// `4 workers: 3 online, 1 errored`.
 fn summary(app: &AppInfo) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<(WorkerStatus, usize)> = Vec::new();
     for w in &app.workers {
         match counts.iter_mut().find(|(s, _)| *s == w.status) {
             Some((_, n)) => *n += 1,
-            None => counts.push((&w.status, 1)),
+            None => counts.push((w.status, 1)),
         }
     }
     let n = app.workers.len();
@@ -190,9 +187,9 @@ fn summary(app: &AppInfo) -> String {
 }
 
 /// The files the instances write (one per instance unless merged), one per line.
-fn log_paths(spec: &AppSpec, base: &Path) -> String {
+fn log_paths(spec: &AppConfig, base: &Path) -> String {
     let path = |i| {
-        crate::logs::instance_log_path(base, i, spec.logs.merge)
+        crate::logs::instance_log_path(base, i, spec.merge_logs)
             .display()
             .to_string()
     };
@@ -216,7 +213,7 @@ mod tests {
     use super::*;
     use crate::cli::render::tests::{strip_ansi, worker};
     use crate::config::{
-        Command, ExecMode, ListenAddr, LogSpec, RestartSpec, SocketMode, StopSpec,
+        AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, SocketMode, StopSpec,
     };
 
     fn app(instances: u32) -> AppInfo {
@@ -265,7 +262,7 @@ mod tests {
             max_memory_restart: Some(512 << 20),
         };
         AppInfo {
-            spec,
+            spec: AppConfig::from(&spec),
             listen: Some("127.0.0.1:40123".into()),
             workers: (0..instances).map(|i| worker(i, "api")).collect(),
             dropped_log_lines: 0,
@@ -316,7 +313,7 @@ mod tests {
             "{text}"
         );
         let mut merged = app(8);
-        merged.spec.logs.merge = true;
+        merged.spec.merge_logs = true;
         let text = human(&[merged], false);
         assert!(text.contains("  out log            /home/u/.drover/logs/api-out.log\n"));
     }
@@ -329,7 +326,7 @@ mod tests {
         web.spec.env.clear();
         web.listen = None;
         web.spec.listen = None;
-        web.spec.command.args.clear();
+        web.spec.args.clear();
         let plain = human(&[app(1), web.clone()], false);
         assert!(plain.contains("\n\nweb  1 worker: 1 online\n"), "{plain}");
         assert!(plain.contains("  env                none\n"), "{plain}");

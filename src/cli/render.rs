@@ -8,7 +8,7 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::protocol::{Response, WorkerInfo};
+use crate::protocol::{Response, WorkerInfo, WorkerStatus};
 
 /// The width the tables are laid out for.
 pub(crate) const WIDTH: usize = 80;
@@ -119,13 +119,12 @@ pub(crate) fn paint(text: &str, code: &str, on: bool) -> String {
 
 /// The colour of a worker status, PM2's: online green, transitions yellow, errored red,
 /// stopped grey.
-pub(crate) fn status_style(status: &str) -> &'static str {
+pub(crate) fn status_style(status: WorkerStatus) -> &'static str {
     match status {
-        "online" => style::GREEN,
-        "launching" | "stopping" | "waiting" => style::YELLOW,
-        "errored" => style::RED,
-        "stopped" => style::GREY,
-        _ => "",
+        WorkerStatus::Online => style::GREEN,
+        WorkerStatus::Launching | WorkerStatus::Stopping | WorkerStatus::Waiting => style::YELLOW,
+        WorkerStatus::Errored => style::RED,
+        WorkerStatus::Stopped => style::GREY,
     }
 }
 
@@ -227,7 +226,7 @@ pub(crate) fn workers_table(workers: &[WorkerInfo], color: bool) -> String {
             vec![
                 Cell::plain(w.id.to_string()),
                 Cell::plain(&w.name),
-                Cell::plain(&w.mode),
+                Cell::plain(w.mode.to_string()),
                 Cell::plain(w.pid.map_or_else(|| "-".into(), |p| p.to_string())),
                 Cell::plain(if running {
                     uptime(w.uptime_ms)
@@ -235,7 +234,7 @@ pub(crate) fn workers_table(workers: &[WorkerInfo], color: bool) -> String {
                     "0".into()
                 }),
                 Cell::plain(w.restarts.to_string()),
-                Cell::styled(&w.status, status_style(&w.status)),
+                Cell::styled(w.status.to_string(), status_style(w.status)),
                 Cell::plain(cpu(w.cpu)),
                 Cell::plain(size(w.memory)),
             ]
@@ -326,15 +325,16 @@ pub(crate) fn unexpected(expected: &str, got: &Response) -> Error {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::protocol::ExecMode;
 
     pub(crate) fn worker(id: u32, name: &str) -> WorkerInfo {
         WorkerInfo {
             id,
             name: name.into(),
             instance: id,
-            mode: "cluster".into(),
+            mode: ExecMode::Cluster,
             pid: Some(4242u32.wrapping_add(id)),
-            status: "online".into(),
+            status: WorkerStatus::Online,
             restarts: 0,
             uptime_ms: 12_000,
             cpu: 0.4,
@@ -460,7 +460,7 @@ pub(crate) mod tests {
         big.uptime_ms = 999 * 86_400_000;
         big.cpu = 12_800.0;
         big.memory = 1023 << 30;
-        big.status = "launching".into();
+        big.status = WorkerStatus::Launching;
         let mut worst = worker(u32::MAX, long);
         worst.pid = Some(u32::MAX);
         worst.restarts = u32::MAX;
@@ -493,7 +493,7 @@ pub(crate) mod tests {
     #[test]
     fn colour_does_not_change_the_layout() {
         let mut errored = worker(1, "api");
-        errored.status = "errored".into();
+        errored.status = WorkerStatus::Errored;
         errored.pid = None;
         let workers = [worker(0, "api"), errored];
         let plain = workers_table(&workers, false);

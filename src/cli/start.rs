@@ -6,7 +6,7 @@ use clap::Args;
 use super::{RunArgs, apps};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{Request, Response};
+use crate::protocol::{AppConfig, Request, Response};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -21,7 +21,7 @@ pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
     // Validated here: a bad file is reported by the CLI and nothing reaches the supervisor.
     let apps = apps::load(&args.run, home)?;
     let request = Request::Start {
-        apps,
+        apps: apps.iter().map(AppConfig::from).collect(),
         env: apps::caller_env(),
         update_env: args.update_env,
     };

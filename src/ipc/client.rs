@@ -493,13 +493,13 @@ mod tests {
         b.write_all(&line[5..]).unwrap();
         assert_eq!(client.recv().unwrap(), Some(pong()));
         // A version-2 answer is a protocol error.
-        b.write_all(b"{\"v\":2,\"reply\":\"pong\"}\n").unwrap();
+        b.write_all(b"{\"v\":3,\"reply\":\"pong\"}\n").unwrap();
         assert!(matches!(
             client.recv(),
-            Err(ClientError::Protocol(DecodeError::Version { theirs: 2 }))
+            Err(ClientError::Protocol(DecodeError::Version { theirs: 3 }))
         ));
         // Truncated, then EOF.
-        b.write_all(b"{\"v\":1").unwrap();
+        b.write_all(b"{\"v\":2").unwrap();
         drop(b);
         let err = client.recv().unwrap_err();
         assert!(

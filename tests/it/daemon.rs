@@ -153,7 +153,7 @@ fn describe_json_gives_the_resolved_spec_and_every_instance() {
     let app = &apps[0];
     assert_eq!(app["spec"]["name"], "api");
     assert_eq!(app["spec"]["instances"], 2);
-    assert_eq!(app["spec"]["stop"]["kill_timeout"], 1600);
+    assert_eq!(app["spec"]["kill_timeout_ms"], 1600);
     assert_eq!(app["listen"], addr.to_string());
     assert_eq!(app["workers"].as_array().unwrap().len(), 2);
 }
@@ -420,9 +420,9 @@ fn malformed_protocol_input_never_harms_the_supervisor() {
     let cases: Vec<(&[u8], &str)> = vec![
         (b"garbage\n", "bad_request"),
         (b"\xff\xfe\x00\x01\n", "bad_request"),
-        (b"{\"v\":1,\"cmd\":\"explode\"}\n", "bad_request"),
-        (b"{\"v\":2,\"cmd\":\"ping\"}\n", "version"),
-        (b"{\"v\":1,\"cmd\":\"stop\"", "bad_request"),
+        (b"{\"v\":2,\"cmd\":\"explode\"}\n", "bad_request"),
+        (b"{\"v\":3,\"cmd\":\"ping\"}\n", "version"),
+        (b"{\"v\":2,\"cmd\":\"stop\"", "bad_request"),
         (&big, "bad_request"),
         (b"", ""),
     ];
@@ -436,10 +436,28 @@ fn malformed_protocol_input_never_harms_the_supervisor() {
             );
         }
     }
+    // A Start whose app no drover client would send (it validates first): a bad signal
+    // name or address is a bad request naming the field, and nothing starts.
+    let described: serde_json::Value =
+        serde_json::from_str(&d.ok(&["describe", "api", "--json"])).unwrap();
+    for (field, bad) in [("kill_signal", "SIGNOPE"), ("listen", "localhost:3000")] {
+        let mut app = described[0]["spec"].clone();
+        app["name"] = "other".into();
+        app[field] = bad.into();
+        let request = serde_json::json!({
+            "v": 1, "cmd": "start", "apps": [app], "env": {}, "update_env": false
+        });
+        let out = raw(&d, format!("{request}\n").as_bytes());
+        assert!(
+            out.contains("bad_request") && out.contains(field),
+            "{field}: {out}"
+        );
+    }
+    assert_eq!(d.list().len(), 1, "nothing started");
     // A client that connects and says nothing does not block others.
     let _silent = UnixStream::connect(d.home.path().join("drover.sock")).unwrap();
     assert_eq!(d.list()[0]["status"], "online");
-    let good = raw(&d, b"{\"v\":1,\"cmd\":\"ping\"}\n");
+    let good = raw(&d, b"{\"v\":2,\"cmd\":\"ping\"}\n");
     assert!(good.contains("pong"), "{good}");
     wait_serving(addr);
 }

@@ -161,18 +161,18 @@ fn deep_flow_nesting_is_refused_quickly() {
 #[test]
 fn hostile_protocol_lines_are_errors() {
     let deep = format!(
-        "{{\"v\":1,\"cmd\":\"start\",\"apps\":{}",
+        "{{\"v\":2,\"cmd\":\"start\",\"apps\":{}",
         "[".repeat(100_000)
     );
     let lines: Vec<Vec<u8>> = vec![
         deep.into_bytes(),
         "[".repeat(100_000).into_bytes(),
         br#"{"v":18446744073709551616,"cmd":"ping"}"#.to_vec(),
-        br#"{"v":1,"cmd":"scale","name":"a","instances":4294967296}"#.to_vec(),
-        br#"{"v":1,"cmd":"stop","target":""}"#.to_vec(),
-        b"{\"v\":1,\"cmd\":\"stop\",\"target\":\"\xff\"}".to_vec(),
-        br#"{"v":1,"cmd":"stop","target":"\ud800"}"#.to_vec(),
-        br#"{"v":1,"v":1,"cmd":"ping"}"#.to_vec(),
+        br#"{"v":2,"cmd":"scale","name":"a","instances":4294967296}"#.to_vec(),
+        br#"{"v":2,"cmd":"stop","target":""}"#.to_vec(),
+        b"{\"v\":2,\"cmd\":\"stop\",\"target\":\"\xff\"}".to_vec(),
+        br#"{"v":2,"cmd":"stop","target":"\ud800"}"#.to_vec(),
+        br#"{"v":2,"v":2,"cmd":"ping"}"#.to_vec(),
     ];
     for line in &lines {
         let shown = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();

@@ -2,7 +2,7 @@
 
 use super::Reply;
 use crate::logs::instance_log_path;
-use crate::protocol::{AppInfo, LogFile, Response, Target};
+use crate::protocol::{AppConfig, AppInfo, LogFile, Response, Target};
 use crate::supervisor::Supervisor;
 use crate::sync::lock;
 
@@ -16,7 +16,7 @@ impl Supervisor {
             .map(|a| {
                 let app_ids: Vec<u32> = a.slots.iter().map(|s| s.id).collect();
                 AppInfo {
-                    spec: (*a.spec).clone(),
+                    spec: AppConfig::from(&*a.spec),
                     listen: a.listeners.as_ref().map(|l| lock(l).bound().to_string()),
                     workers: self.workers(Some(&app_ids)),
                     dropped_log_lines: self

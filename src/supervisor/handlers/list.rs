@@ -33,9 +33,9 @@ impl Supervisor {
                     id: slot.id,
                     name: app.spec.name.clone(),
                     instance: slot.handle.instance,
-                    mode: app.spec.exec_mode.to_string(),
+                    mode: app.spec.exec_mode.into(),
                     pid: status.pid.map(|p| p.as_raw() as u32),
-                    status: format!("{:?}", status.status).to_lowercase(),
+                    status: status.status.into(),
                     restarts: status.restarts,
                     uptime_ms: status
                         .since

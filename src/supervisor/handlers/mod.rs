@@ -30,6 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Finished, Flow, Pending, Supervisor, Tidy};
+use crate::config::AppSpec;
 use crate::ipc::server::Incoming;
 use crate::protocol::{ErrorKind, Request, Response, Target};
 
@@ -113,7 +114,14 @@ impl Supervisor {
                 apps,
                 env,
                 update_env,
-            } => Ok(Answer::Now(self.start(apps, env, update_env))),
+            } => match apps.into_iter().map(AppSpec::try_from).collect() {
+                Ok(apps) => Ok(Answer::Now(self.start(apps, env, update_env))),
+                // Checked by the CLI: only a foreign or broken client gets here.
+                Err(message) => Err(Failure {
+                    kind: ErrorKind::BadRequest,
+                    message,
+                }),
+            },
             Request::Stop { target } => self.stop(&target),
             Request::Restart { target, env } => self.restart(&target, env),
             Request::Delete { target } => self.delete(&target),

@@ -4,6 +4,10 @@
 //! A client sends one [`Request`] and reads [`Response`]s until the one that ends the
 //! exchange (every response but `LogLine` does; `Logs { follow: true }` streams
 //! `LogLine`s until the client hangs up).
+//!
+//! The messages use their own types ([`AppConfig`], [`WorkerStatus`], [`ExecMode`]), not
+//! the supervisor's or the config's, so that changing an internal type cannot silently
+//! change the wire.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,10 +15,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppSpec;
+use crate::config;
+use crate::supervisor::policy;
+
+mod app;
+pub use app::{AppConfig, SocketMode};
 
 /// Bumped on any incompatible change; both sides refuse a peer of another version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Longest line either side accepts (a Start of many apps with big environments fits).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -82,7 +90,7 @@ pub enum Request {
     /// Start apps (validated by the client); `env` is the caller's environment, which the
     /// workers inherit under the app's own env.
     Start {
-        apps: Vec<AppSpec>,
+        apps: Vec<AppConfig>,
         env: BTreeMap<String, String>,
         update_env: bool,
     },
@@ -183,10 +191,9 @@ pub struct WorkerInfo {
     pub id: u32,
     pub name: String,
     pub instance: u32,
-    pub mode: String,
+    pub mode: ExecMode,
     pub pid: Option<u32>,
-    /// launching | online | stopping | waiting | stopped | errored
-    pub status: String,
+    pub status: WorkerStatus,
     pub restarts: u32,
     pub uptime_ms: u64,
     /// Percent of one core, whole process tree.
@@ -200,11 +207,84 @@ pub struct WorkerInfo {
 /// One app as `describe` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppInfo {
-    pub spec: AppSpec,
+    pub spec: AppConfig,
     pub listen: Option<String>,
     pub workers: Vec<WorkerInfo>,
     /// Log lines that could not be written (disk full and the like).
     pub dropped_log_lines: u64,
+}
+
+/// A worker's state as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    Launching,
+    Online,
+    Stopping,
+    Waiting,
+    Stopped,
+    Errored,
+}
+
+impl fmt::Display for WorkerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerStatus::Launching => "launching",
+            WorkerStatus::Online => "online",
+            WorkerStatus::Stopping => "stopping",
+            WorkerStatus::Waiting => "waiting",
+            WorkerStatus::Stopped => "stopped",
+            WorkerStatus::Errored => "errored",
+        })
+    }
+}
+
+impl From<policy::Status> for WorkerStatus {
+    fn from(status: policy::Status) -> Self {
+        match status {
+            policy::Status::Launching => WorkerStatus::Launching,
+            policy::Status::Online => WorkerStatus::Online,
+            policy::Status::Stopping => WorkerStatus::Stopping,
+            policy::Status::Waiting => WorkerStatus::Waiting,
+            policy::Status::Stopped => WorkerStatus::Stopped,
+            policy::Status::Errored => WorkerStatus::Errored,
+        }
+    }
+}
+
+/// How an app's workers share the port (PM2's exec_mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    Cluster,
+    Fork,
+}
+
+impl fmt::Display for ExecMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExecMode::Cluster => "cluster",
+            ExecMode::Fork => "fork",
+        })
+    }
+}
+
+impl From<config::ExecMode> for ExecMode {
+    fn from(mode: config::ExecMode) -> Self {
+        match mode {
+            config::ExecMode::Cluster => ExecMode::Cluster,
+            config::ExecMode::Fork => ExecMode::Fork,
+        }
+    }
+}
+
+impl From<ExecMode> for config::ExecMode {
+    fn from(mode: ExecMode) -> Self {
+        match mode {
+            ExecMode::Cluster => config::ExecMode::Cluster,
+            ExecMode::Fork => config::ExecMode::Fork,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,7 +376,7 @@ mod tests {
         ] {
             let line = encode(&req);
             assert!(
-                line.starts_with(b"{\"v\":1,"),
+                line.starts_with(b"{\"v\":2,"),
                 "{}",
                 String::from_utf8_lossy(&line)
             );
@@ -309,7 +389,7 @@ mod tests {
     #[test]
     fn save_without_force_is_not_forced() {
         assert_eq!(
-            decode::<Request>(b"{\"v\":1,\"cmd\":\"save\"}"),
+            decode::<Request>(b"{\"v\":2,\"cmd\":\"save\"}"),
             Ok(Request::Save { force: false })
         );
     }
@@ -321,17 +401,52 @@ mod tests {
             Err(DecodeError::Malformed(_))
         ));
         assert!(matches!(
-            decode::<Request>(b"{\"v\":1,\"cmd\":\"nope\"}"),
+            decode::<Request>(b"{\"v\":2,\"cmd\":\"nope\"}"),
             Err(DecodeError::Malformed(_))
         ));
         assert_eq!(
-            decode::<Request>(b"{\"v\":2,\"cmd\":\"ping\"}"),
-            Err(DecodeError::Version { theirs: 2 })
+            decode::<Request>(b"{\"v\":3,\"cmd\":\"ping\"}"),
+            Err(DecodeError::Version { theirs: 3 })
         );
         assert!(matches!(
             decode::<Request>(b"[1,2]"),
             Err(DecodeError::Malformed(_))
         ));
+    }
+
+    /// The words `list --json` has always printed.
+    #[test]
+    fn statuses_and_modes_keep_their_json_words() {
+        use policy::Status;
+        for (status, word) in [
+            (Status::Launching, "launching"),
+            (Status::Online, "online"),
+            (Status::Stopping, "stopping"),
+            (Status::Waiting, "waiting"),
+            (Status::Stopped, "stopped"),
+            (Status::Errored, "errored"),
+        ] {
+            let status = WorkerStatus::from(status);
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{word}\"")
+            );
+            assert_eq!(status.to_string(), word);
+            assert_eq!(
+                serde_json::from_str::<WorkerStatus>(&format!("\"{word}\"")).unwrap(),
+                status
+            );
+        }
+        for (mode, word) in [
+            (config::ExecMode::Cluster, "cluster"),
+            (config::ExecMode::Fork, "fork"),
+        ] {
+            let wire = ExecMode::from(mode);
+            assert_eq!(serde_json::to_string(&wire).unwrap(), format!("\"{word}\""));
+            assert_eq!(wire.to_string(), word);
+            assert_eq!(wire.to_string(), mode.to_string());
+            assert_eq!(config::ExecMode::from(wire), mode);
+        }
     }
 
     #[test]

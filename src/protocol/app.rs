@@ -1,0 +1,327 @@
+//! An app as the protocol carries it: a flat struct of plain values, apart from
+//! [`config::AppSpec`] so that reshaping the internal type cannot silently change the
+//! wire. Durations are milliseconds, the signal is its name, the listen address is its
+//! text form (`127.0.0.1:3000`, `[::1]:3000`, `unix:/path`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use super::ExecMode;
+use crate::config::{self, AppSpec, ListenAddr};
+
+/// One app in `Start` and `AppInfo`, every setting resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppConfig {
+    pub name: String,
+    /// Absolute path of the script, or a bare program name found on PATH.
+    pub script: PathBuf,
+    /// None: the script is executed itself.
+    pub interpreter: Option<String>,
+    pub interpreter_args: Vec<String>,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub instances: u32,
+    pub exec_mode: ExecMode,
+    pub env: BTreeMap<String, String>,
+    /// The address asked for, in [`ListenAddr`]'s text form.
+    pub listen: Option<String>,
+    pub socket: SocketMode,
+    pub out_file: PathBuf,
+    pub error_file: PathBuf,
+    pub merge_logs: bool,
+    pub log_date_format: Option<String>,
+    pub autorestart: bool,
+    pub min_uptime_ms: u64,
+    pub max_restarts: u32,
+    pub restart_delay_ms: u64,
+    pub exp_backoff_restart_delay_ms: Option<u64>,
+    pub stop_exit_codes: Vec<i32>,
+    pub wait_ready: bool,
+    pub listen_timeout_ms: u64,
+    /// A signal name, e.g. `SIGINT`.
+    pub kill_signal: String,
+    pub kill_timeout_ms: u64,
+    pub instance_var: String,
+    pub increment_var: Option<String>,
+    /// Bytes.
+    pub max_memory_restart: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketMode {
+    Reuseport,
+    Shared,
+}
+
+impl std::fmt::Display for SocketMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SocketMode::Reuseport => "reuseport",
+            SocketMode::Shared => "shared",
+        })
+    }
+}
+
+impl From<config::SocketMode> for SocketMode {
+    fn from(mode: config::SocketMode) -> Self {
+        match mode {
+            config::SocketMode::Reuseport => SocketMode::Reuseport,
+            config::SocketMode::Shared => SocketMode::Shared,
+        }
+    }
+}
+
+impl From<SocketMode> for config::SocketMode {
+    fn from(mode: SocketMode) -> Self {
+        match mode {
+            SocketMode::Reuseport => config::SocketMode::Reuseport,
+            SocketMode::Shared => config::SocketMode::Shared,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl From<&AppSpec> for AppConfig {
+    fn from(spec: &AppSpec) -> Self {
+        let AppSpec {
+            name,
+            command,
+            cwd,
+            instances,
+            exec_mode,
+            env,
+            listen,
+            socket,
+            logs,
+            restart,
+            stop,
+            instance_var,
+            increment_var,
+            max_memory_restart,
+        } = spec;
+        AppConfig {
+            name: name.clone(),
+            script: command.script.clone(),
+            interpreter: command.interpreter.clone(),
+            interpreter_args: command.interpreter_args.clone(),
+            args: command.args.clone(),
+            cwd: cwd.clone(),
+            instances: *instances,
+            exec_mode: (*exec_mode).into(),
+            env: env.clone(),
+            listen: listen.as_ref().map(ListenAddr::to_string),
+            socket: (*socket).into(),
+            out_file: logs.out_file.clone(),
+            error_file: logs.error_file.clone(),
+            merge_logs: logs.merge,
+            log_date_format: logs.date_format.clone(),
+            autorestart: restart.autorestart,
+            min_uptime_ms: millis(restart.min_uptime),
+            max_restarts: restart.max_restarts,
+            restart_delay_ms: millis(restart.restart_delay),
+            exp_backoff_restart_delay_ms: restart.exp_backoff_restart_delay.map(millis),
+            stop_exit_codes: restart.stop_exit_codes.clone(),
+            wait_ready: restart.wait_ready,
+            listen_timeout_ms: millis(restart.listen_timeout),
+            kill_signal: stop.kill_signal.as_str().to_owned(),
+            kill_timeout_ms: millis(stop.kill_timeout),
+            instance_var: instance_var.clone(),
+            increment_var: increment_var.clone(),
+            max_memory_restart: *max_memory_restart,
+        }
+    }
+}
+
+/// The error is one line for the peer: a bad value from the wire is a bad request.
+impl TryFrom<AppConfig> for AppSpec {
+    type Error = String;
+    fn try_from(app: AppConfig) -> Result<Self, String> {
+        let listen = app
+            .listen
+            .as_deref()
+            .map(parse_listen)
+            .transpose()
+            .map_err(|e| format!("app {}: listen: {e}", app.name))?;
+        let kill_signal = Signal::from_str(&app.kill_signal).map_err(|_| {
+            format!(
+                "app {}: unknown kill_signal {:?}",
+                app.name, app.kill_signal
+            )
+        })?;
+        Ok(AppSpec {
+            command: config::Command {
+                interpreter: app.interpreter,
+                interpreter_args: app.interpreter_args,
+                script: app.script,
+                args: app.args,
+            },
+            cwd: app.cwd,
+            instances: app.instances,
+            exec_mode: app.exec_mode.into(),
+            env: app.env,
+            listen,
+            socket: app.socket.into(),
+            logs: config::LogSpec {
+                out_file: app.out_file,
+                error_file: app.error_file,
+                merge: app.merge_logs,
+                date_format: app.log_date_format,
+            },
+            restart: config::RestartSpec {
+                autorestart: app.autorestart,
+                min_uptime: Duration::from_millis(app.min_uptime_ms),
+                max_restarts: app.max_restarts,
+                restart_delay: Duration::from_millis(app.restart_delay_ms),
+                exp_backoff_restart_delay: app
+                    .exp_backoff_restart_delay_ms
+                    .map(Duration::from_millis),
+                stop_exit_codes: app.stop_exit_codes,
+                wait_ready: app.wait_ready,
+                listen_timeout: Duration::from_millis(app.listen_timeout_ms),
+            },
+            stop: config::StopSpec {
+                kill_signal,
+                kill_timeout: Duration::from_millis(app.kill_timeout_ms),
+            },
+            instance_var: app.instance_var,
+            increment_var: app.increment_var,
+            max_memory_restart: app.max_memory_restart,
+            name: app.name,
+        })
+    }
+}
+
+/// The inverse of [`ListenAddr`]'s `Display`: only the resolved forms, no bare port or
+/// host name (the client resolved those already).
+fn parse_listen(text: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() || path.contains('\0') {
+            return Err(format!("bad unix socket path {text:?}"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    SocketAddr::from_str(text)
+        .map(ListenAddr::Tcp)
+        .map_err(|_| format!("expected ip:port or unix:/path, got {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every field set to something other than its default, so a field dropped or
+    /// renamed on either side shows.
+    fn spec() -> AppSpec {
+        AppSpec {
+            name: "api".into(),
+            command: config::Command {
+                interpreter: Some("node".into()),
+                interpreter_args: vec!["--max-old-space-size=512".into()],
+                script: "/srv/api/server.js".into(),
+                args: vec!["--port".into(), "two words".into()],
+            },
+            cwd: "/srv/api".into(),
+            instances: 4,
+            exec_mode: config::ExecMode::Cluster,
+            env: BTreeMap::from([
+                ("NODE_ENV".into(), "production".into()),
+                ("PORT".into(), "3000".into()),
+            ]),
+            listen: Some(ListenAddr::Tcp("[::1]:3000".parse().unwrap())),
+            socket: config::SocketMode::Shared,
+            logs: config::LogSpec {
+                out_file: "/home/u/.drover/logs/api-out.log".into(),
+                error_file: "/home/u/.drover/logs/api-error.log".into(),
+                merge: true,
+                date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+            },
+            restart: config::RestartSpec {
+                autorestart: false,
+                min_uptime: Duration::from_millis(1500),
+                max_restarts: 7,
+                restart_delay: Duration::from_millis(250),
+                exp_backoff_restart_delay: Some(Duration::from_millis(100)),
+                stop_exit_codes: vec![0, 2],
+                wait_ready: true,
+                listen_timeout: Duration::from_millis(8000),
+            },
+            stop: config::StopSpec {
+                kill_signal: Signal::SIGTERM,
+                kill_timeout: Duration::from_millis(5000),
+            },
+            instance_var: "INSTANCE_ID".into(),
+            increment_var: Some("PORT".into()),
+            max_memory_restart: Some(512 << 20),
+        }
+    }
+
+    /// The wire form of [`spec`], checked in: a change here is a protocol change.
+    const GOLDEN: &str = concat!(
+        r#"{"name":"api","script":"/srv/api/server.js","interpreter":"node","#,
+        r#""interpreter_args":["--max-old-space-size=512"],"args":["--port","two words"],"#,
+        r#""cwd":"/srv/api","instances":4,"exec_mode":"cluster","#,
+        r#""env":{"NODE_ENV":"production","PORT":"3000"},"listen":"[::1]:3000","#,
+        r#""socket":"shared","out_file":"/home/u/.drover/logs/api-out.log","#,
+        r#""error_file":"/home/u/.drover/logs/api-error.log","merge_logs":true,"#,
+        r#""log_date_format":"YYYY-MM-DD HH:mm:ss Z","autorestart":false,"#,
+        r#""min_uptime_ms":1500,"max_restarts":7,"restart_delay_ms":250,"#,
+        r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,
+        r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"#,
+        r#""instance_var":"INSTANCE_ID","increment_var":"PORT","max_memory_restart":536870912}"#,
+    );
+
+    #[test]
+    fn a_spec_encodes_to_the_golden_text_and_decodes_back_equal() {
+        let text = serde_json::to_string(&AppConfig::from(&spec())).unwrap();
+        assert_eq!(text, GOLDEN);
+        let decoded: AppConfig = serde_json::from_str(GOLDEN).unwrap();
+        assert_eq!(AppSpec::try_from(decoded), Ok(spec()));
+    }
+
+    #[test]
+    fn unset_options_and_unix_addresses_round_trip() {
+        let mut spec = spec();
+        spec.command.interpreter = None;
+        spec.listen = Some(ListenAddr::Unix("/run/api.sock".into()));
+        spec.logs.date_format = None;
+        spec.restart.exp_backoff_restart_delay = None;
+        spec.increment_var = None;
+        spec.max_memory_restart = None;
+        let config = AppConfig::from(&spec);
+        assert_eq!(config.listen.as_deref(), Some("unix:/run/api.sock"));
+        assert_eq!(AppSpec::try_from(config), Ok(spec.clone()));
+        spec.listen = None;
+        assert_eq!(AppSpec::try_from(AppConfig::from(&spec)), Ok(spec));
+    }
+
+    #[test]
+    fn a_bad_signal_or_address_from_a_peer_is_an_error_not_a_panic() {
+        let good = AppConfig::from(&spec());
+        for (field, bad) in [
+            ("kill_signal", "SIGNOPE"),
+            ("kill_signal", ""),
+            ("listen", "3000"),
+            ("listen", "localhost:3000"),
+            ("listen", "unix:"),
+            ("listen", "999.0.0.1:80"),
+        ] {
+            let mut app = good.clone();
+            match field {
+                "kill_signal" => app.kill_signal = bad.into(),
+                _ => app.listen = Some(bad.into()),
+            }
+            let err = AppSpec::try_from(app).unwrap_err();
+            assert!(err.starts_with("app api: ") && err.contains(field), "{err}");
+        }
+    }
+}
