@@ -445,7 +445,7 @@ fn malformed_protocol_input_never_harms_the_supervisor() {
         app["name"] = "other".into();
         app[field] = bad.into();
         let request = serde_json::json!({
-            "v": 1, "cmd": "start", "apps": [app], "env": {}, "update_env": false
+            "v": drover::protocol::VERSION, "cmd": "start", "apps": [app], "env": {}, "update_env": false
         });
         let out = raw(&d, format!("{request}\n").as_bytes());
         assert!(
