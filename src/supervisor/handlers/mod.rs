@@ -132,7 +132,7 @@ impl Supervisor {
             Request::Logs { target, follow } => self.logs(&target, follow, &reply),
             Request::Flush { target } => Ok(Answer::Now(self.flush(&target))),
             Request::ReloadLogs => Ok(Answer::Now(self.reload_logs())),
-            Request::Save { force } => Ok(Answer::Now(self.save(force))),
+            Request::Save { force } => Ok(self.save(force)),
             Request::Resurrect => Ok(Answer::Now(self.resurrect())),
             Request::Kill => {
                 flow = Flow::Kill;

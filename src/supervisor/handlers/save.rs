@@ -2,12 +2,20 @@
 //! `resurrect`. An empty list never replaces a dump that lists apps unless `force`
 //! (PM2 #2653 lost users' dumps that way), and an unreadable dump is never replaced.
 
-use super::{Failure, Reply, done, plural};
-use crate::supervisor::{Supervisor, dump};
+use std::sync::Mutex;
+
+use super::{Answer, Failure, done, plural};
+use crate::supervisor::{Supervisor, Tidy, dump};
 use crate::sync::lock;
 
+/// One save at a time: they share the dump's temp file name, and the last one asked
+/// must be the last one written.
+static SAVING: Mutex<()> = Mutex::new(());
+
 impl Supervisor {
-    pub(super) fn save(&self, force: bool) -> Reply {
+    /// The apps are copied now; the file is written (and fsynced) on a blocking thread,
+    /// off the control loop.
+    pub(super) fn save(&self, force: bool) -> Answer {
         let apps: Vec<dump::SavedApp> = self
             .apps
             .iter()
@@ -24,13 +32,20 @@ impl Supervisor {
                 }
             })
             .collect();
-        let path = dump::save(&self.home, &apps, force)
-            .map_err(|e| Failure::failed(format!("cannot save: {e:#}")))?;
-        done(format!(
-            "saved {} app{} to {}",
-            apps.len(),
-            plural(apps.len()),
-            path.display()
-        ))
+        let home = self.home.clone();
+        Answer::Later(Box::pin(async move {
+            let n = apps.len();
+            let written = tokio::task::spawn_blocking(move || {
+                let _one_at_a_time = lock(&SAVING);
+                dump::save(&home, &apps, force)
+            })
+            .await;
+            let reply = match written {
+                Ok(Ok(path)) => done(format!("saved {n} app{} to {}", plural(n), path.display())),
+                Ok(Err(e)) => Err(Failure::failed(format!("cannot save: {e:#}"))),
+                Err(e) => Err(Failure::failed(format!("cannot save: {e}"))),
+            };
+            (Tidy::Nothing, reply)
+        }))
     }
 }
