@@ -445,7 +445,8 @@ impl Supervisor {
                 }
                 !gone
             });
-            if app.slots.len() != before {
+            // The change under way is over once none of its leaving slots is left.
+            if app.slots.len() != before && !app.slots.iter().any(|s| s.leaving) {
                 app.pending = None;
             }
         }
