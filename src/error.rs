@@ -34,13 +34,12 @@ pub enum Exit {
 pub const EXIT_STATUS: &str = "\
 Exit status:
   0  success
-  1  the operation failed (a reload kept the old workers, a stop or kill timed out,
-     the OS refused)
+  1  the operation failed (a reload kept the old workers, a stop timed out, ...)
   2  usage or configuration error (a bad flag, a bad ecosystem file)
   3  drover run: an app ended errored (crash loop)
   4  no such app or worker
   5  the app already exists (start of a running app)
-  6  the supervisor cannot be reached (none runs, another user's, not answering)
+  6  the supervisor cannot be reached (none runs, another user's, shutting down)
   7  the app is busy with another change (a delete, a scale-down): retry";
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +77,7 @@ impl Error {
                 ErrorKind::Version => Exit::Unreachable,
                 ErrorKind::Failed => Exit::Failed,
                 ErrorKind::Busy => Exit::Busy,
+                ErrorKind::ShuttingDown => Exit::Unreachable,
             },
             Error::Client(
                 ClientError::NotRunning(_)

@@ -84,7 +84,17 @@ const BPF_MAXINSNS: usize = 4096;
 impl AppListeners {
     /// Binds `addr` for `slots` workers. With reuseport every slot gets its own listener now,
     /// so all of them are in the group before the first worker starts.
+    ///
+    /// SO_REUSEPORT would let our listeners join a group that another program of the same
+    /// user (or another drover app) already listens with on that port, silently splitting
+    /// its traffic with ours: a port that is taken is refused first, as a plain bind
+    /// would be.
     pub fn bind(addr: &ListenAddr, mode: SocketMode, slots: u32) -> io::Result<Self> {
+        if let (ListenAddr::Tcp(tcp), SocketMode::Reuseport) = (addr, mode)
+            && tcp.port() != 0
+        {
+            ensure_free(*tcp)?;
+        }
         let first = bind_one(addr, mode)?;
         let bound = local_addr(&first, addr)?;
         let mut listeners = AppListeners {
@@ -454,6 +464,34 @@ fn bind_one(addr: &ListenAddr, mode: SocketMode) -> io::Result<OwnedFd> {
         ListenAddr::Tcp(addr) => bind_tcp(*addr, mode == SocketMode::Reuseport),
         ListenAddr::Unix(path) => bind_unix(path),
     }
+}
+
+/// Fails with EADDRINUSE when something listens on `addr`, even with SO_REUSEPORT: a
+/// socket without it that binds (and never listens) is only refused by a taken port.
+fn ensure_free(addr: SocketAddr) -> io::Result<()> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let probe = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&probe, sockopt::ReuseAddr, &true)?;
+    let result = match addr {
+        SocketAddr::V4(v4) => socket::bind(probe.as_fd().as_raw_fd_compat(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => {
+            socket::bind(probe.as_fd().as_raw_fd_compat(), &SockaddrIn6::from(v6))
+        }
+    };
+    result.map_err(|e| {
+        let why = if e == nix::errno::Errno::EADDRINUSE {
+            "the port is taken (by another program, or another drover app)".to_owned()
+        } else {
+            e.to_string()
+        };
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot bind {addr}: {why}"),
+        )
+    })
 }
 
 fn bind_tcp(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {

@@ -182,6 +182,9 @@ pub enum ErrorKind {
     /// The app is in the middle of another change (a delete, a scale-down): try again
     /// once it is done.
     Busy,
+    /// The supervisor is stopping every app and then itself: it answers what it is
+    /// asked to show, and refuses changes.
+    ShuttingDown,
 }
 
 /// One worker as `list` shows it.

@@ -42,6 +42,10 @@ use slot::{Slot, SlotHandle, SlotMsg};
 /// EOF (a grandchild that left the process group may still hold one).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// After the last worker is at rest at shutdown, how long the supervisor still answers, so
+/// the operations that waited on those workers get their answers out.
+const SHUTDOWN_ANSWER_GRACE: Duration = Duration::from_millis(200);
+
 /// Beyond an app's kill_timeout, how long a stop may take (reaping, a worker stuck in
 /// the kernel) before whoever waits on it is told it failed rather than kept waiting.
 const STOP_SLACK: Duration = Duration::from_secs(10);
@@ -130,6 +134,8 @@ pub(crate) struct Supervisor {
     next_id: u32,
     /// Where operations' tasks report back (see [`Finished`]).
     finished: mpsc::UnboundedSender<Finished>,
+    /// Stopping everything: requests that show are answered, changes are refused.
+    shutting_down: bool,
 }
 
 /// Whether the main loop goes on after a request.
@@ -178,6 +184,7 @@ pub async fn run(
         apps: Vec::new(),
         next_id: 0,
         finished: finished_tx,
+        shutting_down: false,
     };
 
     let reaper = {
@@ -233,7 +240,6 @@ pub async fn run(
         }
     };
 
-    let _ = control_stop.send(());
     if !all_done {
         let count: usize = sup.apps.iter().map(|a| a.slots.len()).sum();
         info!(
@@ -241,12 +247,33 @@ pub async fn run(
             if count == 1 { "" } else { "s" }
         );
     }
-    // The loop is over: waiting here holds up nobody.
+    // Stopping everything while still answering: `list` shows the workers `stopping`, a
+    // pending `stop` gets its answer, and changes are refused as shutting down.
+    sup.shutting_down = true;
     let ids: Vec<u32> = sup.slot_ids().collect();
     let stops = sup.stop_slots(&ids);
-    if tokio::time::timeout(sup.stop_cap(), stops).await.is_err() {
-        warn!("some workers were still stopping after kill_timeout; leaving them");
+    tokio::pin!(stops);
+    let cap = tokio::time::sleep(sup.stop_cap());
+    tokio::pin!(cap);
+    // Once every worker is at rest, a moment for the tasks that waited on them to report.
+    let mut grace = None;
+    loop {
+        tokio::select! {
+            _ = &mut stops, if grace.is_none() => {
+                grace = Some(Box::pin(tokio::time::sleep(SHUTDOWN_ANSWER_GRACE)));
+            }
+            () = async { grace.as_mut().expect("set").await }, if grace.is_some() => break,
+            _ = &mut cap => {
+                warn!("some workers were still stopping after kill_timeout; leaving them");
+                break;
+            }
+            Some(incoming) = requests.recv() => {
+                let _ = sup.handle(incoming);
+            }
+            Some(done) = finished.recv() => sup.finish(done),
+        }
     }
+    let _ = control_stop.send(());
     let errored = sup
         .apps
         .iter()

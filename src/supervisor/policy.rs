@@ -547,9 +547,16 @@ impl SlotPolicy {
                     };
                     self.fail_reload(Failure::Stopped)
                 }
-                // Nothing serves to be replaced: the reload waits for the next worker.
+                // The last command wins, as a restart does: this worker still goes, then
+                // the next one starts, and the reload is done once it is ready.
                 Event::ReloadRequested => {
                     self.reload_pending = true;
+                    self.phase = Stopping {
+                        pid,
+                        since,
+                        deadline,
+                        then: AfterStop::Respawn,
+                    };
                     vec![]
                 }
                 Event::Timer => match deadline {
@@ -1159,6 +1166,28 @@ mod tests {
             vec![KillGroup(w), ReleaseListener]
         );
         assert_eq!(p.status(), Status::Stopped);
+    }
+
+    #[test]
+    fn a_reload_during_a_stop_starts_the_slot_again_and_reports_it_once_ready() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        let w = online(&mut p, 9, t);
+        p.on(Event::StopRequested, t);
+        assert_eq!(p.on(Event::ReloadRequested, t + ms(10)), vec![]);
+        assert_eq!(p.status(), Status::Stopping);
+        let exited = Event::Exited {
+            pid: w,
+            status: ExitKind::Code(0),
+        };
+        assert_eq!(p.on(exited, t + ms(20)), vec![KillGroup(w), Spawn]);
+        let new = pid(10);
+        p.on(Event::Spawned { pid: new }, t + ms(20));
+        assert_eq!(
+            p.on(Event::Ready { pid: new }, t + ms(30)),
+            vec![Action::Report(super::Report::Reloaded { old: None, new })]
+        );
+        assert_eq!(p.status(), Status::Online);
     }
 
     #[test]

@@ -169,6 +169,11 @@ impl Slot {
                         continue;
                     }
                     Some(SlotMsg::Reload { done }) => {
+                        // The last command wins: a stop under way is superseded.
+                        let why = format!("{}: a reload came after the stop", self.label());
+                        for waiter in self.stop_waiters.drain(..) {
+                            let _ = waiter.send(Err(why.clone()));
+                        }
                         if let Some(previous) = std::mem::replace(&mut self.reload_waiter, done) {
                             let _ = previous.send(Err(format!("{}: superseded by another reload", self.label())));
                         }
@@ -325,15 +330,20 @@ impl Slot {
                 Ok(format!("{label}: started pid {new}"))
             }
             Report::ReloadFailed(failure) => {
-                let serving = self
-                    .policy
-                    .pid()
-                    .map_or(String::new(), |p| format!("; pid {p} keeps serving"));
-                warn!("{label} reload failed: {failure}{serving}");
-                Err(format!(
-                    "{label}: {failure} ({} ms){serving}",
-                    self.app.restart.listen_timeout.as_millis()
-                ))
+                let serving = match self.policy.pid() {
+                    Some(pid) if self.policy.status() == Status::Online => {
+                        format!("; pid {pid} keeps serving")
+                    }
+                    _ => String::new(),
+                };
+                let timeout = match failure {
+                    super::policy::Failure::NotReady => {
+                        format!(" ({} ms)", self.app.restart.listen_timeout.as_millis())
+                    }
+                    _ => String::new(),
+                };
+                warn!("{label} reload failed: {failure}{timeout}{serving}");
+                Err(format!("{label}: {failure}{timeout}{serving}"))
             }
             Report::NotReadyInTime { pid } => {
                 warn!(

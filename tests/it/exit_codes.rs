@@ -47,8 +47,14 @@ fn every_exit_status_of_the_table() {
         .output(&["start", script, "--name", "api", "--listen", "127.0.0.1:0"]);
     assert_eq!(code(&out), Some(5), "{}", out.stderr);
 
-    // 1: the operation failed (the OS refused the port: taken, and not shareable).
+    // 1: the operation failed (the port is taken: SO_REUSEPORT must not let a second app
+    // join the first one's listeners, and a shared socket cannot bind it either).
     let taken = format!("127.0.0.1:{port}");
+    let out = d
+        .home
+        .output(&["start", script, "--name", "b", "--listen", &taken]);
+    assert_eq!(code(&out), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("the port is taken"), "{}", out.stderr);
     let out = d.home.output(&[
         "start", script, "--name", "b", "--listen", &taken, "--socket", "shared",
     ]);

@@ -123,6 +123,19 @@ fn sigterm_during_a_pending_stop_stops_everything_within_kill_timeout() {
     });
     let signalled = Instant::now();
     kill(Pid::from_raw(supervisor), Signal::SIGTERM).unwrap();
+    // Shutting down, it still answers: it shows, and refuses changes (exit 6).
+    wait_for("a start to be refused as shutting down", DEADLINE, || {
+        let out = d
+            .home
+            .output(&["start", fixture("http_worker.js").to_str().unwrap()]);
+        (out.status.code() == Some(6) && out.stderr.contains("shutting down")).then_some(())
+    });
+    let (answer, took) = d.call(&Request::List);
+    assert!(
+        matches!(&answer, Ok(Response::Workers { workers }) if workers.len() == 1),
+        "{answer:?}"
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
     wait_for("the supervisor to exit", DEADLINE, || {
         is_gone(supervisor).then_some(())
     });
@@ -133,7 +146,10 @@ fn sigterm_during_a_pending_stop_stops_everything_within_kill_timeout() {
         took < Duration::from_secs(3) + Duration::from_secs(5),
         "{took:?}"
     );
-    let _ = stop.join();
+    // The pending stop got its answer: the worker is stopped.
+    let out = stop.join().unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("stopped stubborn"), "{}", out.stdout);
 }
 
 /// Waits until `name` is in the middle of a change (a delete, a scale-down): `scale 0`
@@ -279,6 +295,22 @@ fn a_restart_during_a_stop_wins() {
 }
 
 #[test]
+fn a_reload_during_a_stop_wins() {
+    let d = Daemon::new();
+    start_stubborn(&d, "2s");
+    let stop = d.spawn(&["stop", "stubborn"]);
+    wait_for("the worker to be stopping", DEADLINE, || {
+        (d.statuses("stubborn") == ["stopping"]).then_some(())
+    });
+    let out = d.ok(&["reload", "stubborn"]);
+    assert!(out.contains("reloaded stubborn"), "{out}");
+    let stopped = stop.join().unwrap();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stdout);
+    assert!(stopped.stderr.contains("superseded"), "{}", stopped.stderr);
+    assert_eq!(d.wait_online("stubborn", 1).len(), 1);
+}
+
+#[test]
 fn a_delete_during_a_stop_removes_the_app_and_a_second_delete_is_busy() {
     let d = Daemon::new();
     let pid = start_stubborn(&d, "3s");
@@ -288,8 +320,15 @@ fn a_delete_during_a_stop_removes_the_app_and_a_second_delete_is_busy() {
     });
     let delete = d.spawn(&["delete", "stubborn"]);
     wait_until_busy(&d, "stubborn");
-    let again = d.home.output(&["delete", "stubborn"]);
-    assert_eq!(again.status.code(), Some(7), "{}", again.stderr);
+    // Busy, not "no such app": the app is there, on its way out.
+    for args in [
+        &["delete", "stubborn"][..],
+        &["restart", "stubborn"],
+        &["stop", "stubborn"],
+    ] {
+        let again = d.home.output(args);
+        assert_eq!(again.status.code(), Some(7), "{args:?}: {}", again.stderr);
+    }
     let out = delete.join().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(d.statuses("stubborn").is_empty());

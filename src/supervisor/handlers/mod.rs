@@ -108,6 +108,22 @@ impl Supervisor {
     pub(super) fn handle(&mut self, incoming: Incoming) -> Flow {
         let Incoming { request, reply } = incoming;
         let mut flow = Flow::Continue;
+        // What only shows, and `kill` (which is what is under way already).
+        let allowed = matches!(
+            request,
+            Request::Ping
+                | Request::List
+                | Request::Describe { .. }
+                | Request::Logs { .. }
+                | Request::Kill
+        );
+        if self.shutting_down && !allowed {
+            let _ = reply.try_send(Response::Error {
+                kind: ErrorKind::ShuttingDown,
+                message: "the supervisor is shutting down: it stops every app, then itself".into(),
+            });
+            return flow;
+        }
         let answer = match request {
             Request::Ping => Ok(Answer::Now(ping::ping())),
             Request::Start {
@@ -188,11 +204,21 @@ impl Supervisor {
             })
             .map(|(_, s)| s.id)
             .collect();
-        if ids.is_empty() {
-            Err(Failure::not_found(target))
-        } else {
-            Ok(ids)
+        if !ids.is_empty() {
+            return Ok(ids);
         }
+        // Only slots on their way out match: the app is there, but busy.
+        for app in &self.apps {
+            let named = app.slots.iter().any(|s| match target {
+                Target::All => true,
+                Target::Id(id) => s.id == *id,
+                Target::Name(name) => app.spec.name == *name,
+            });
+            if named && let Some(pending) = app.pending {
+                return Err(Failure::busy(&app.spec.name, pending));
+            }
+        }
+        Err(Failure::not_found(target))
     }
 
     /// Busy when one of these slots belongs to an app that is being deleted.
