@@ -51,7 +51,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The supervisor ran, and some workers ended in a crash loop.
-    #[error("{} errored (crash loop): {}", .0.len(), .0.join(", "))]
+    #[error("{} worker{} errored (crash loop): {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
     Errored(Vec<String>),
     /// The supervisor could not be reached, or refused the request.
     #[error(transparent)]

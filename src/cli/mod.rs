@@ -46,16 +46,31 @@ pub enum Command {
     /// Start apps in the background supervisor (started on first use).
     Start(start::StartArgs),
     /// Stop workers, keeping them in the list; an app whose workers all stop releases its port.
+    ///
+    /// Each worker gets its kill_signal, then SIGKILL after kill_timeout; `stop` returns
+    /// once every one is gone (meanwhile `list` shows them `stopping`). A restart or reload
+    /// of the app before that wins: the stop then exits 1, saying it was superseded.
     Stop(lifecycle::TargetArgs),
     /// Stop then start workers again, on the same address.
+    ///
+    /// Returns once every new worker is started, never while an old one is still
+    /// `stopping`, so back-to-back restarts each replace the worker.
     Restart(lifecycle::RestartArgs),
     /// Stop workers and remove them from the list.
+    ///
+    /// Returns once they are gone; until then the app is busy (exit 7 for other changes).
     #[command(visible_alias = "del")]
     Delete(lifecycle::TargetArgs),
     /// Replace workers one by one without dropping a request: each new worker must be
     /// ready before the old one stops.
+    ///
+    /// Exits 1, naming the slot and the reason, when a new worker exits or is not ready
+    /// within listen_timeout; that slot keeps its old worker and the rest are untouched.
     Reload(lifecycle::ReloadArgs),
     /// Add or remove workers of an app without disturbing the others.
+    ///
+    /// Removing steers new connections to the remaining workers, lets the leaving ones
+    /// answer what is queued, then stops them; the app is busy until then (exit 7).
     Scale(lifecycle::ScaleArgs),
     /// List every worker.
     #[command(visible_aliases = ["ls", "ps", "status"])]
@@ -74,8 +89,12 @@ pub enum Command {
     /// Start the apps saved by `save`.
     Resurrect,
     /// Check that the supervisor answers.
+    ///
+    /// Starts the background supervisor when none runs, as `pm2 ping` does.
     Ping,
     /// Stop every app, then the supervisor.
+    ///
+    /// Returns once the supervisor is gone; exits 1 if it still runs after 60 s.
     Kill,
     /// Run the supervisor in the foreground with no apps of its own (for systemd).
     Daemon(daemon::DaemonArgs),
@@ -170,7 +189,7 @@ fn check_private_dir(dir: &std::path::Path, uid: u32) -> Result<(), Error> {
         return Err(Error::Usage(format!(
             "DROVER_HOME {} is writable by others (mode {:o}): run `chmod go-w {}` or use another directory",
             dir.display(),
-            meta.mode() & 0o777,
+            meta.mode() & 0o7777,
             dir.display()
         )));
     }
