@@ -264,7 +264,9 @@ pub async fn serve_with(
                     let reading = Arc::new(AtomicBool::new(true));
                     let task = connection(stream, requests.clone(), our_uid, options, draw, reading.clone());
                     arrivals.push_back((connections.spawn(task), reading));
-                    if arrivals.len() > 2 * MAX_CONNECTIONS {
+                    // An AbortHandle keeps its finished task's memory: forget those
+                    // often enough that they stay a handful past the open connections.
+                    if arrivals.len() > connections.len() + 16 {
                         arrivals.retain(|(task, _)| !task.is_finished());
                     }
                 }
