@@ -17,6 +17,8 @@
 //!   - `supervisor::shared`: what slots, reaper, notify socket and sampler share.
 //!   - [`supervisor::spawn`]: the only place that builds a worker's command.
 //!   - [`supervisor::dump`]: `save`/`resurrect`'s file, versioned, with its own types.
+//! - [`js_ecosystem`]: `ecosystem.config.js` evaluated by the local node, bounded, into
+//!   the JSON that [`config`] reads.
 //! - [`ipc`]: the control socket: the server (permissions, peer uid, memory caps) and
 //!   the synchronous client the CLI uses (it starts the background supervisor on demand).
 //! - [`protocol`]: the versioned Request/Response messages between CLI and supervisor.
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ipc;
+pub mod js_ecosystem;
 pub mod logs;
 pub mod os;
 pub mod protocol;

@@ -20,7 +20,11 @@ pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         env_name: args.app.env.clone(),
     };
-    if config::is_ecosystem_path(&args.target) {
+    if crate::js_ecosystem::is_js_ecosystem(&args.target) {
+        args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+        let json = crate::js_ecosystem::evaluate(&args.target).map_err(Error::Usage)?;
+        Ok(config::load_js_exports(&json, &args.target, &ctx)?)
+    } else if config::is_ecosystem_path(&args.target) {
         args.app.check_with_ecosystem_file(!args.args.is_empty())?;
         Ok(config::load_file(&args.target, &ctx)?)
     } else {

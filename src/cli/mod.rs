@@ -9,6 +9,7 @@
 //! The per-app flags of `run` and `start` are `config::AppFlags`, flattened.
 
 mod apps;
+mod convert;
 mod daemon;
 mod describe;
 mod host;
@@ -98,6 +99,8 @@ pub enum Command {
     Kill,
     /// Run the supervisor in the foreground with no apps of its own (for systemd).
     Daemon(daemon::DaemonArgs),
+    /// Print an ecosystem file (ecosystem.config.js, JSON) as the YAML drover reads.
+    Convert(convert::ConvertArgs),
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Ping => daemon::ping(&home),
         Command::Kill => daemon::kill(&home),
         Command::Daemon(args) => daemon::run(args, home),
+        Command::Convert(args) => convert::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,12 +57,29 @@ pub struct ResolveContext {
     pub env_name: Option<String>,
 }
 
-/// Whether `p` names an ecosystem file drover reads (`.yaml`, `.yml`, `.json`).
+/// Whether `p` names an ecosystem file drover reads (`.yaml`, `.yml`, `.json`, and, as
+/// PM2, `*.config.js`/`.cjs`/`.mjs`, which `crate::js_ecosystem` evaluates).
 pub fn is_ecosystem_path(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        ["yaml", "yml", "json"]
-            .iter()
-            .any(|x| e.eq_ignore_ascii_case(x))
+    crate::js_ecosystem::is_js_ecosystem(p)
+        || p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["yaml", "yml", "json"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        })
+}
+
+/// Validate the apps a JavaScript ecosystem file exported, as node serialised them
+/// (`json`). Relative paths resolve against the file's directory; errors name `origin`,
+/// the app and the key, but no line: it would be a line of the JSON, not of the file.
+pub fn load_js_exports(
+    json: &str,
+    origin: &Path,
+    ctx: &ResolveContext,
+) -> Result<Vec<AppSpec>, ConfigError> {
+    load_text(json, origin, ctx, true).map_err(|mut e| {
+        e.line = None;
+        e.column = None;
+        e
     })
 }
 
@@ -85,15 +102,25 @@ pub fn load_str(
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     if matches!(ext.as_deref(), Some("js" | "cjs" | "mjs" | "ts")) {
-        return Err(
-            ConfigError::file(origin, "JavaScript ecosystem files are not supported").with_hint(
-                "write the same apps as ecosystem.yaml or ecosystem.json (the keys are the same)",
-            ),
-        );
+        return Err(ConfigError::file(
+            origin,
+            "a JavaScript ecosystem file is evaluated by node, not read as text",
+        )
+        .with_hint("name it *.config.js (PM2's rule), or write the apps as ecosystem.yaml"));
     }
+    load_text(text, origin, ctx, ext.as_deref() == Some("json"))
+}
+
+/// [`load_str`] once the format is known: `json` text may indent with tabs.
+fn load_text(
+    text: &str,
+    origin: &Path,
+    ctx: &ResolveContext,
+    json: bool,
+) -> Result<Vec<AppSpec>, ConfigError> {
     // YAML allows no tabs for indentation; JSON does, and tabs cannot occur inside
     // JSON strings, so turning them into spaces keeps every line and column.
-    let text: Cow<'_, str> = if ext.as_deref() == Some("json") && text.contains('\t') {
+    let text: Cow<'_, str> = if json && text.contains('\t') {
         Cow::Owned(text.replace('\t', " "))
     } else {
         Cow::Borrowed(text)

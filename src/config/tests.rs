@@ -430,7 +430,8 @@ fn is_ecosystem() {
     assert!(is_ecosystem_path(Path::new("ecosystem.yaml")));
     assert!(is_ecosystem_path(Path::new("a/b.YML")));
     assert!(is_ecosystem_path(Path::new("pm2.json")));
-    assert!(!is_ecosystem_path(Path::new("ecosystem.config.js")));
+    assert!(is_ecosystem_path(Path::new("ecosystem.config.js")));
+    assert!(!is_ecosystem_path(Path::new("app.js")));
     assert!(!is_ecosystem_path(Path::new("app")));
 }
 
@@ -448,10 +449,8 @@ fn load_file_reads_and_reports() {
         .load_as("ecosystem.config.js", "module.exports = {}")
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("JavaScript ecosystem files are not supported"),
-        "{e}"
-    );
+    // Read as text it is refused: the CLI evaluates it with node (js_ecosystem) first.
+    assert!(e.contains("evaluated by node, not read as text"), "{e}");
 }
 
 /// Each bad input: the message must contain every listed piece (file, line, app, key

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod daemon;
+mod ecosystem_js;
 mod exit_codes;
 mod faults;
 mod fuzz_regressions;
