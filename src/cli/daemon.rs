@@ -29,17 +29,24 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
     };
     host::init_tracing(true);
     // symlink_metadata: a link planted at the dump is reported by `load`, not skipped.
-    let apps = if args.resurrect && std::fs::symlink_metadata(dump::path(&home)).is_ok() {
-        dump::load(&home)?
-            .into_iter()
-            .map(|a| NewApp {
-                spec: a.spec,
-                env: a.env,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let saved = |name: String| std::fs::symlink_metadata(home.join(name)).is_ok();
+    let apps =
+        if args.resurrect && (saved(dump::FILE.into()) || saved(format!("{}.bak", dump::FILE))) {
+            let loaded = dump::load(&home)?;
+            if let Some(note) = &loaded.from_backup {
+                tracing::warn!("{note}");
+            }
+            loaded
+                .apps
+                .into_iter()
+                .map(|a| NewApp {
+                    spec: a.spec,
+                    env: a.env,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
     host::supervise(&home, apps, false)?;
     tracing::info!("supervisor stopped");
     Ok(())

@@ -94,20 +94,72 @@ pub fn save(home: &Path, apps: &[SavedApp], force: bool) -> anyhow::Result<PathB
     Ok(target)
 }
 
-pub fn load(home: &Path) -> anyhow::Result<Vec<SavedApp>> {
+/// What `load` found: the apps, and, when they came from `dump.yaml.bak`, why.
+#[derive(Debug)]
+pub struct Loaded {
+    pub apps: Vec<SavedApp>,
+    /// Set when the dump was missing or damaged and the previous one was read instead.
+    pub from_backup: Option<String>,
+}
+
+/// Reads the dump; when it is missing or damaged, the previous one (`dump.yaml.bak`),
+/// and a damaged dump is moved aside to `dump.yaml.damaged` (so it is kept, and the next
+/// `save` may write a new one). A dump of a future format, or a symlink, is refused
+/// without falling back: neither is damage, and the backup would be older news.
+pub fn load(home: &Path) -> anyhow::Result<Loaded> {
     let path = path(home);
-    let Some(text) = read_no_follow(&path)? else {
-        bail!(
-            "nothing to resurrect: {} does not exist (`drover save` writes it)",
-            path.display()
-        );
+    let problem = match read_no_follow(&path)? {
+        None => format!("{} does not exist", path.display()),
+        Some(text) => match decode(&text) {
+            Ok(apps) => {
+                return Ok(Loaded {
+                    apps,
+                    from_backup: None,
+                });
+            }
+            Err(e) if is_future_format(&text) => {
+                bail!(
+                    "cannot resurrect: {}: {e}; it is left as it is",
+                    path.display()
+                )
+            }
+            Err(e) => format!("{}: {e}", path.display()),
+        },
     };
-    decode(&text).map_err(|e| {
-        anyhow!(
-            "cannot resurrect: {}: {e}; it is left as it is",
-            path.display()
-        )
+    let bak = home.join(format!("{FILE}.bak"));
+    let backup = match read_no_follow(&bak) {
+        Ok(Some(text)) => decode(&text).ok(),
+        _ => None,
+    };
+    let Some(apps) = backup else {
+        if path.exists() {
+            bail!(
+                "cannot resurrect: {problem}; it is left as it is (and no readable {} to fall back on)",
+                bak.display()
+            );
+        }
+        bail!("nothing to resurrect: {problem} (`drover save` writes it)");
+    };
+    let mut note = format!("{problem}: read {} instead", bak.display());
+    if path.exists() {
+        let aside = home.join(format!("{FILE}.damaged"));
+        match std::fs::rename(&path, &aside) {
+            Ok(()) => note.push_str(&format!("; the damaged one is kept as {}", aside.display())),
+            Err(e) => note.push_str(&format!("; cannot move the damaged one aside: {e}")),
+        }
+    }
+    Ok(Loaded {
+        apps,
+        from_backup: Some(note),
     })
+}
+
+/// Whether `text` is a dump of a format newer than this drover's.
+fn is_future_format(text: &str) -> bool {
+    yaml_serde::from_str::<HeaderRecord>(text)
+        .ok()
+        .and_then(|h| h.format?.as_u64())
+        .is_some_and(|f| f > u64::from(FORMAT))
 }
 
 /// The file's text, `None` if there is none. A symlink is refused: the dump is written
@@ -576,10 +628,10 @@ mod tests {
         assert_eq!(written, path(home.path()));
         let mode = std::fs::metadata(&written).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(load(home.path()).unwrap(), apps);
+        assert_eq!(load(home.path()).unwrap().apps, apps);
 
         save(home.path(), &apps[..1], false).unwrap();
-        assert_eq!(load(home.path()).unwrap(), apps[..1]);
+        assert_eq!(load(home.path()).unwrap().apps, apps[..1]);
         let bak = std::fs::read_to_string(home.path().join("dump.yaml.bak")).unwrap();
         assert_eq!(decode(&bak).unwrap(), apps);
         let left: Vec<_> = std::fs::read_dir(home.path())
@@ -627,6 +679,7 @@ mod tests {
             ("drover: 0.1.0\napps: []\n".to_owned(), "no `format:`"),
         ] {
             std::fs::write(path(home.path()), &damaged).unwrap();
+            // With no backup to fall back on.
             let e = format!("{:#}", load(home.path()).unwrap_err());
             assert!(e.contains("dump.yaml: "), "{e}");
             assert!(e.contains(needle), "{e} lacks {needle:?}");
@@ -634,6 +687,38 @@ mod tests {
             assert!(e.contains("it is kept"), "{e}");
             assert_eq!(read(home.path()), damaged.as_bytes());
         }
+    }
+
+    #[test]
+    fn a_missing_or_damaged_dump_falls_back_on_the_backup_and_is_kept_aside() {
+        let home = home();
+        let apps = golden_apps();
+        save(home.path(), &apps, false).unwrap();
+        save(home.path(), &apps[..1], false).unwrap();
+        // Damaged: the backup (the save before) is read, the damaged file moved aside.
+        std::fs::write(path(home.path()), "apps: [\n").unwrap();
+        let loaded = load(home.path()).unwrap();
+        assert_eq!(loaded.apps, apps);
+        let note = loaded.from_backup.unwrap();
+        assert!(
+            note.contains("dump.yaml: ") && note.contains("read"),
+            "{note}"
+        );
+        assert!(note.contains("dump.yaml.bak instead"), "{note}");
+        assert_eq!(
+            std::fs::read(home.path().join("dump.yaml.damaged")).unwrap(),
+            b"apps: [\n"
+        );
+        assert!(!path(home.path()).exists());
+        // Missing: the backup too, saying so.
+        let loaded = load(home.path()).unwrap();
+        assert_eq!(loaded.apps, apps);
+        assert!(loaded.from_backup.unwrap().contains("does not exist"));
+        // A future format is not damage: no fallback, the file stays.
+        let future = GOLDEN.replace("format: 1", "format: 2");
+        std::fs::write(path(home.path()), &future).unwrap();
+        assert!(load(home.path()).is_err());
+        assert_eq!(read(home.path()), future.as_bytes());
     }
 
     #[test]
@@ -647,7 +732,7 @@ mod tests {
         assert_eq!(read(home.path()), before);
 
         save(home.path(), &[], true).unwrap();
-        assert!(load(home.path()).unwrap().is_empty());
+        assert!(load(home.path()).unwrap().apps.is_empty());
         // An empty dump may be saved over again without force: nothing is lost.
         save(home.path(), &[], false).unwrap();
         // And with no dump at all.

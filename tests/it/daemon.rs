@@ -589,3 +589,23 @@ fn daemon_resurrect_starts_the_saved_apps_in_the_foreground() {
     assert!(status.success());
     assert!(refused(addr), "its workers are gone");
 }
+
+#[test]
+fn resurrect_falls_back_on_the_backup_when_the_dump_is_damaged() {
+    let d = Daemon::new();
+    let addr = start_api(&d, "1");
+    d.ok(&["save"]);
+    d.ok(&["save"]);
+    d.ok(&["kill"]);
+    std::fs::write(d.home.path().join("dump.yaml"), "apps: [\n").unwrap();
+    let out = d.ok(&["resurrect"]);
+    assert!(out.contains("resurrected 1 app from the backup"), "{out}");
+    assert!(out.contains("dump.yaml.bak instead"), "{out}");
+    assert_eq!(
+        d.home.read("dump.yaml.damaged"),
+        "apps: [\n",
+        "the damaged dump is kept aside"
+    );
+    // Back on the same port, as from the dump itself.
+    assert_eq!(listen_of(&d.wait_online("api", 1)[0]), addr);
+}

@@ -1,16 +1,20 @@
-//! `resurrect`: start the apps of the dump that are not running.
+//! `resurrect`: start the apps of the dump that are not running (from `dump.yaml.bak`
+//! when the dump is missing or damaged, saying so).
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Failure, Reply, done, plural};
 use crate::supervisor::{NewApp, Supervisor, dump};
 
 impl Supervisor {
     pub(super) fn resurrect(&mut self) -> Reply {
-        let saved = dump::load(&self.home).map_err(|e| Failure::failed(format!("{e:#}")))?;
+        let loaded = dump::load(&self.home).map_err(|e| Failure::failed(format!("{e:#}")))?;
+        if let Some(note) = &loaded.from_backup {
+            warn!("{note}");
+        }
         let mut fresh = Vec::new();
         let mut skipped = Vec::new();
-        for app in saved {
+        for app in loaded.apps {
             if self.app_index(&app.spec.name).is_some() {
                 skipped.push(app.spec.name);
             } else {
@@ -25,6 +29,9 @@ impl Supervisor {
         let mut msg = format!("resurrected {} app{}", started.len(), plural(started.len()));
         if !skipped.is_empty() {
             msg.push_str(&format!(" ({} already running)", skipped.join(", ")));
+        }
+        if let Some(note) = loaded.from_backup {
+            msg.push_str(&format!(" from the backup: {note}"));
         }
         done(msg)
     }
