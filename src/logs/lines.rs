@@ -17,6 +17,13 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Bytes asked of the pipe per read; a Linux pipe holds 64 KiB by default.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How long the start of a line may wait for its end before it is written as a line of
+/// its own (a progress bar, a prompt, a `process.stderr.write('x')` with no newline): a
+/// line that completes within this stays whole, one that does not reaches the file
+/// anyway, as PM2 writes data as it arrives. Long enough that a writer descheduled in
+/// the middle of a line on a busy machine does not split it.
+pub const PARTIAL_LINE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Cuts a byte stream into lines (without their `\n`), whatever the read boundaries.
 /// Memory stays bounded: at most [`MAX_LINE`] bytes of an unfinished line are held.
 #[derive(Debug, Default)]
@@ -86,7 +93,8 @@ pub struct PumpStats {
 ///
 /// The sink is flushed whenever the reader has nothing more immediately available and
 /// at the end, so lines reach the file promptly without one write per line. A final
-/// line without `\n` is written with one. Write errors never stop the pump: the sink
+/// line without `\n` is written with one, and so is the start of a line whose end has
+/// not come within [`PARTIAL_LINE_DELAY`]. Write errors never stop the pump: the sink
 /// counts the lines it drops and the pipe keeps draining, so the worker never blocks.
 pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, mut sink: LineSink) -> PumpStats {
     let mut stats = PumpStats::default();
@@ -98,7 +106,22 @@ pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, mut sink: LineSink) -> Pu
             None => {
                 // Nothing more right now: push what we have to disk, then wait.
                 sink.flush();
-                reader.read(&mut buf).await
+                if splitter.pending_len() == 0 {
+                    reader.read(&mut buf).await
+                } else {
+                    match tokio::time::timeout(PARTIAL_LINE_DELAY, reader.read(&mut buf)).await {
+                        Ok(read) => read,
+                        Err(_) => {
+                            // The line's end is not coming soon: write what there is.
+                            splitter.finish(|line| {
+                                sink.write_line(line);
+                                stats.lines += 1;
+                            });
+                            sink.flush();
+                            reader.read(&mut buf).await
+                        }
+                    }
+                }
             }
         };
         match read {
@@ -326,5 +349,43 @@ mod tests {
         assert_eq!(lines.len(), 20_001);
         assert_eq!(lines[19_999], "line 19999");
         assert_eq!(lines[20_000], "last words");
+    }
+
+    #[test]
+    fn a_partial_line_reaches_the_file_after_a_delay_and_a_quick_one_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("err.log");
+        let hub = LogHub::new(false);
+        let sink = hub.sink("api", 0, Stream::Err, &path, true, None).unwrap();
+        let written = rt().block_on(async {
+            let (mut tx, rx) = tokio::io::duplex(512);
+            let pump = tokio::spawn(pump(rx, sink));
+            // Completed in time: one line.
+            tx.write_all(b"quick ").await.unwrap();
+            tx.write_all(b"line\n").await.unwrap();
+            // Never completed while the worker lives: written after the delay.
+            tx.write_all(b"progress 50%").await.unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let text = loop {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.contains("progress") {
+                    break text;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never written: {text:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            };
+            tx.write_all(b"... done\n").await.unwrap();
+            drop(tx);
+            pump.await.unwrap();
+            text
+        });
+        assert_eq!(written, "quick line\nprogress 50%\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "quick line\nprogress 50%\n... done\n"
+        );
     }
 }
