@@ -89,7 +89,22 @@ impl AppListeners {
     /// user (or another drover app) already listens with on that port, silently splitting
     /// its traffic with ours: a port that is taken is refused first, as a plain bind
     /// would be.
+    ///
+    /// `[::]` takes both stacks (IPV6_V6ONLY off, as Node does); on a host without IPv6
+    /// it becomes `0.0.0.0`.
     pub fn bind(addr: &ListenAddr, mode: SocketMode, slots: u32) -> io::Result<Self> {
+        let fallback;
+        let addr = match addr {
+            ListenAddr::Tcp(SocketAddr::V6(v6)) if v6.ip().is_unspecified() && !has_ipv6() => {
+                fallback = ListenAddr::Tcp(SocketAddr::from((
+                    std::net::Ipv4Addr::UNSPECIFIED,
+                    v6.port(),
+                )));
+                tracing::info!("no IPv6 on this host: {addr} binds {fallback} instead");
+                &fallback
+            }
+            _ => addr,
+        };
         if let (ListenAddr::Tcp(tcp), SocketMode::Reuseport) = (addr, mode)
             && tcp.port() != 0
         {
@@ -466,6 +481,28 @@ fn bind_one(addr: &ListenAddr, mode: SocketMode) -> io::Result<OwnedFd> {
     }
 }
 
+/// Whether this host can make IPv6 sockets.
+fn has_ipv6() -> bool {
+    socket::socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .is_ok()
+}
+
+/// IPV6_V6ONLY off on an IPv6 socket, so `[::]` serves IPv4 too whatever the host's
+/// `net.ipv6.bindv6only`; other addresses are left as they are.
+fn dual_stack(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    if let SocketAddr::V6(v6) = addr
+        && v6.ip().is_unspecified()
+    {
+        socket::setsockopt(fd, sockopt::Ipv6V6Only, &false)?;
+    }
+    Ok(())
+}
+
 /// Fails with EADDRINUSE when something listens on `addr`, even with SO_REUSEPORT: a
 /// socket without it that binds (and never listens) is only refused by a taken port.
 fn ensure_free(addr: SocketAddr) -> io::Result<()> {
@@ -475,6 +512,7 @@ fn ensure_free(addr: SocketAddr) -> io::Result<()> {
     };
     let probe = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     socket::setsockopt(&probe, sockopt::ReuseAddr, &true)?;
+    dual_stack(&probe, addr)?;
     let result = match addr {
         SocketAddr::V4(v4) => socket::bind(probe.as_fd().as_raw_fd_compat(), &SockaddrIn::from(v4)),
         SocketAddr::V6(v6) => {
@@ -501,6 +539,7 @@ fn bind_tcp(addr: SocketAddr, reuseport: bool) -> io::Result<OwnedFd> {
     };
     let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    dual_stack(&fd, addr)?;
     if reuseport {
         socket::setsockopt(&fd, sockopt::ReusePort, &true)?;
     }

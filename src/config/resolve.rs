@@ -2,7 +2,7 @@
 //! and every rule that involves more than one key.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -112,8 +112,10 @@ pub(crate) fn resolve(
     };
     let listen = match listen_spec {
         None => None,
+        // Both stacks, as Node's listen(port) does: `[::]` with IPV6_V6ONLY off (the
+        // sockets module falls back to 0.0.0.0 where the host has no IPv6).
         Some(ListenSpec::Port(p)) => Some(ListenAddr::Tcp(SocketAddr::from((
-            Ipv4Addr::UNSPECIFIED,
+            std::net::Ipv6Addr::UNSPECIFIED,
             p,
         )))),
         Some(ListenSpec::Tcp(addr)) => Some(ListenAddr::Tcp(addr)),

@@ -121,7 +121,7 @@ fn json_form_with_tabs() {
     assert_eq!(apps[0].env["PORT"], "3000");
     assert_eq!(
         apps[0].listen,
-        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+        Some(ListenAddr::Tcp("[::]:3000".parse().unwrap()))
     );
     let e = f
         .load_as(
@@ -281,7 +281,7 @@ fn cluster_listen_defaults() {
     let app = f.one("- script: app.js\n  instances: 4\n  port: 8080\n");
     assert_eq!(
         app.listen,
-        Some(ListenAddr::Tcp("0.0.0.0:8080".parse().unwrap()))
+        Some(ListenAddr::Tcp("[::]:8080".parse().unwrap()))
     );
     assert_eq!(app.env["PORT"], "8080");
     assert_eq!(app.socket, SocketMode::Reuseport);
@@ -289,7 +289,7 @@ fn cluster_listen_defaults() {
     let app = f.one("- script: app.js\n  exec_mode: cluster\n  env: {PORT: 3000}\n");
     assert_eq!(
         app.listen,
-        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+        Some(ListenAddr::Tcp("[::]:3000".parse().unwrap()))
     );
     // env_production's PORT
     let mut g = fx();
@@ -299,7 +299,7 @@ fn cluster_listen_defaults() {
         .unwrap();
     assert_eq!(
         apps[0].listen,
-        Some(ListenAddr::Tcp("0.0.0.0:4000".parse().unwrap()))
+        Some(ListenAddr::Tcp("[::]:4000".parse().unwrap()))
     );
     // fork mode: port only sets PORT
     let app = f.one("- script: app.js\n  port: 8080\n");
@@ -892,7 +892,7 @@ fn cli_flags() {
     assert_eq!((app.instances, app.exec_mode), (7, ExecMode::Cluster));
     assert_eq!(
         app.listen,
-        Some(ListenAddr::Tcp("0.0.0.0:3000".parse().unwrap()))
+        Some(ListenAddr::Tcp("[::]:3000".parse().unwrap()))
     );
     assert_eq!(app.max_memory_restart, Some(1 << 30));
     assert_eq!(app.stop.kill_timeout, Duration::from_secs(2));

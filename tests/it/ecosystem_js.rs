@@ -63,6 +63,7 @@ fn the_guides_ecosystem_config_js_starts_unchanged_with_start_and_run() {
         &format!(
             r#""$DROVER" start ecosystem.config.js || exit 1
 {WAIT_SERVING}
+echo "v6: $(curl -s -g --max-time 5 'http://[::1]:3000/')"
 "$DROVER" list --json; echo
 "$DROVER" kill >/dev/null
 "$DROVER" run ecosystem.config.js > run.log 2>&1 &
@@ -97,6 +98,8 @@ kill -TERM $run; wait $run; echo "run exited $?""#
             .all(|w| w["name"] == "ramapi" && w["mode"] == "cluster")
     );
     assert!(out.stdout.contains("run exited 0"), "{}", out.stdout);
+    // A port-only listen takes both stacks, as Node's listen(3000) does.
+    assert!(out.stdout.contains("v6: {"), "{}", out.stdout);
     // Its own log files, merged, where the file says.
     assert!(dir.join("logs/out.log").exists());
 }
