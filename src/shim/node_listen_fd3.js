@@ -46,7 +46,11 @@
 (function droverReady() {
   const env = process.env;
   const fdText = env.DROVER_READY_FD;
-  if (fdText === undefined) return;
+  if (fdText === undefined) {
+    // Not drover's readiness pipe, but still PM2's promise: process.send exists.
+    if (typeof process.send !== 'function') process.send = () => true;
+    return;
+  }
   const onListening = env.DROVER_READY_ON === 'listening';
   delete env.DROVER_READY_FD;
   delete env.DROVER_READY_ON;

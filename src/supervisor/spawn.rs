@@ -111,11 +111,10 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     })
 }
 
-/// Node workers that share a listener or wait_ready get the shim (and a readiness pipe).
+/// Every Node worker gets the shim (and a readiness pipe): PM2 always gives Node apps an
+/// IPC channel, so apps call `process.send('ready')` whether or not `wait_ready` is set.
 fn uses_shim(launch: &WorkerLaunch<'_>) -> bool {
-    launch.node_shim.is_some()
-        && launch.app.command.runtime() == Runtime::Node
-        && (launch.listener.is_some() || launch.app.restart.wait_ready)
+    launch.node_shim.is_some() && launch.app.command.runtime() == Runtime::Node
 }
 
 /// The read end of a worker's output pipe, grown to 1 MiB (the unprivileged maximum):

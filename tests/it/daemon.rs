@@ -609,3 +609,31 @@ fn resurrect_falls_back_on_the_backup_when_the_dump_is_damaged() {
     // Back on the same port, as from the dump itself.
     assert_eq!(listen_of(&d.wait_online("api", 1)[0]), addr);
 }
+
+#[test]
+fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
+    // PM2 always gives Node apps an IPC channel; an app written for it calls
+    // process.send('ready') whatever its settings.
+    let d = Daemon::new();
+    let app = d.home.write(
+        "sends.js",
+        "process.send('ready'); console.log('sent ready');\nsetInterval(() => {}, 1000);\n",
+    );
+    d.ok(&["start", app.to_str().unwrap(), "--name", "sends"]);
+    let workers = d.wait_online("sends", 1);
+    let pid = workers[0]["pid"].as_i64().unwrap();
+    wait_for("its log line", DEADLINE, || {
+        d.home
+            .read("logs/sends-out-0.log")
+            .contains("sent ready")
+            .then_some(())
+    });
+    let worker = &d.list()[0];
+    assert_eq!(worker["restarts"], 0, "{worker}");
+    assert_eq!(worker["pid"].as_i64(), Some(pid));
+    assert!(
+        !d.home
+            .read("logs/sends-error-0.log")
+            .contains("not a function")
+    );
+}
