@@ -223,7 +223,9 @@ pub(crate) fn resolve(
         listen_timeout: raw.listen_timeout.map_or(defaults::LISTEN_TIMEOUT, |m| m.0),
     };
     let stop = StopSpec {
-        kill_signal: raw.kill_signal.map_or(Signal::SIGINT, |s| s.0),
+        kill_signal: raw
+            .kill_signal
+            .map_or_else(|| graceful_signal(&command), |s| s.0),
         kill_timeout: raw.kill_timeout.map_or(defaults::KILL_TIMEOUT, |m| m.0),
     };
 
@@ -514,4 +516,29 @@ pub(crate) fn normalize(p: &Path) -> PathBuf {
         out.push(".");
     }
     out
+}
+
+/// The signal that asks the server `command` runs to stop gracefully, when the app does
+/// not set `kill_signal`: PM2's SIGINT, except for servers that treat SIGINT as a quick
+/// shutdown (dropping requests in flight). The README's table lists them.
+pub(crate) fn graceful_signal(command: &super::Command) -> Signal {
+    let base = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let script = base(&command.script);
+    // `python -m gunicorn …` names the server in the interpreter's arguments.
+    let module = command
+        .interpreter_args
+        .windows(2)
+        .find(|w| w[0] == "-m")
+        .map(|w| w[1].clone());
+    let server = module.unwrap_or(script);
+    match server.as_str() {
+        // SIGINT and SIGQUIT are its quick shutdown; SIGTERM waits for the workers'
+        // requests (graceful_timeout).
+        "gunicorn" => Signal::SIGTERM,
+        _ => Signal::SIGINT,
+    }
 }

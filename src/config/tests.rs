@@ -1034,3 +1034,24 @@ fn example_file_loads() {
     let apps = load_file(&path, &ctx).unwrap_or_else(|e| panic!("{e}"));
     assert!(!apps.is_empty());
 }
+
+#[test]
+fn gunicorn_is_stopped_with_its_graceful_signal_unless_kill_signal_says_otherwise() {
+    let command = |script: &str, interpreter_args: &[&str]| Command {
+        interpreter: None,
+        interpreter_args: interpreter_args.iter().map(|a| a.to_string()).collect(),
+        script: script.into(),
+        args: Vec::new(),
+    };
+    let graceful = super::resolve::graceful_signal;
+    assert_eq!(
+        graceful(&command("/usr/local/bin/gunicorn", &[])),
+        Signal::SIGTERM
+    );
+    assert_eq!(
+        graceful(&command("app.py", &["-m", "gunicorn"])),
+        Signal::SIGTERM
+    );
+    assert_eq!(graceful(&command("uvicorn", &[])), Signal::SIGINT);
+    assert_eq!(graceful(&command("server.js", &[])), Signal::SIGINT);
+}

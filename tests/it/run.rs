@@ -405,6 +405,37 @@ fn gunicorn_takes_the_socket_through_listen_fds() {
 }
 
 #[test]
+fn stopping_gunicorn_lets_a_request_in_flight_finish() {
+    // SIGINT is gunicorn's quick shutdown (the request would get no answer): with no
+    // kill_signal set, drover sends gunicorn SIGTERM, its graceful one.
+    let home = Home::new();
+    let marker = home.path().join("slow-started");
+    let eco = home.write(
+        "eco.yaml",
+        &format!(
+            "apps:\n  - name: gu\n    script: gunicorn\n    args: ['--workers', '1', 'wsgi_app:app']\n    cwd: {}\n    listen: 127.0.0.1:0\n    kill_timeout: 10s\n    env:\n      SLOW_MARKER: {}\n",
+            fixture("").display(),
+            marker.display()
+        ),
+    );
+    let mut running = home.run(&[eco.to_str().unwrap()]);
+    let addr = running.listen_addr("gu");
+    running.remember(pid_of(&wait_serving(addr)));
+    let slow = std::thread::spawn(move || get(addr, "/slow"));
+    wait_for("the slow request to be handled", DEADLINE, || {
+        marker.exists().then_some(())
+    });
+    running.signal(Signal::SIGTERM);
+    let reply = slow.join().unwrap();
+    assert!(
+        matches!(&reply, Reply::Ok(body) if body.contains("\"slow\": true")),
+        "{reply:?}\n{}",
+        running.stderr()
+    );
+    assert_eq!(running.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
 fn sigint_exits_0_and_workers_output_is_prefixed_on_the_console() {
     let home = Home::new();
     let eco = node_worker_app(&home, "");
