@@ -34,14 +34,41 @@ pub struct ReloadArgs {
     /// How many workers to replace at a time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallel: u32,
+    /// Give the new workers this shell's environment instead of the one the app was
+    /// started with.
+    #[arg(long)]
+    pub update_env: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     /// The app's name.
     pub name: String,
-    /// How many workers it should have.
-    pub instances: u32,
+    /// How many workers it should have: N, or +N / -N more or fewer than now (PM2's).
+    #[arg(allow_hyphen_values = true, value_parser = parse_count)]
+    pub instances: Count,
+}
+
+/// `scale`'s count: absolute, or relative to the workers the app has now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    To(u32),
+    By(i64),
+}
+
+fn parse_count(s: &str) -> Result<Count, String> {
+    let bad = || format!("{s:?}: expected a number of workers, or +N / -N");
+    if let Some(rest) = s.strip_prefix('+') {
+        rest.parse::<u32>()
+            .map(|n| Count::By(i64::from(n)))
+            .map_err(|_| bad())
+    } else if let Some(rest) = s.strip_prefix('-') {
+        rest.parse::<u32>()
+            .map(|n| Count::By(-i64::from(n)))
+            .map_err(|_| bad())
+    } else {
+        s.parse().map(Count::To).map_err(|_| bad())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +116,7 @@ pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
         Request::Reload {
             target: args.target,
             parallel: args.parallel,
+            env: args.update_env.then(super::apps::caller_env),
         },
     )
 }
@@ -103,11 +131,29 @@ pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
 }
 
 pub fn scale(args: ScaleArgs, home: &Path) -> Result<(), Error> {
+    let instances = match args.instances {
+        Count::To(n) => n,
+        Count::By(delta) => {
+            let now = match Client::connect(home)?.call(&Request::List)? {
+                crate::protocol::Response::Workers { workers } => {
+                    workers.iter().filter(|w| w.name == args.name).count() as i64
+                }
+                _ => 0,
+            };
+            if now == 0 {
+                return Err(Error::Client(crate::ipc::client::ClientError::Supervisor {
+                    kind: crate::protocol::ErrorKind::NotFound,
+                    message: format!("no app named {}", args.name),
+                }));
+            }
+            u32::try_from((now + delta).max(0)).unwrap_or(u32::MAX)
+        }
+    };
     simple(
         home,
         Request::Scale {
             name: args.name,
-            instances: args.instances,
+            instances,
         },
     )
 }

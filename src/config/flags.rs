@@ -31,6 +31,14 @@ pub struct AppFlags {
     /// Interpreter (default from the extension: node, python3, bash; `none` to exec).
     #[arg(long)]
     pub interpreter: Option<String>,
+    /// Arguments for the interpreter, before the script (PM2's --node-args too).
+    #[arg(
+        long,
+        visible_alias = "node-args",
+        value_name = "ARGS",
+        allow_hyphen_values = true
+    )]
+    pub interpreter_args: Option<String>,
     /// Working directory of the workers.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -74,6 +82,10 @@ pub struct AppFlags {
     /// How long a new worker may take to become ready (default 3000 ms).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub listen_timeout: Option<String>,
+    /// Exit codes that mean "done": a worker exiting with one is not restarted (0,3 or
+    /// one code).
+    #[arg(long, value_name = "CODES", allow_hyphen_values = true)]
+    pub stop_exit_codes: Option<String>,
     /// Delay before restarting a crashed worker.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub restart_delay: Option<String>,
@@ -94,6 +106,7 @@ impl AppFlags {
             socket,
             env: _,
             interpreter,
+            interpreter_args,
             cwd,
             out_file,
             error_file,
@@ -108,6 +121,7 @@ impl AppFlags {
             min_uptime,
             wait_ready,
             listen_timeout,
+            stop_exit_codes,
             restart_delay,
             exp_backoff_restart_delay,
         } = self;
@@ -117,6 +131,7 @@ impl AppFlags {
             ("--listen", listen.is_some()),
             ("--socket", socket.is_some()),
             ("--interpreter", interpreter.is_some()),
+            ("--interpreter-args", interpreter_args.is_some()),
             ("--cwd", cwd.is_some()),
             ("--output", out_file.is_some()),
             ("--error", error_file.is_some()),
@@ -131,6 +146,7 @@ impl AppFlags {
             ("--min-uptime", min_uptime.is_some()),
             ("--wait-ready", *wait_ready),
             ("--listen-timeout", listen_timeout.is_some()),
+            ("--stop-exit-codes", stop_exit_codes.is_some()),
             ("--restart-delay", restart_delay.is_some()),
             (
                 "--exp-backoff-restart-delay",
@@ -195,6 +211,8 @@ impl RawApp {
             autorestart: Some(!flags.no_autorestart),
             wait_ready: flags.wait_ready.then_some(true),
             instances: parsed(inv, "instances", &flags.instances),
+            interpreter_args: parsed(inv, "interpreter_args", &flags.interpreter_args),
+            stop_exit_codes: parsed(inv, "stop_exit_codes", &flags.stop_exit_codes),
             listen: parsed(inv, "listen", &flags.listen),
             socket: parsed(inv, "socket", &flags.socket),
             max_memory_restart: parsed(inv, "max_memory_restart", &flags.max_memory_restart),

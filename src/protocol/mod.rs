@@ -109,6 +109,9 @@ pub enum Request {
     Reload {
         target: Target,
         parallel: u32,
+        /// `--update-env`: the new workers get the caller's environment.
+        #[serde(default)]
+        env: Option<BTreeMap<String, String>>,
     },
     Scale {
         name: String,

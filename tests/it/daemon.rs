@@ -520,6 +520,22 @@ fn update_env_takes_the_callers_environment_anew() {
     assert!(removed.status.success());
     wait_serving(addr);
     assert!(value().is_null());
+
+    // A reload too, with no gap: the new worker has the new environment once it is in.
+    let reloaded = d
+        .home
+        .command(&["reload", "envy", "--update-env"])
+        .env("GREETING", "three")
+        .output()
+        .unwrap();
+    assert!(
+        reloaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reloaded.stderr)
+    );
+    wait_for("the reloaded worker's environment", DEADLINE, || {
+        (value() == "three").then_some(())
+    });
 }
 
 #[test]
@@ -636,4 +652,45 @@ fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
             .read("logs/sends-error-0.log")
             .contains("not a function")
     );
+}
+
+#[test]
+fn pm2_flags_node_args_stop_exit_codes_and_relative_scale() {
+    let d = Daemon::new();
+    d.ok(&[
+        "start",
+        fixture("http_worker.js").to_str().unwrap(),
+        "--name",
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-args",
+        "--max-old-space-size=128",
+        "--stop-exit-codes",
+        "0,3",
+    ]);
+    d.wait_online("api", 1);
+    let described: serde_json::Value =
+        serde_json::from_str(&d.ok(&["describe", "api", "--json"])).unwrap();
+    let spec = &described[0]["spec"];
+    assert_eq!(
+        spec["interpreter_args"],
+        serde_json::json!(["--max-old-space-size=128"])
+    );
+    assert_eq!(spec["stop_exit_codes"], serde_json::json!([0, 3]));
+    d.ok(&["scale", "api", "+2"]);
+    d.wait_online("api", 3);
+    d.ok(&["scale", "api", "-1"]);
+    d.wait_online("api", 2);
+    for (count, code) in [("-5", 2), ("lots", 2)] {
+        let out = d.home.output(&["scale", "api", count]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "scale {count}: {}",
+            out.stderr
+        );
+    }
+    let out = d.home.output(&["scale", "nope", "+1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
 }

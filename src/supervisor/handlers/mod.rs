@@ -141,7 +141,11 @@ impl Supervisor {
             Request::Stop { target } => self.stop(&target),
             Request::Restart { target, env } => self.restart(&target, env),
             Request::Delete { target } => self.delete(&target),
-            Request::Reload { target, parallel } => self.reload(&target, parallel),
+            Request::Reload {
+                target,
+                parallel,
+                env,
+            } => self.reload(&target, parallel, env),
             Request::Scale { name, instances } => self.scale(&name, instances),
             Request::List => Ok(Answer::Now(self.list())),
             Request::Describe { target } => Ok(Answer::Now(self.describe(&target))),
@@ -235,6 +239,17 @@ impl Supervisor {
 
     fn app_index(&self, name: &str) -> Option<usize> {
         self.apps.iter().position(|a| a.spec.name == name)
+    }
+
+    /// `--update-env`: the apps of these slots take `env` from their next worker on.
+    fn replace_env(&mut self, ids: &[u32], env: std::collections::BTreeMap<String, String>) {
+        let env = std::sync::Arc::new(env);
+        for i in 0..self.apps.len() {
+            if self.apps[i].slots.iter().any(|s| ids.contains(&s.id)) {
+                self.apps[i].env = env.clone();
+                self.update_slots(i);
+            }
+        }
     }
 
     /// Sends the app's current spec and environment to each of its slots.

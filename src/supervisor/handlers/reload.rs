@@ -2,6 +2,8 @@
 //! each replaced by a new worker that must be ready before the old one retires. Stops
 //! at the first slot that fails, which keeps its old worker.
 
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -11,9 +13,17 @@ use crate::supervisor::slot::SlotMsg;
 use crate::supervisor::{Supervisor, Tidy};
 
 impl Supervisor {
-    pub(super) fn reload(&mut self, target: &Target, parallel: u32) -> Result<Answer, Failure> {
+    pub(super) fn reload(
+        &mut self,
+        target: &Target,
+        parallel: u32,
+        env: Option<BTreeMap<String, String>>,
+    ) -> Result<Answer, Failure> {
         let ids = self.resolve(target)?;
         self.refuse_if_deleting(&ids)?;
+        if let Some(env) = env {
+            self.replace_env(&ids, env);
+        }
         let slots: Vec<mpsc::UnboundedSender<SlotMsg>> = self
             .apps
             .iter()
@@ -65,7 +75,7 @@ impl Supervisor {
 
     /// SIGHUP: reload every app, the outcome in the supervisor's log.
     pub(in crate::supervisor) fn reload_all_logged(&mut self) {
-        match self.reload(&Target::All, 1) {
+        match self.reload(&Target::All, 1, None) {
             Ok(Answer::Later(work)) => {
                 tokio::spawn(async move {
                     match work.await.1 {

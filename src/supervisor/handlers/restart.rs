@@ -3,7 +3,6 @@
 //! still `stopping`, so back-to-back restarts each replace the worker.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -21,13 +20,7 @@ impl Supervisor {
         let ids = self.resolve(target)?;
         self.refuse_if_deleting(&ids)?;
         if let Some(env) = env {
-            let env = Arc::new(env);
-            for i in 0..self.apps.len() {
-                if self.apps[i].slots.iter().any(|s| ids.contains(&s.id)) {
-                    self.apps[i].env = env.clone();
-                    self.update_slots(i);
-                }
-            }
+            self.replace_env(&ids, env);
         }
         let waits: Vec<_> = self
             .slots(&ids)
