@@ -6,7 +6,7 @@ use clap::Args;
 use super::{RunArgs, apps};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{AppConfig, Request, Response};
+use crate::protocol::{AppConfig, Request, Response, Target};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -18,6 +18,13 @@ pub struct StartArgs {
 }
 
 pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
+    if let Some(target) = known_app(&args, home)? {
+        // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it.
+        let env = args.update_env.then(apps::caller_env);
+        let mut client = Client::connect(home)?;
+        print_done(client.call(&Request::Restart { target, env })?);
+        return Ok(());
+    }
     // Validated here: a bad file is reported by the CLI and nothing reaches the supervisor.
     let apps = apps::load(&args.run, home)?;
     let request = Request::Start {
@@ -28,6 +35,26 @@ pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
     let mut client = Client::connect_or_spawn(home)?;
     print_done(client.call(&request)?);
     Ok(())
+}
+
+/// The app `start`'s target names, when it is no file but the name or id of an app the
+/// running supervisor has, and no flag describes a new app.
+fn known_app(args: &StartArgs, home: &std::path::Path) -> Result<Option<Target>, Error> {
+    let target = &args.run.target;
+    let word = target.to_string_lossy();
+    if target.exists() || word.contains('/') || !args.run.app.given().is_empty() {
+        return Ok(None);
+    }
+    let Ok(mut client) = Client::connect(home) else {
+        return Ok(None);
+    };
+    let Response::Workers { workers } = client.call(&Request::List)? else {
+        return Ok(None);
+    };
+    let known = workers
+        .iter()
+        .any(|w| w.name == word || w.id.to_string() == word);
+    Ok(known.then(|| word.parse().expect("a non-empty word is a target")))
 }
 
 pub fn resurrect(home: &std::path::Path) -> Result<(), Error> {

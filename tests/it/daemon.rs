@@ -694,3 +694,43 @@ fn pm2_flags_node_args_stop_exit_codes_and_relative_scale() {
     let out = d.home.output(&["scale", "nope", "+1"]);
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
 }
+
+#[test]
+fn start_of_a_known_name_or_id_restarts_it_and_names_come_before_ids() {
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    // An app named like an id, and another app whose worker has that id.
+    d.ok(&[
+        "start",
+        script.to_str().unwrap(),
+        "--name",
+        "web",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    d.ok(&[
+        "start",
+        script.to_str().unwrap(),
+        "--name",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    d.wait_online("web", 1);
+    d.wait_online("1", 1);
+    let web_id = d.list().iter().find(|w| w["name"] == "web").unwrap()["id"].clone();
+    d.ok(&["stop", "web"]);
+    assert_eq!(d.statuses("web"), ["stopped"]);
+    // PM2: `start <name>` of a stopped app starts it again (no script named web here).
+    let out = d.ok(&["start", "web"]);
+    assert!(out.contains("restarted web"), "{out}");
+    d.wait_online("web", 1);
+    // `stop 1` is the app named 1, not worker id 1.
+    let out = d.ok(&["stop", "1"]);
+    assert!(out.contains("stopped 1"), "{out}");
+    assert_eq!(d.statuses("1"), ["stopped"]);
+    assert_eq!(d.statuses("web"), ["online"]);
+    // And `start <id>` restarts by id.
+    let out = d.ok(&["start", &web_id.to_string()]);
+    assert!(out.contains("restarted"), "{out}");
+}

@@ -196,6 +196,16 @@ impl Supervisor {
 
     /// Ids of the slots `target` names, leaving ones included (delete).
     fn resolve_with(&self, target: &Target, leaving_too: bool) -> Result<Vec<u32>, Failure> {
+        // Names are tried before ids, as PM2 does: `restart 455` is the app named 455
+        // when there is one.
+        let as_name;
+        let target = match target {
+            Target::Id(id) if self.app_index(&id.to_string()).is_some() => {
+                as_name = Target::Name(id.to_string());
+                &as_name
+            }
+            other => other,
+        };
         let ids: Vec<u32> = self
             .apps
             .iter()
