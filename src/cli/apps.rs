@@ -13,6 +13,27 @@ use crate::error::Error;
 
 /// The apps to run: every app of an ecosystem file, or one app from a script and flags.
 pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
+    let apps = load_specs(args, home)?;
+    for app in &apps {
+        if let Some(warning) = port_fight(app) {
+            eprintln!("drover: warning: {warning}");
+        }
+    }
+    Ok(apps)
+}
+
+/// Several workers and no address to share: each worker that binds a port of its own
+/// fights the others for it (all but one crash-loop on EADDRINUSE).
+fn port_fight(app: &AppSpec) -> Option<String> {
+    (app.instances > 1 && app.listen.is_none() && app.increment_var.is_none()).then(|| {
+        format!(
+            "app {}: {} workers and no address to share: if they bind a port, all but one will fail with EADDRINUSE; give --listen PORT (or port:/env PORT in cluster mode), or increment_var: PORT for a port each",
+            app.name, app.instances
+        )
+    })
+}
+
+fn load_specs(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ctx = ResolveContext {
         home: home.to_path_buf(),

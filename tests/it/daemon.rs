@@ -734,3 +734,29 @@ fn start_of_a_known_name_or_id_restarts_it_and_names_come_before_ids() {
     let out = d.ok(&["start", &web_id.to_string()]);
     assert!(out.contains("restarted"), "{out}");
 }
+
+#[test]
+fn several_workers_with_no_address_to_share_are_warned_about() {
+    let d = Daemon::new();
+    let app = d.home.write("idle.js", "setInterval(() => {}, 1000);\n");
+    let out = d.home.output(&["start", app.to_str().unwrap(), "-i", "2"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: app idle: 2 workers and no address to share"),
+        "{}",
+        out.stderr
+    );
+    let out = d.home.output(&[
+        "start",
+        app.to_str().unwrap(),
+        "-i",
+        "2",
+        "--name",
+        "shared",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+}
