@@ -147,7 +147,10 @@ fn load_text(
     let mut env_names: BTreeSet<String> = BTreeSet::new();
     for (i, item) in apps.iter().enumerate() {
         let mut app_path = prefix.clone();
-        app_path.push(Seg::Index(i));
+        // One app object is the whole file: its keys are at the top.
+        if !is_single_app(&doc) {
+            app_path.push(Seg::Index(i));
+        }
         let Value::Mapping(map) = item else {
             let line = locate::locate(&text, &app_path).map(|l| l.0);
             return Err(ConfigError::file(
@@ -275,11 +278,24 @@ impl File<'_> {
                 .with_hint(HINT_SHAPE));
             }
         };
+        if is_single_app(doc) {
+            return Ok((std::slice::from_ref(doc), Vec::new()));
+        }
         let mut apps = None;
+        let mut apps_key = "apps";
         for (k, v) in top {
             let key = key_text(k).unwrap_or_else(|| describe_value(k));
             match key.as_str() {
-                "apps" => apps = Some(v),
+                // `pm2:` is PM2's other name for the list.
+                "apps" | "pm2" if apps.is_none() => {
+                    apps = Some(v);
+                    apps_key = if key == "pm2" { "pm2" } else { "apps" };
+                }
+                "apps" | "pm2" => {
+                    return Err(self
+                        .at_key(&key, "apps: and pm2: both list apps; keep one")
+                        .with_hint(HINT_SHAPE));
+                }
                 "deploy" => {
                     return Err(self.at_key(&key, "deploy is not supported").with_hint(
                         "drover runs apps; deploy them with your own tooling, then `drover start`",
@@ -311,13 +327,15 @@ impl File<'_> {
                 Err(ConfigError::file(self.origin, "no apps: key in the file")
                     .with_hint(HINT_SHAPE))
             }
-            Some(Value::Sequence(list)) => self.non_empty(list, vec![Seg::Key("apps".into())]),
-            Some(Value::Null) => Err(self.at_key("apps", "apps: the list of apps is empty")),
+            Some(Value::Sequence(list)) => self.non_empty(list, vec![Seg::Key(apps_key.into())]),
+            Some(Value::Null) => {
+                Err(self.at_key(apps_key, format!("{apps_key}: the list of apps is empty")))
+            }
             Some(other) => Err(self
                 .at_key(
-                    "apps",
+                    apps_key,
                     format!(
-                        "apps: expected a list of apps, got {}",
+                        "{apps_key}: expected a list of apps, got {}",
                         describe_value(other)
                     ),
                 )
@@ -342,6 +360,11 @@ impl File<'_> {
         }
         Ok((list, prefix))
     }
+}
+
+/// A file holding one app object rather than a list (PM2 reads it as a list of one).
+fn is_single_app(doc: &Value) -> bool {
+    matches!(doc, Value::Mapping(top) if top.contains_key("script") || top.contains_key("exec"))
 }
 
 const HINT_SHAPE: &str = "an ecosystem file looks like:\n    apps:\n      - name: api\n        script: server.js\n        instances: max";

@@ -473,6 +473,8 @@ fn resolve_logs(
     let path = |key: &str, given: &Option<PathBuf>, suffix: &str| -> Result<PathBuf, FieldError> {
         match given {
             Some(p) if p.as_os_str().is_empty() => Err(FieldError::value(key, "is empty")),
+            // PM2's way to discard a stream.
+            Some(p) if p.as_os_str().eq_ignore_ascii_case("NULL") => Ok("/dev/null".into()),
             Some(p) => Ok(normalize(&cwd.join(p))),
             None => Ok(ctx.home.join("logs").join(format!("{name}-{suffix}.log"))),
         }

@@ -1055,3 +1055,36 @@ fn gunicorn_is_stopped_with_its_graceful_signal_unless_kill_signal_says_otherwis
     assert_eq!(graceful(&command("uvicorn", &[])), Signal::SIGINT);
     assert_eq!(graceful(&command("server.js", &[])), Signal::SIGINT);
 }
+
+#[test]
+fn pm2_shapes_one_app_object_a_pm2_list_and_null_logs() {
+    let f = fx();
+    // One app object, as a JSON file may hold; its errors still have lines.
+    let apps = f
+        .load_as(
+            "app.json",
+            "{\n  \"name\": \"solo\",\n  \"script\": \"app.js\"\n}\n",
+        )
+        .unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0].name, "solo");
+    let e = f
+        .load_as(
+            "app.json",
+            "{\n  \"script\": \"app.js\",\n  \"instances\": \"lots\"\n}\n",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("app.json:3") && e.contains("instances"), "{e}");
+    // `pm2:` is PM2's other name for the list; both at once is refused.
+    let apps = f.load("pm2:\n  - script: app.js\n").unwrap();
+    assert_eq!(apps[0].name, "app");
+    let e = f
+        .load("apps:\n  - script: app.js\npm2:\n  - script: app.js\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("keep one"), "{e}");
+    // "NULL" discards the stream, as PM2's -e NULL (unquoted, YAML reads NULL as null).
+    let app = f.one("apps:\n  - script: app.js\n    error_file: 'NULL'\n");
+    assert_eq!(app.logs.error_file, Path::new("/dev/null"));
+}
