@@ -633,10 +633,11 @@ fn malformed_inputs() {
             "apps:\n  - script: app.js\ndeploy:\n  production: {}\n",
             vec!["ecosystem.yaml:3: deploy is not supported"],
         ),
+        // An app key at the top level next to apps: (one app object is a valid file).
         (
-            "script: app.js\ninstances: 2\n",
+            "instances: 2\napps:\n  - script: app.js\n",
             vec![
-                "ecosystem.yaml:1: script is an app key, but it is at the top level",
+                "ecosystem.yaml:1: instances is an app key, but it is at the top level",
                 "apps:",
             ],
         ),
