@@ -220,6 +220,12 @@ fn env_map(key: &str, v: &Value) -> Result<BTreeMap<String, String>, FieldError>
                 vec![Seg::Key(key.to_owned()), Seg::Key(name.clone())],
             )
         };
+        // An object or a list is stringified, as PM2 does (JSON.stringify).
+        if matches!(val, Value::Mapping(_) | Value::Sequence(_)) {
+            let json = serde_json::to_string(val).map_err(|e| at(e.to_string()))?;
+            env.insert(name, json);
+            continue;
+        }
         let value = Loose::deserialize(val).map_err(|e| at(e.to_string()))?;
         let text = value.scalar_text().ok_or_else(|| {
             let hint = if value == Loose::Null {

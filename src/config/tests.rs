@@ -611,13 +611,6 @@ fn malformed_inputs() {
             ],
         ),
         (
-            "- name: api\n  script: app.js\n  env:\n    A: ok\n    B: [1, 2]\n",
-            vec![
-                "ecosystem.yaml:5:",
-                "env.B: expected a string, number or true/false, got a list",
-            ],
-        ),
-        (
             "- name: api\n  script: app.js\n  env:\n    EMPTY:\n",
             vec![
                 "ecosystem.yaml:4:",
@@ -1088,4 +1081,15 @@ fn pm2_shapes_one_app_object_a_pm2_list_and_null_logs() {
     // "NULL" discards the stream, as PM2's -e NULL (unquoted, YAML reads NULL as null).
     let app = f.one("apps:\n  - script: app.js\n    error_file: 'NULL'\n");
     assert_eq!(app.logs.error_file, Path::new("/dev/null"));
+}
+
+#[test]
+fn env_objects_and_lists_become_json_strings_as_pm2_stringifies_them() {
+    let f = fx();
+    let app = f.one(
+        "apps:\n  - script: app.js\n    env:\n      A: ok\n      B: [1, 2]\n      C: { db: { host: x, port: 5432 } }\n",
+    );
+    assert_eq!(app.env["A"], "ok");
+    assert_eq!(app.env["B"], "[1,2]");
+    assert_eq!(app.env["C"], r#"{"db":{"host":"x","port":5432}}"#);
 }
