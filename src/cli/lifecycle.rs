@@ -11,16 +11,16 @@ use crate::protocol::{Request, Target};
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// An app name, a worker id, or `all`.
-    #[arg(value_parser = parse_target)]
-    pub target: Target,
+    /// App names, worker ids, or `all` (several at once, as PM2).
+    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
+    pub targets: Vec<Target>,
 }
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
-    /// An app name, a worker id, or `all`.
-    #[arg(value_parser = parse_target)]
-    pub target: Target,
+    /// App names, worker ids, or `all` (several at once, as PM2).
+    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
+    pub targets: Vec<Target>,
     /// Give the workers this shell's environment instead of the one they were started with.
     #[arg(long)]
     pub update_env: bool,
@@ -28,9 +28,9 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
-    /// An app name, a worker id, or `all`.
-    #[arg(value_parser = parse_target)]
-    pub target: Target,
+    /// App names, worker ids, or `all` (several at once, as PM2).
+    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
+    pub targets: Vec<Target>,
     /// How many workers to replace at a time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallel: u32,
@@ -91,43 +91,58 @@ fn parse_target(s: &str) -> Result<Target, String> {
 }
 
 pub fn stop(args: TargetArgs, home: &Path) -> Result<(), Error> {
-    simple(
-        home,
-        Request::Stop {
-            target: args.target,
-        },
-    )
+    each(home, args.targets, |target| Request::Stop { target })
 }
 
 pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
     let env = args.update_env.then(super::apps::caller_env);
-    simple(
-        home,
-        Request::Restart {
-            target: args.target,
-            env,
-        },
-    )
+    each(home, args.targets, |target| Request::Restart {
+        target,
+        env: env.clone(),
+    })
 }
 
 pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
-    simple(
-        home,
-        Request::Reload {
-            target: args.target,
-            parallel: args.parallel,
-            env: args.update_env.then(super::apps::caller_env),
-        },
-    )
+    let env = args.update_env.then(super::apps::caller_env);
+    each(home, args.targets, |target| Request::Reload {
+        target,
+        parallel: args.parallel,
+        env: env.clone(),
+    })
 }
 
 pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
-    simple(
-        home,
-        Request::Delete {
-            target: args.target,
-        },
-    )
+    each(home, args.targets, |target| Request::Delete { target })
+}
+
+/// One request per target, all at once (each on its own connection, so a stop that waits
+/// on one app does not delay the others), answers printed in the targets' order. Every
+/// failure is reported; the first one decides the exit status.
+fn each(
+    home: &Path,
+    targets: Vec<Target>,
+    request: impl Fn(Target) -> Request,
+) -> Result<(), Error> {
+    if let [target] = &targets[..] {
+        return simple(home, request(target.clone()));
+    }
+    let calls: Vec<_> = targets
+        .into_iter()
+        .map(|target| {
+            let request = request(target);
+            let home = home.to_path_buf();
+            std::thread::spawn(move || Client::connect(&home)?.call(&request))
+        })
+        .collect();
+    let mut first = None;
+    for call in calls {
+        match call.join().expect("a request thread does not panic") {
+            Ok(answer) => super::start::print_done(answer),
+            Err(e) if first.is_none() => first = Some(Error::from(e)),
+            Err(e) => eprintln!("drover: {e}"),
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 pub fn scale(args: ScaleArgs, home: &Path) -> Result<(), Error> {

@@ -365,7 +365,7 @@ fn rows() -> Vec<Row> {
             args: &["CMD", "FILE", "--listen", "3000"],
             needles: &["--listen", "ecosystem file"],
         },
-        cli(&["stop"], &["<TARGET>"]),
+        cli(&["stop"], &["<TARGETS>"]),
         cli(&["scale", "api", "lots"], &["lots", "<INSTANCES>"]),
     ]
 }

@@ -760,3 +760,36 @@ fn several_workers_with_no_address_to_share_are_warned_about() {
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
+
+#[test]
+fn several_targets_in_one_command() {
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    for name in ["a", "b", "c"] {
+        d.ok(&[
+            "start",
+            script.to_str().unwrap(),
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        d.wait_online(name, 1);
+    }
+    let out = d.ok(&["stop", "a", "b"]);
+    assert!(
+        out.contains("stopped a") && out.contains("stopped b"),
+        "{out}"
+    );
+    assert_eq!(d.statuses("a"), ["stopped"]);
+    assert_eq!(d.statuses("b"), ["stopped"]);
+    assert_eq!(d.statuses("c"), ["online"]);
+    // One unknown name: the others are still done, and the exit status says what failed.
+    let out = d.home.output(&["restart", "a", "nope", "b"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("no app named nope"), "{}", out.stderr);
+    d.wait_online("a", 1);
+    d.wait_online("b", 1);
+    d.ok(&["delete", "a", "b", "c"]);
+    assert!(d.list().is_empty());
+}
