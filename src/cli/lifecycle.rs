@@ -11,14 +11,14 @@ use crate::protocol::{Request, Target};
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// App names, worker ids, or `all` (several at once, as PM2).
+    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
     #[arg(value_parser = parse_target, required = true, num_args = 1..)]
     pub targets: Vec<Target>,
 }
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
-    /// App names, worker ids, or `all` (several at once, as PM2).
+    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
     #[arg(value_parser = parse_target, required = true, num_args = 1..)]
     pub targets: Vec<Target>,
     /// Give the workers this shell's environment instead of the one they were started with.
@@ -28,7 +28,7 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
-    /// App names, worker ids, or `all` (several at once, as PM2).
+    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
     #[arg(value_parser = parse_target, required = true, num_args = 1..)]
     pub targets: Vec<Target>,
     /// How many workers to replace at a time.

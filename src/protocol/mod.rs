@@ -42,6 +42,8 @@ pub enum Target {
     All,
     Id(u32),
     Name(String),
+    /// `/pattern/`: every app whose name matches (PM2's regex targets).
+    Pattern(String),
 }
 
 impl fmt::Display for Target {
@@ -50,6 +52,7 @@ impl fmt::Display for Target {
             Target::All => f.write_str("all"),
             Target::Id(id) => write!(f, "{id}"),
             Target::Name(name) => f.write_str(name),
+            Target::Pattern(p) => write!(f, "/{p}/"),
         }
     }
 }
@@ -62,6 +65,13 @@ impl FromStr for Target {
         }
         Ok(if s == "all" {
             Target::All
+        } else if let Some(p) = s
+            .strip_prefix('/')
+            .and_then(|r| r.strip_suffix('/'))
+            .filter(|p| !p.is_empty())
+        {
+            regex_lite::Regex::new(p).map_err(|e| format!("{s}: not a valid pattern: {e}"))?;
+            Target::Pattern(p.to_owned())
         } else if let Ok(id) = s.parse() {
             Target::Id(id)
         } else {
@@ -461,5 +471,13 @@ mod tests {
         assert_eq!("12".parse::<Target>().unwrap(), Target::Id(12));
         assert_eq!("api".parse::<Target>().unwrap(), Target::Name("api".into()));
         assert!("".parse::<Target>().is_err());
+        assert_eq!(
+            "/^api-/".parse::<Target>().unwrap(),
+            Target::Pattern("^api-".into())
+        );
+        assert_eq!("/^api-/".parse::<Target>().unwrap().to_string(), "/^api-/");
+        assert!("/(/".parse::<Target>().is_err());
+        // A lone slash is no pattern: it is a name (refused later as no such app).
+        assert_eq!("/".parse::<Target>().unwrap(), Target::Name("/".into()));
     }
 }

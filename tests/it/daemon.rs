@@ -790,6 +790,14 @@ fn several_targets_in_one_command() {
     assert!(out.stderr.contains("no app named nope"), "{}", out.stderr);
     d.wait_online("a", 1);
     d.wait_online("b", 1);
+    // A /regex/ names every app that matches, as PM2's.
+    let out = d.ok(&["stop", "/^[ab]$/"]);
+    assert!(out.contains("stopped /^[ab]$/ (2 workers)"), "{out}");
+    assert_eq!(d.statuses("c"), ["online"]);
+    let out = d.home.output(&["stop", "/^z/"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    let out = d.home.output(&["stop", "/(/"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     d.ok(&["delete", "a", "b", "c"]);
     assert!(d.list().is_empty());
 }

@@ -54,6 +54,7 @@ impl Failure {
             Target::All => "no app is running".to_owned(),
             Target::Id(id) => format!("no worker with id {id}"),
             Target::Name(name) => format!("no app named {name}"),
+            Target::Pattern(p) => format!("no app name matches /{p}/"),
         };
         Failure {
             kind: ErrorKind::NotFound,
@@ -206,16 +207,27 @@ impl Supervisor {
             }
             other => other,
         };
+        let pattern = match target {
+            Target::Pattern(p) => Some(regex_lite::Regex::new(p).map_err(|e| Failure {
+                kind: ErrorKind::BadRequest,
+                message: format!("{target}: not a valid pattern: {e}"),
+            })?),
+            _ => None,
+        };
+        let names = |app: &super::App, slot: &super::SlotEntry| match target {
+            Target::All => true,
+            Target::Id(id) => slot.id == *id,
+            Target::Name(name) => app.spec.name == *name,
+            Target::Pattern(_) => pattern
+                .as_ref()
+                .is_some_and(|re| re.is_match(&app.spec.name)),
+        };
         let ids: Vec<u32> = self
             .apps
             .iter()
             .flat_map(|a| a.slots.iter().map(move |s| (a, s)))
             .filter(|(_, s)| leaving_too || !s.leaving)
-            .filter(|(a, s)| match target {
-                Target::All => true,
-                Target::Id(id) => s.id == *id,
-                Target::Name(name) => a.spec.name == *name,
-            })
+            .filter(|(a, s)| names(a, s))
             .map(|(_, s)| s.id)
             .collect();
         if !ids.is_empty() {
@@ -223,11 +235,7 @@ impl Supervisor {
         }
         // Only slots on their way out match: the app is there, but busy.
         for app in &self.apps {
-            let named = app.slots.iter().any(|s| match target {
-                Target::All => true,
-                Target::Id(id) => s.id == *id,
-                Target::Name(name) => app.spec.name == *name,
-            });
+            let named = app.slots.iter().any(|s| names(app, s));
             if named && let Some(pending) = app.pending {
                 return Err(Failure::busy(&app.spec.name, pending));
             }
