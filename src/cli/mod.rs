@@ -45,7 +45,19 @@ pub enum Command {
     /// SIGINT or SIGTERM stops every worker gracefully.
     Run(RunArgs),
     /// Start apps in the background supervisor (started on first use).
+    ///
+    /// An app that runs already is reported (exit 5) when given as a script; from an
+    /// ecosystem file it takes the file's settings and is reloaded, as PM2's
+    /// startOrReload: `drover start ecosystem.yaml` deploys.
     Start(start::StartArgs),
+    /// Start the apps of a file; those that run already take its settings and are
+    /// reloaded without dropping a request (PM2's startOrReload).
+    #[command(name = "start-or-reload", visible_alias = "startOrReload")]
+    StartOrReload(start::StartArgs),
+    /// Start the apps of a file; those that run already take its settings and are
+    /// restarted (PM2's startOrRestart).
+    #[command(name = "start-or-restart", visible_alias = "startOrRestart")]
+    StartOrRestart(start::StartArgs),
     /// Stop workers, keeping them in the list; an app whose workers all stop releases its port.
     ///
     /// Each worker gets its kill_signal, then SIGKILL after kill_timeout; `stop` returns
@@ -118,7 +130,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = home().and_then(|home| match cli.command {
         Command::Run(args) => run::run(args, home),
-        Command::Start(args) => start::run(args, &home),
+        Command::Start(args) => start::run(args, &home, None),
+        Command::StartOrReload(args) => {
+            start::run(args, &home, Some(crate::protocol::OnRunning::Reload))
+        }
+        Command::StartOrRestart(args) => {
+            start::run(args, &home, Some(crate::protocol::OnRunning::Restart))
+        }
         Command::Stop(args) => lifecycle::stop(args, &home),
         Command::Restart(args) => lifecycle::restart(args, &home),
         Command::Delete(args) => lifecycle::delete(args, &home),

@@ -6,7 +6,7 @@ use clap::Args;
 use super::{RunArgs, apps};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{AppConfig, Request, Response, Target};
+use crate::protocol::{AppConfig, OnRunning, Request, Response, Target};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -17,7 +17,9 @@ pub struct StartArgs {
     pub update_env: bool,
 }
 
-pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
+/// `how`: what becomes of apps that run already; `None` is `start`'s rule: an ecosystem
+/// file reloads them (one command that deploys), a script reports them.
+pub fn run(args: StartArgs, home: &std::path::Path, how: Option<OnRunning>) -> Result<(), Error> {
     if let Some(target) = known_app(&args, home)? {
         // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it.
         let env = args.update_env.then(apps::caller_env);
@@ -31,6 +33,11 @@ pub fn run(args: StartArgs, home: &std::path::Path) -> Result<(), Error> {
         apps: apps.iter().map(AppConfig::from).collect(),
         env: apps::caller_env(),
         update_env: args.update_env,
+        running: how.unwrap_or(if crate::config::is_ecosystem_path(&args.run.target) {
+            OnRunning::Reload
+        } else {
+            OnRunning::Report
+        }),
     };
     let mut client = Client::connect_or_spawn(home)?;
     print_done(client.call(&request)?);

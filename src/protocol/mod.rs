@@ -103,6 +103,9 @@ pub enum Request {
         apps: Vec<AppConfig>,
         env: BTreeMap<String, String>,
         update_env: bool,
+        /// What becomes of an app of the batch that is already running.
+        #[serde(default)]
+        running: OnRunning,
     },
     Stop {
         target: Target,
@@ -149,6 +152,18 @@ pub enum Request {
     },
     Resurrect,
     Kill,
+}
+
+/// `start` of an app that runs already: say so (a script: PM2's "already launched"),
+/// or take the new settings and replace its workers (an ecosystem file: PM2's
+/// startOrReload / startOrRestart, one command that deploys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRunning {
+    #[default]
+    Report,
+    Reload,
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

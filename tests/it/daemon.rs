@@ -801,3 +801,52 @@ fn several_targets_in_one_command() {
     d.ok(&["delete", "a", "b", "c"]);
     assert!(d.list().is_empty());
 }
+
+#[test]
+fn start_of_a_running_ecosystem_file_reloads_it_with_the_new_settings() {
+    // PM2 users' deploy step: `pm2 startOrReload ecosystem.config.js` (drover: `start FILE`).
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    let eco = |greeting: &str, instances: u32| {
+        format!(
+            "apps:\n  - name: web\n    script: {}\n    instances: {instances}\n    listen: 127.0.0.1:0\n    env:\n      GREETING: {greeting}\n",
+            script.display()
+        )
+    };
+    let file = d.home.write("eco.yaml", &eco("one", 2));
+    d.ok(&["start", file.to_str().unwrap()]);
+    let addr = listen_of(&d.wait_online("web", 2)[0]);
+    wait_serving(addr);
+    let before: Vec<i64> = d.list().iter().filter_map(|w| w["pid"].as_i64()).collect();
+
+    d.home.write("eco.yaml", &eco("two", 3));
+    let load = Load::start(addr, 1);
+    let out = d.ok(&["start", file.to_str().unwrap()]);
+    let tally = load.finish();
+    assert!(out.contains("reloaded web"), "{out}");
+    assert!(tally.clean(), "{:?}", tally.failed);
+    let workers = d.wait_online("web", 3);
+    assert!(
+        workers
+            .iter()
+            .all(|w| !before.contains(&w["pid"].as_i64().unwrap())),
+        "every worker replaced: {before:?} → {workers:?}"
+    );
+    // Each worker answers with the file's new settings.
+    wait_for("the new environment", DEADLINE, || {
+        (get_json(addr, "/env?name=GREETING")["value"] == "two").then_some(())
+    });
+
+    // startOrRestart, and a smaller count.
+    d.home.write("eco.yaml", &eco("three", 1));
+    let out = d.ok(&["startOrRestart", file.to_str().unwrap()]);
+    assert!(out.contains("restarted web"), "{out}");
+    d.wait_online("web", 1);
+    assert_eq!(get_json(addr, "/env?name=GREETING")["value"], "three");
+
+    // A script given again is still reported, not reloaded.
+    let out = d
+        .home
+        .output(&["start", script.to_str().unwrap(), "--name", "web"]);
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+}

@@ -131,8 +131,9 @@ impl Supervisor {
                 apps,
                 env,
                 update_env,
+                running,
             } => match apps.into_iter().map(AppSpec::try_from).collect() {
-                Ok(apps) => Ok(Answer::Now(self.start(apps, env, update_env))),
+                Ok(apps) => self.start(apps, env, update_env, running),
                 // Checked by the CLI: only a foreign or broken client gets here.
                 Err(message) => Err(Failure {
                     kind: ErrorKind::BadRequest,

@@ -1,15 +1,23 @@
 //! `start`: new apps are bound and started; a stopped app of the same name is started
-//! again (PM2), with its new settings; a running one is reported as such.
+//! again (PM2), with its new settings; a running one is reported as such, or, as PM2's
+//! startOrReload / startOrRestart (what `start FILE` does), takes the new settings and
+//! has its workers replaced, answering once that is done.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Failure, Reply, done};
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{Answer, Failure, Reply, done};
 use crate::config::AppSpec;
-use crate::protocol::ErrorKind;
+use crate::protocol::{ErrorKind, OnRunning, Response, Target};
 use crate::supervisor::policy::Status;
 use crate::supervisor::slot::SlotMsg;
-use crate::supervisor::{NewApp, Supervisor};
+use crate::supervisor::{NewApp, Supervisor, Tidy};
+
+/// A running app's redeploy: the slots a shrink removed, and the reload's answer.
+type Redeploy = Pin<Box<dyn Future<Output = (Vec<u32>, Reply)> + Send>>;
 
 impl Supervisor {
     pub(super) fn start(
@@ -17,7 +25,10 @@ impl Supervisor {
         apps: Vec<AppSpec>,
         env: BTreeMap<String, String>,
         update_env: bool,
-    ) -> Reply {
+        on_running: OnRunning,
+    ) -> Result<Answer, Failure> {
+        let mut redeploys: Vec<Redeploy> = Vec::new();
+        let mut refused = Vec::new();
         let mut fresh = Vec::new();
         let mut restarted = Vec::new();
         let mut running = Vec::new();
@@ -47,7 +58,19 @@ impl Supervisor {
                 continue;
             }
             if !app.slots.iter().all(|s| s.handle.status.borrow().at_rest) {
-                running.push(spec.name);
+                if on_running == OnRunning::Report {
+                    running.push(spec.name);
+                } else {
+                    let new_env = if update_env {
+                        env.clone()
+                    } else {
+                        (*app.env).clone()
+                    };
+                    match self.redeploy(i, spec, new_env, on_running) {
+                        Ok(work) => redeploys.push(work),
+                        Err(line) => refused.push(line),
+                    }
+                }
                 continue;
             }
             // A stopped app is started again (PM2), with its stored environment unless
@@ -84,18 +107,101 @@ impl Supervisor {
             ));
         }
         parts.extend(busy.iter().cloned());
-        if nothing_done {
-            let kind = if busy.is_empty() {
-                ErrorKind::Exists
-            } else {
-                ErrorKind::Busy
-            };
-            return Err(Failure {
-                kind,
-                message: parts.join("; "),
-            });
+        if redeploys.is_empty() && refused.is_empty() {
+            if nothing_done {
+                let kind = if busy.is_empty() {
+                    ErrorKind::Exists
+                } else {
+                    ErrorKind::Busy
+                };
+                return Err(Failure {
+                    kind,
+                    message: parts.join("; "),
+                });
+            }
+            return Ok(Answer::Now(done(parts.join("; "))));
         }
-        done(parts.join("; "))
+        let busy = !busy.is_empty();
+        Ok(Answer::Later(Box::pin(async move {
+            let mut removed = Vec::new();
+            let mut failed = refused;
+            for work in redeploys {
+                let (ids, reply) = work.await;
+                removed.extend(ids);
+                match reply {
+                    Ok(Response::Done { message }) => parts.push(message),
+                    Ok(_) => {}
+                    Err(f) => failed.push(f.message),
+                }
+            }
+            let tidy = if removed.is_empty() {
+                Tidy::Nothing
+            } else {
+                Tidy::Remove(removed)
+            };
+            let reply = if failed.is_empty() && !busy {
+                done(parts.join("; "))
+            } else {
+                parts.extend(failed);
+                Err(Failure {
+                    kind: if busy {
+                        ErrorKind::Busy
+                    } else {
+                        ErrorKind::Failed
+                    },
+                    message: parts.join("; "),
+                })
+            };
+            (tidy, reply)
+        })))
+    }
+
+    /// Gives running app `i` its new settings (same address) and replaces its workers
+    /// (reload, or restart): the future yields the slots a smaller `instances` removed and
+    /// the replacement's answer.
+    fn redeploy(
+        &mut self,
+        i: usize,
+        spec: AppSpec,
+        env: BTreeMap<String, String>,
+        how: OnRunning,
+    ) -> Result<Redeploy, String> {
+        let app = &self.apps[i];
+        if app.spec.listen != spec.listen || app.spec.socket != spec.socket {
+            return Err(format!(
+                "{}: its address or socket mode changed; delete it, then start it again",
+                spec.name
+            ));
+        }
+        let name = spec.name.clone();
+        let instances = spec.instances;
+        let app = &mut self.apps[i];
+        app.spec = Arc::new(spec);
+        app.env = Arc::new(env);
+        self.update_slots(i);
+        let shrink = self.resize(i, instances);
+        let target = Target::Name(name);
+        let replace = match how {
+            OnRunning::Restart => self.restart(&target, None),
+            OnRunning::Reload | OnRunning::Report => self.reload(&target, 1, None),
+        };
+        let replace = match replace {
+            Ok(Answer::Later(work)) => Some(work),
+            Ok(Answer::Now(reply)) => return Ok(Box::pin(async move { (Vec::new(), reply) })),
+            Ok(Answer::Streaming) => None,
+            Err(f) => return Err(f.message),
+        };
+        Ok(Box::pin(async move {
+            let removed = match shrink {
+                Some(work) => work.await.0,
+                None => Vec::new(),
+            };
+            let reply = match replace {
+                Some(work) => work.await.1,
+                None => done(""),
+            };
+            (removed, reply)
+        }))
     }
 
     /// Starts app `i`, whose every slot is at rest, with a new spec and environment on
