@@ -9,18 +9,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 fn start_api(d: &Daemon, instances: &str) -> std::net::SocketAddr {
-    d.ok(&[
-        "start",
-        fixture("http_worker.js").to_str().unwrap(),
-        "-i",
-        instances,
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        "api",
-    ]);
-    let workers = d.wait_online("api", instances.parse().unwrap());
-    listen_of(&workers[0])
+    d.start_http("api", instances.parse().unwrap(), &[])
 }
 
 fn refused(addr: std::net::SocketAddr) -> bool {
@@ -657,19 +646,16 @@ fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
 #[test]
 fn pm2_flags_node_args_stop_exit_codes_and_relative_scale() {
     let d = Daemon::new();
-    d.ok(&[
-        "start",
-        fixture("http_worker.js").to_str().unwrap(),
-        "--name",
+    d.start_http(
         "api",
-        "--listen",
-        "127.0.0.1:0",
-        "--node-args",
-        "--max-old-space-size=128",
-        "--stop-exit-codes",
-        "0,3",
-    ]);
-    d.wait_online("api", 1);
+        1,
+        &[
+            "--node-args",
+            "--max-old-space-size=128",
+            "--stop-exit-codes",
+            "0,3",
+        ],
+    );
     let described: serde_json::Value =
         serde_json::from_str(&d.ok(&["describe", "api", "--json"])).unwrap();
     let spec = &described[0]["spec"];

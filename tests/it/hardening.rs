@@ -38,13 +38,7 @@ fn list_median(d: &Daemon) -> Duration {
 #[test]
 fn silent_and_huge_unterminated_clients_neither_stall_list_nor_grow_memory() {
     let d = Daemon::new();
-    d.ok(&[
-        "start",
-        fixture("http_worker.js").to_str().unwrap(),
-        "--name",
-        "api",
-    ]);
-    d.wait_online("api", 1);
+    d.start_http("api", 1, &[]);
     let supervisor = d.supervisor_pid().unwrap();
     let socket = d.home.path().join("drover.sock");
     let rss_before = status_kb(supervisor, "VmRSS:");

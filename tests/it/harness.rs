@@ -391,6 +391,29 @@ impl Daemon {
         })
     }
 
+    /// Starts `instances` workers of the Node test app (`http_worker.js`) as `name` on a
+    /// port the OS picks, with `extra` flags; waits until they are online and answering.
+    pub fn start_http(&self, name: &str, instances: u32, extra: &[&str]) -> SocketAddr {
+        let script = fixture("http_worker.js");
+        let n = instances.to_string();
+        let mut args = vec![
+            "start",
+            script.to_str().unwrap(),
+            "-i",
+            &n,
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        let workers = self.wait_online(name, instances as usize);
+        let addr = listen_of(&workers[0]);
+        wait_serving(addr);
+        addr
+    }
+
     /// One request on the control socket, from this process: the supervisor's own
     /// answer time, without the cost of starting a CLI process.
     pub fn call(&self, request: &Request) -> (Result<Response, ClientError>, Duration) {

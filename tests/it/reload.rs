@@ -1,32 +1,10 @@
 //! Zero-downtime reload, readiness and scaling, under a live client.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 
 use nix::sys::signal::Signal;
 
 use crate::harness::*;
-
-fn start_node(d: &Daemon, name: &str, instances: u32, extra: &[&str]) -> SocketAddr {
-    let script = fixture("http_worker.js");
-    let n = instances.to_string();
-    let mut args = vec![
-        "start",
-        script.to_str().unwrap(),
-        "-i",
-        &n,
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        name,
-    ];
-    args.extend_from_slice(extra);
-    d.ok(&args);
-    let workers = d.wait_online(name, instances as usize);
-    let addr = listen_of(&workers[0]);
-    wait_serving(addr);
-    addr
-}
 
 fn pids(d: &Daemon, name: &str) -> BTreeSet<i64> {
     d.list()
@@ -38,7 +16,7 @@ fn pids(d: &Daemon, name: &str) -> BTreeSet<i64> {
 
 fn reload_under_load(instances: u32) {
     let d = Daemon::new();
-    let addr = start_node(&d, "web", instances, &[]);
+    let addr = d.start_http("web", instances, &[]);
     let before = pids(&d, "web");
     let load = Load::start(addr, 2);
     let out = d.ok(&["reload", "web"]);
@@ -157,7 +135,7 @@ fn wait_ready_with_process_send_ready_from_node() {
 #[test]
 fn scale_4_to_1_to_3_under_load_fails_no_request() {
     let d = Daemon::new();
-    let addr = start_node(&d, "web", 4, &[]);
+    let addr = d.start_http("web", 4, &[]);
     let load = Load::start(addr, 2);
     d.ok(&["scale", "web", "1"]);
     assert_eq!(d.wait_online("web", 1).len(), 1);
