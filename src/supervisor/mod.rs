@@ -252,21 +252,18 @@ pub async fn run(
     sup.shutting_down = true;
     let ids: Vec<u32> = sup.slot_ids().collect();
     let stops = sup.stop_slots(&ids);
-    tokio::pin!(stops);
-    let cap = tokio::time::sleep(sup.stop_cap());
-    tokio::pin!(cap);
+    let cap = sup.stop_cap();
     // Once every worker is at rest, a moment for the tasks that waited on them to report.
-    let mut grace = None;
+    let stopped = async move {
+        match tokio::time::timeout(cap, stops).await {
+            Ok(_) => tokio::time::sleep(SHUTDOWN_ANSWER_GRACE).await,
+            Err(_) => warn!("some workers were still stopping after kill_timeout; leaving them"),
+        }
+    };
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
-            _ = &mut stops, if grace.is_none() => {
-                grace = Some(Box::pin(tokio::time::sleep(SHUTDOWN_ANSWER_GRACE)));
-            }
-            () = async { grace.as_mut().expect("set").await }, if grace.is_some() => break,
-            _ = &mut cap => {
-                warn!("some workers were still stopping after kill_timeout; leaving them");
-                break;
-            }
+            () = &mut stopped => break,
             Some(incoming) = requests.recv() => {
                 let _ = sup.handle(incoming);
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{Answer, Failure, plural};
+use super::{Failure, Later, plural};
 use crate::protocol::{ErrorKind, Response, Target};
 use crate::supervisor::slot::SlotMsg;
 use crate::supervisor::{Supervisor, Tidy};
@@ -18,7 +18,7 @@ impl Supervisor {
         target: &Target,
         parallel: u32,
         env: Option<BTreeMap<String, String>>,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Later, Failure> {
         let ids = self.resolve(target)?;
         self.refuse_if_deleting(&ids)?;
         if let Some(env) = env {
@@ -33,7 +33,7 @@ impl Supervisor {
             .collect();
         let target = target.clone();
         let parallel = parallel.max(1) as usize;
-        Ok(Answer::Later(Box::pin(async move {
+        Ok(Box::pin(async move {
             let mut done = Vec::new();
             for batch in slots.chunks(parallel) {
                 let (tx, mut rx) = mpsc::unbounded_channel();
@@ -70,13 +70,13 @@ impl Supervisor {
             }
             let message = format!("reloaded {target}: {}", done.join(", "));
             (Tidy::Nothing, Ok(Response::Done { message }))
-        })))
+        }))
     }
 
     /// SIGHUP: reload every app, the outcome in the supervisor's log.
     pub(in crate::supervisor) fn reload_all_logged(&mut self) {
         match self.reload(&Target::All, 1, None) {
-            Ok(Answer::Later(work)) => {
+            Ok(work) => {
                 tokio::spawn(async move {
                     match work.await.1 {
                         Ok(Response::Done { message }) => info!("{message}"),
@@ -85,7 +85,6 @@ impl Supervisor {
                     }
                 });
             }
-            Ok(_) => {}
             Err(f) => warn!("{}", f.message),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
-use super::{Answer, Failure, done, plural};
+use super::{Failure, Later, done, plural};
 use crate::protocol::Target;
 use crate::supervisor::slot::SlotMsg;
 use crate::supervisor::{Supervisor, Tidy};
@@ -16,7 +16,7 @@ impl Supervisor {
         &mut self,
         target: &Target,
         env: Option<BTreeMap<String, String>>,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Later, Failure> {
         let ids = self.resolve(target)?;
         self.refuse_if_deleting(&ids)?;
         if let Some(env) = env {
@@ -32,7 +32,7 @@ impl Supervisor {
             .collect();
         let cap = self.stop_cap();
         let target = target.clone();
-        Ok(Answer::Later(Box::pin(async move {
+        Ok(Box::pin(async move {
             let n = waits.len();
             let outcomes = tokio::time::timeout(cap, async {
                 let mut failed = Vec::new();
@@ -60,6 +60,6 @@ impl Supervisor {
                 ))),
             };
             (Tidy::Nothing, reply)
-        })))
+        }))
     }
 }

@@ -184,23 +184,14 @@ impl Supervisor {
         let replace = match how {
             OnRunning::Restart => self.restart(&target, None),
             OnRunning::Reload | OnRunning::Report => self.reload(&target, 1, None),
-        };
-        let replace = match replace {
-            Ok(Answer::Later(work)) => Some(work),
-            Ok(Answer::Now(reply)) => return Ok(Box::pin(async move { (Vec::new(), reply) })),
-            Ok(Answer::Streaming) => None,
-            Err(f) => return Err(f.message),
-        };
+        }
+        .map_err(|f| f.message)?;
         Ok(Box::pin(async move {
             let removed = match shrink {
                 Some(work) => work.await.0,
                 None => Vec::new(),
             };
-            let reply = match replace {
-                Some(work) => work.await.1,
-                None => done(""),
-            };
-            (removed, reply)
+            (removed, replace.await.1)
         }))
     }
 
