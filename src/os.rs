@@ -30,11 +30,11 @@ pub fn become_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// The fd a worker finds its readiness pipe on (`DROVER_READY_FD`), when it has one.
-pub const READY_FD: RawFd = 4;
+/// The fd a Node worker finds its IPC channel on (`NODE_CHANNEL_FD`), when it has one.
+pub const NODE_CHANNEL_FD: RawFd = 4;
 
 /// Prepares `cmd` so the child, between fork and exec:
-/// - gets `listener` as fd 3 and `ready` (the write end of its readiness pipe) as fd 4,
+/// - gets `listener` as fd 3 and `channel` (its end of a Node IPC channel) as fd 4,
 ///   with close-on-exec cleared (also when a source already is its target, where dup2
 ///   would be a no-op and leave the flag set);
 /// - dies with SIGKILL when the supervisor dies (PR_SET_PDEATHSIG). The flag is tied to
@@ -45,10 +45,10 @@ pub const READY_FD: RawFd = 4;
 pub fn prepare_child(
     cmd: &mut Command,
     listener: Option<BorrowedFd<'_>>,
-    ready: Option<BorrowedFd<'_>>,
+    channel: Option<BorrowedFd<'_>>,
 ) {
     let listener_fd: Option<RawFd> = listener.map(|fd| fd.as_raw_fd());
-    let ready_fd: Option<RawFd> = ready.map(|fd| fd.as_raw_fd());
+    let channel_fd: Option<RawFd> = channel.map(|fd| fd.as_raw_fd());
     let supervisor_pid = std::process::id() as libc::pid_t;
     // SAFETY: the hook runs in the forked child of a possibly multi-threaded process; it
     // uses only raw syscalls (prctl, getppid, fcntl, dup2) on values captured by copy,
@@ -63,13 +63,13 @@ pub fn prepare_child(
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             // A source sitting on the other one's target moves out of the way first.
-            let mut sources = [(listener_fd, LISTEN_FD), (ready_fd, READY_FD)];
+            let mut sources = [(listener_fd, LISTEN_FD), (channel_fd, NODE_CHANNEL_FD)];
             for i in 0..sources.len() {
                 let other_target = sources[1 - i].1;
                 if let (Some(fd), _) = sources[i]
                     && fd == other_target
                 {
-                    let moved = libc::fcntl(fd, libc::F_DUPFD, READY_FD + 1);
+                    let moved = libc::fcntl(fd, libc::F_DUPFD, NODE_CHANNEL_FD + 1);
                     if moved == -1 {
                         return Err(io::Error::last_os_error());
                     }

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
@@ -470,6 +470,74 @@ impl Drop for AppListeners {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// An app's listeners, shared by the app's table entry and its slots: bound when the
+/// app starts (`listen:`), or when the first of its workers asks for an address (a Node
+/// app in cluster mode without `listen:`: the shim asks over the worker's IPC channel,
+/// see `supervisor::node_channel`), or never (an app that binds its own ports).
+#[derive(Debug, Default)]
+pub struct ListenerCell {
+    bound: OnceLock<Bound>,
+}
+
+#[derive(Debug)]
+struct Bound {
+    /// The address the app asked for (a port 0 stays 0): later requests must ask for it
+    /// too, since they cannot know which port the kernel chose.
+    asked: ListenAddr,
+    listeners: Mutex<AppListeners>,
+}
+
+impl ListenerCell {
+    /// A cell holding listeners bound already (the app's `listen:`).
+    pub fn bound(asked: ListenAddr, listeners: AppListeners) -> Self {
+        let cell = ListenerCell::default();
+        let _ = cell.bound.set(Bound {
+            asked,
+            listeners: Mutex::new(listeners),
+        });
+        cell
+    }
+
+    /// The listeners, once bound.
+    pub fn get(&self) -> Option<&Mutex<AppListeners>> {
+        self.bound.get().map(|b| &b.listeners)
+    }
+
+    /// The listeners for a worker that asks to listen on `asked`: bound now if this is the
+    /// app's first such request, the same ones if it asks for the address the first one
+    /// asked for, refused otherwise (one shared address per app). A failed bind leaves the
+    /// cell empty, so a later request tries again.
+    pub fn get_or_bind(
+        &self,
+        asked: &ListenAddr,
+        mode: SocketMode,
+        slots: u32,
+    ) -> io::Result<&Mutex<AppListeners>> {
+        if let Some(bound) = self.bound.get() {
+            return match bound.asked == *asked {
+                true => Ok(&bound.listeners),
+                false => Err(io::Error::other(format!(
+                    "the app's workers share {} (asked for {}); one address is shared per app",
+                    lock_bound(&bound.listeners),
+                    bound.asked
+                ))),
+            };
+        }
+        let listeners = AppListeners::bind(asked, mode, slots)?;
+        // The supervisor's runtime has one thread, so nobody can have set it meanwhile;
+        // if somebody had, theirs is kept and ours closed.
+        let _ = self.bound.set(Bound {
+            asked: asked.clone(),
+            listeners: Mutex::new(listeners),
+        });
+        Ok(&self.bound.get().expect("set above").listeners)
+    }
+}
+
+fn lock_bound(listeners: &Mutex<AppListeners>) -> ListenAddr {
+    crate::sync::lock(listeners).bound().clone()
 }
 
 const BACKLOG: i32 = 511;

@@ -25,7 +25,11 @@ pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
 /// Several workers and no address to share: each worker that binds a port of its own
 /// fights the others for it (all but one crash-loop on EADDRINUSE).
 fn port_fight(app: &AppSpec) -> Option<String> {
-    (app.instances > 1 && app.listen.is_none() && app.increment_var.is_none()).then(|| {
+    (app.instances > 1
+        && app.listen.is_none()
+        && app.increment_var.is_none()
+        && !app.shares_first_listen())
+    .then(|| {
         format!(
             "app {}: {} workers and no address to share: if they bind a port, all but one will fail with EADDRINUSE; give --listen PORT (or port:/env PORT in cluster mode), or increment_var: PORT for a port each",
             app.name, app.instances

@@ -39,6 +39,19 @@ pub struct AppSpec {
     pub max_memory_restart: Option<u64>,
 }
 
+impl AppSpec {
+    /// A Node app in cluster mode with no address of its own to share (no `listen:`, no
+    /// `port:` or env PORT, no `increment_var`): as under PM2 and Node's cluster module,
+    /// the port its workers first listen on is bound once, by the supervisor, and shared
+    /// (the Node shim asks for it over the worker's IPC channel).
+    pub fn shares_first_listen(&self) -> bool {
+        self.exec_mode == ExecMode::Cluster
+            && self.listen.is_none()
+            && self.increment_var.is_none()
+            && self.command.runtime() == Runtime::Node
+    }
+}
+
 /// The program and arguments of a worker, interpreter already resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {

@@ -1,4 +1,5 @@
-// drover's Node.js preload: serve on the listening socket drover hands over as fd 3.
+// drover's Node.js preload: serve on the listening socket drover hands over (fd 3, or a
+// handle over the IPC channel).
 //
 // drover binds the app's address itself and starts every worker with that listener as
 // fd 3 (systemd socket-activation protocol: LISTEN_FDS=1, LISTEN_PID=<worker pid>,
@@ -24,14 +25,24 @@
 //   process.env (sd_listen_fds(unset_environment=1)), so nothing started later by the app
 //   looks at them. The original values stay readable as globalThis.__droverListen.
 //
-// Readiness: with DROVER_READY_FD set, the worker tells drover it is ready by writing
-// READY=1 on that fd (a pipe; Node has no Unix datagram sockets for sd_notify): when the
-// server on fd 3 emits 'listening' (DROVER_READY_ON=listening, PM2's rule for cluster
-// apps), and whenever the app calls PM2's process.send('ready') (which an app started
-// without an IPC channel could not otherwise call). The variables are removed from
-// process.env so the app's children never write there.
+// Cluster mode without a listen address: a Node app started with `-i N` and no
+// `--listen`, which calls listen(3000) itself, as under PM2. drover sets
+// DROVER_LISTEN=ask, and the shim turns the first listen(<TCP port>) into a request over
+// the worker's IPC channel ({cmd: 'NODE_DROVER_LISTEN', address, port}); the supervisor
+// binds that address once for the app (its first request), and answers each worker with
+// its slot's listener as a handle, which the server then listens on. Like a Node cluster
+// worker's, that listen is asynchronous. A refusal (the port is taken by another
+// program, a second worker asks for another port) or no answer within ASK_TIMEOUT_MS
+// makes the shim bind as it would without drover, so the app sees Node's own error.
 //
-// Graceful stop of the server on fd 3: Node 19+'s http close() first closes every "idle"
+// Readiness and the IPC channel: drover gives every Node worker an IPC channel
+// (NODE_CHANNEL_FD, as PM2 and child_process.fork do), so process.send exists and the
+// app's process.send('ready') reaches drover. With DROVER_READY_ON=listening (PM2's rule
+// for cluster apps) the shim also says {cmd: 'NODE_DROVER_READY'} when the shared
+// server emits 'listening'. Both variables are removed from process.env so the app's
+// children never act on them.
+//
+// Graceful stop of the shared server: Node 19+'s http close() first closes every "idle"
 // connection — including one accepted a moment ago whose request has not been read yet —
 // so a reload under load would drop requests. The shim's close() of that server stops
 // accepting at once, answers requests that come on kept-alive connections with
@@ -45,47 +56,43 @@
 
 (function droverReady() {
   const env = process.env;
-  const fdText = env.DROVER_READY_FD;
-  if (fdText === undefined) {
-    // Not drover's readiness pipe, but still PM2's promise: process.send exists.
-    if (typeof process.send !== 'function') process.send = () => true;
+  const on = env.DROVER_READY_ON;
+  delete env.DROVER_READY_ON;
+  // Not started by drover with a channel: still PM2's promise, process.send exists.
+  if (typeof process.send !== 'function') {
+    process.send = () => true;
     return;
   }
-  const onListening = env.DROVER_READY_ON === 'listening';
-  delete env.DROVER_READY_FD;
-  delete env.DROVER_READY_ON;
-  const fs = require('fs');
-  const fd = Number(fdText);
+  if (on !== 'listening') return;
+  const send = process.send; // the app may replace process.send later
   let said = false;
-  function ready() {
+  globalThis.__droverReadyOnListening = function ready() {
     if (said) return;
     said = true;
-    try {
-      fs.writeSync(fd, 'READY=1\n');
-      fs.closeSync(fd);
-    } catch (_) { /* drover went away: nothing to tell */ }
-  }
-  if (onListening) globalThis.__droverReadyOnListening = ready;
-  const send = process.send;
-  process.send = function droverSend(message, ...rest) {
-    if (message === 'ready') ready();
-    return typeof send === 'function' ? send.call(process, message, ...rest) : true;
+    // With a callback, a closed channel is an error passed to it, not an 'error' event.
+    send.call(process, { cmd: 'NODE_DROVER_READY' }, () => {});
   };
 })();
 
-(function droverListenFd3() {
+(function droverListen() {
   const env = process.env;
-  if (env.LISTEN_FDS !== '1' || env.LISTEN_PID !== String(process.pid)) return;
+  const viaFd3 = env.LISTEN_FDS === '1' && env.LISTEN_PID === String(process.pid);
+  const viaChannel = !viaFd3 && env.DROVER_LISTEN === 'ask' && typeof process.send === 'function';
+  delete env.DROVER_LISTEN;
+  if (!viaFd3 && !viaChannel) return;
 
   const net = require('net');
   const fs = require('fs');
   const FD = 3;
+  const send = process.send;
 
-  globalThis.__droverListen = Object.freeze({
-    pid: Number(env.LISTEN_PID),
-    fds: Number(env.LISTEN_FDS),
-    names: env.LISTEN_FDNAMES === undefined ? '' : env.LISTEN_FDNAMES,
-  });
+  if (viaFd3) {
+    globalThis.__droverListen = Object.freeze({
+      pid: Number(env.LISTEN_PID),
+      fds: Number(env.LISTEN_FDS),
+      names: env.LISTEN_FDNAMES === undefined ? '' : env.LISTEN_FDNAMES,
+    });
+  }
 
   const originalListen = net.Server.prototype.listen;
   let taken = false;
@@ -179,8 +186,77 @@
     });
   }
 
+  // Cluster mode without a listen address (DROVER_LISTEN=ask): the first listen() that
+  // asks for a TCP port gets the app's shared listener from the supervisor, as a Node
+  // cluster worker gets its handle from the primary. The listen is asynchronous, as in a
+  // cluster worker: 'listening' (and the callback) come once the handle is here.
+  const ASK_TIMEOUT_MS = 5000;
+
+  // The TCP port and host a listen() call asks for, in Node's forms (lib/net.js):
+  // (port[, host][, backlog][, cb]), ({port, host, backlog}[, cb]), () and (cb) for
+  // port 0. Null for a pipe path, an exclusive listen (never shared in a cluster either)
+  // or a port Node would refuse (Node then throws, as it would).
+  function tcpRequest(args) {
+    const a0 = args[0];
+    let port, host, backlog;
+    if (a0 !== null && typeof a0 === 'object') {
+      if (typeof a0.path === 'string' || a0.exclusive || a0.ipv6Only) return null;
+      ({ port, host, backlog } = a0);
+    } else {
+      if (typeof a0 === 'string' && toNumber(a0) === false) return null; // a pipe path
+      port = typeof a0 === 'function' ? 0 : a0;
+      if (typeof args[1] === 'string') host = args[1];
+      backlog = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
+    }
+    port = port === undefined || port === null ? 0 : toNumber(port);
+    if (port === false || port > 65535 || port !== Math.floor(port)) return null;
+    return { port, host, backlog: toNumber(backlog) };
+  }
+
+  function askForListener(server, args) {
+    const want = tcpRequest(args);
+    if (!want) return originalListen.apply(server, args);
+    taken = true;
+    const last = args[args.length - 1];
+    const cb = typeof last === 'function' ? last : null;
+    // Nothing else may keep the process alive while the answer is on its way.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    const timeout = setTimeout(() => finish(null), ASK_TIMEOUT_MS);
+    let done = false;
+    function finish(handle) {
+      if (done) return;
+      done = true;
+      clearInterval(keepAlive);
+      clearTimeout(timeout);
+      process.removeListener('internalMessage', onMessage);
+      // No shared listener (refused, or no answer): bind as without drover.
+      if (!handle) return originalListen.apply(server, args);
+      sharedServer = server;
+      gracefulClose(server);
+      const onListening = globalThis.__droverReadyOnListening;
+      if (onListening) server.once('listening', onListening);
+      const newArgs = [handle];
+      if (want.backlog) newArgs.push(want.backlog);
+      if (cb) newArgs.push(cb);
+      originalListen.apply(server, newArgs);
+    }
+    function onMessage(message, handle) {
+      if (message && message.cmd === 'NODE_DROVER_LISTEN') finish(message.ok && handle ? handle : null);
+    }
+    process.on('internalMessage', onMessage);
+    const ask = (address) => send.call(process,
+      { cmd: 'NODE_DROVER_LISTEN', address, port: want.port },
+      (err) => { if (err) finish(null); });
+    const host = want.host;
+    if (host === undefined || host === null || host === '') ask(null);
+    else if (net.isIP(host)) ask(host);
+    else require('dns').lookup(host, (err, address) => (err ? finish(null) : ask(address)));
+    return server;
+  }
+
   net.Server.prototype.listen = function listen(...args) {
     if (taken || this._handle) return originalListen.apply(this, args);
+    if (viaChannel) return askForListener(this, args);
     const a0 = args[0];
     if (!asksForAddress(args)) {
       if (a0 !== null && typeof a0 === 'object' && a0.fd === FD) release();

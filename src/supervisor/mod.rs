@@ -7,6 +7,7 @@
 
 pub mod dump;
 mod handlers;
+mod node_channel;
 mod notify;
 pub mod policy;
 mod shared;
@@ -16,7 +17,7 @@ pub mod spawn;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,7 +33,7 @@ use crate::logs::LogHub;
 use crate::os;
 use crate::protocol::Response;
 use crate::sampler;
-use crate::sockets::AppListeners;
+use crate::sockets::{AppListeners, ListenerCell};
 use crate::sync::lock;
 use policy::Status;
 pub(crate) use shared::Shared;
@@ -82,7 +83,7 @@ pub struct NewApp {
 pub(crate) struct App {
     pub spec: Arc<AppSpec>,
     pub env: Arc<BTreeMap<String, String>>,
-    pub listeners: Option<Arc<Mutex<AppListeners>>>,
+    pub listeners: Arc<ListenerCell>,
     pub slots: Vec<SlotEntry>,
     /// A change to the app's slots that is under way; a second one is refused as busy.
     pub pending: Option<Pending>,
@@ -343,9 +344,10 @@ impl Supervisor {
                         app.spec.instances,
                         if app.spec.instances == 1 { "" } else { "s" }
                     );
-                    Some(Arc::new(Mutex::new(l)))
+                    ListenerCell::bound(addr.clone(), l)
                 }
-                None => None,
+                // A Node cluster app binds at its workers' first listen (slot.rs).
+                None => ListenerCell::default(),
             };
             bound.push(listeners);
         }
@@ -354,7 +356,7 @@ impl Supervisor {
             let mut app = App {
                 spec: Arc::new(new.spec),
                 env: Arc::new(new.env),
-                listeners,
+                listeners: Arc::new(listeners),
                 slots: Vec::new(),
                 pending: None,
             };
@@ -447,7 +449,7 @@ impl Supervisor {
     /// An app whose every worker is stopped releases its port (`stop` frees the address).
     fn release_idle_ports(&self) {
         for app in &self.apps {
-            if let Some(listeners) = &app.listeners
+            if let Some(listeners) = app.listeners.get()
                 && app.slots.iter().all(|s| s.handle.status.borrow().at_rest)
             {
                 lock(listeners).close_all();
@@ -463,7 +465,7 @@ impl Supervisor {
                 let gone = ids.contains(&s.id);
                 if gone {
                     s.task.abort();
-                    if let Some(listeners) = &app.listeners {
+                    if let Some(listeners) = app.listeners.get() {
                         lock(listeners).remove(s.handle.instance);
                     }
                 }

@@ -2,8 +2,10 @@
 //! through the pure policy and carries out the actions it returns (spawn, signal, kill,
 //! release the listener, report) and arms one timer at the policy's next deadline.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
@@ -13,12 +15,13 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use super::Shared;
+use super::node_channel::{self, ToWorker};
 use super::policy::{Action, Event, Phase, ReadyRule, Report, SlotPolicy, Status};
 use super::spawn::{WorkerLaunch, spawn_worker};
-use crate::config::{AppSpec, Runtime};
+use crate::config::{AppSpec, ListenAddr, Runtime};
 use crate::logs::{self, Stream};
 use crate::os::{self, ExitKind};
-use crate::sockets::AppListeners;
+use crate::sockets::ListenerCell;
 use crate::sync::lock;
 
 /// What the rest of the supervisor tells a slot. Commands that someone waits on carry
@@ -37,6 +40,12 @@ pub enum SlotMsg {
     /// The worker (or a process of its tree) said READY=1.
     Ready {
         pid: Pid,
+    },
+    /// The Node shim of worker `pid` asks for the app's shared listener on `addr` (a
+    /// cluster app without `listen:`); answered over its IPC channel.
+    Listen {
+        pid: Pid,
+        addr: SocketAddr,
     },
     /// Stop the worker; `done` hears once the slot is at rest, or that a later restart
     /// superseded the stop.
@@ -92,7 +101,9 @@ pub struct Slot {
     env: Arc<BTreeMap<String, String>>,
     instance: u32,
     policy: SlotPolicy,
-    listeners: Option<Arc<Mutex<AppListeners>>>,
+    listeners: Arc<ListenerCell>,
+    /// The IPC channels of this slot's Node workers (see `node_channel`), by pid.
+    channels: HashMap<Pid, mpsc::UnboundedSender<ToWorker>>,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<SlotMsg>,
     rx: mpsc::UnboundedReceiver<SlotMsg>,
@@ -124,7 +135,7 @@ impl Slot {
         app: Arc<AppSpec>,
         env: Arc<BTreeMap<String, String>>,
         instance: u32,
-        listeners: Option<Arc<Mutex<AppListeners>>>,
+        listeners: Arc<ListenerCell>,
         shared: Arc<Shared>,
     ) -> (Slot, SlotHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -132,7 +143,7 @@ impl Slot {
             app.restart.clone(),
             app.stop.clone(),
             ready_rule(&app),
-            app.listen.is_some(),
+            app.listen.is_some() || app.shares_first_listen(),
         );
         let (status, status_rx) = watch::channel(status_of(&policy));
         let mut slot = Slot {
@@ -141,6 +152,7 @@ impl Slot {
             instance,
             policy,
             listeners,
+            channels: HashMap::new(),
             shared,
             tx: tx.clone(),
             rx,
@@ -192,6 +204,10 @@ impl Slot {
                         self.restart_waiters.extend(done);
                         Event::RestartRequested
                     }
+                    Some(SlotMsg::Listen { pid, addr }) => {
+                        self.answer_listen(pid, addr);
+                        continue;
+                    }
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
@@ -201,9 +217,11 @@ impl Slot {
         }
     }
 
-    fn event_of(&self, msg: SlotMsg) -> Event {
+    fn event_of(&mut self, msg: SlotMsg) -> Event {
         match msg {
             SlotMsg::Exited { pid, status } => {
+                // Its channel task ends by itself at EOF.
+                self.channels.remove(&pid);
                 let level_is_expected = matches!(self.policy.phase(), Phase::Stopping { .. })
                     || self.policy.retiring().is_some_and(|r| r.pid == pid);
                 if level_is_expected {
@@ -227,7 +245,8 @@ impl Slot {
                 Event::MemoryExceeded { pid }
             }
             SlotMsg::Ready { pid } => Event::Ready { pid },
-            SlotMsg::Stop { .. }
+            SlotMsg::Listen { .. }
+            | SlotMsg::Stop { .. }
             | SlotMsg::Restart { .. }
             | SlotMsg::Update { .. }
             | SlotMsg::Reload { .. } => unreachable!("handled in run"),
@@ -256,7 +275,7 @@ impl Slot {
                     Action::SendSignal(pid, sig) => signal_group(pid, sig),
                     Action::KillGroup(pid) => signal_group(pid, Signal::SIGKILL),
                     Action::ReleaseListener => {
-                        if let Some(listeners) = &self.listeners {
+                        if let Some(listeners) = self.listeners.get() {
                             lock(listeners).release(self.instance);
                         }
                     }
@@ -358,9 +377,55 @@ impl Slot {
         }
     }
 
+    /// Answers worker `pid`'s request for the app's shared listener on `addr`: this
+    /// slot's listener (bound now if it is the app's first request), or why not, in which
+    /// case the shim binds by itself as it would without drover.
+    fn answer_listen(&mut self, pid: Pid, addr: SocketAddr) {
+        let answer = self.shared_listener(addr);
+        if let Err(why) = &answer {
+            warn!("{} pid {pid} binds {addr} itself: {why}", self.label());
+        }
+        if let Some(channel) = self.channels.get(&pid) {
+            let _ = channel.send(ToWorker::Listener(answer));
+        }
+    }
+
+    fn shared_listener(&self, addr: SocketAddr) -> Result<OwnedFd, String> {
+        let app = &self.app;
+        if !app.shares_first_listen() {
+            return Err("the app does not share a listener this way".into());
+        }
+        let asked = ListenAddr::Tcp(addr);
+        let first = self.listeners.get().is_none();
+        let listeners = self
+            .listeners
+            .get_or_bind(&asked, app.socket, app.instances)
+            .map_err(|e| format!("cannot listen on {asked}: {e}"))?;
+        let mut listeners = lock(listeners);
+        if first {
+            info!(
+                "{} listening on {} (the port its workers listen on; {}, {} worker{})",
+                app.name,
+                listeners.bound(),
+                app.socket,
+                app.instances,
+                if app.instances == 1 { "" } else { "s" }
+            );
+        }
+        listeners
+            .acquire(self.instance)
+            .and_then(|fd| fd.try_clone_to_owned())
+            .map_err(|e| format!("cannot listen on {asked}: {e}"))
+    }
+
     fn spawn(&mut self) -> std::io::Result<Pid> {
         let app = &self.app;
-        let mut guard = self.listeners.as_ref().map(|l| lock(l));
+        // A cluster app without `listen:` gets its listener when a worker asks for it
+        // (answer_listen), never as fd 3: the address is the one the worker asks for.
+        let mut guard = match app.shares_first_listen() {
+            true => None,
+            false => self.listeners.get().map(lock),
+        };
         let (listener, bound_port) = match guard.as_deref_mut() {
             Some(listeners) => {
                 let port = listeners.port();
@@ -390,9 +455,10 @@ impl Slot {
         self.shared
             .register(pid, self.tx.clone(), app.max_memory_restart);
         info!("{} started pid {pid}", self.label());
-        if let Some(ready) = worker.ready {
-            let tx = self.tx.clone();
-            tokio::spawn(watch_ready(ready, pid, tx));
+        if let Some(channel) = worker.channel {
+            let (to_worker, outgoing) = mpsc::unbounded_channel();
+            self.channels.insert(pid, to_worker);
+            tokio::spawn(node_channel::serve(channel, pid, self.tx.clone(), outgoing));
         }
 
         let hub = self.shared.logs();
@@ -429,22 +495,6 @@ impl Slot {
             }
         }
         Ok(pid)
-    }
-}
-
-/// Reads the worker's readiness pipe (the Node shim writes `READY=1` on 'listening' or
-/// `process.send('ready')`) until EOF.
-async fn watch_ready(
-    pipe: tokio::net::unix::pipe::Receiver,
-    pid: Pid,
-    tx: mpsc::UnboundedSender<SlotMsg>,
-) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == "READY=1" {
-            let _ = tx.send(SlotMsg::Ready { pid });
-        }
     }
 }
 

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 use tokio::net::unix::pipe;
+use std::os::unix::net::UnixStream;
 
 use crate::config::{AppSpec, Runtime};
 use crate::os;
@@ -39,8 +40,8 @@ pub struct SpawnedWorker {
     pub pid: Pid,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
-    /// The read end of the Node shim's readiness pipe (the worker's fd 4).
-    pub ready: Option<pipe::Receiver>,
+    /// The supervisor's end of a Node worker's IPC channel (the worker's fd 4).
+    pub channel: Option<UnixStream>,
 }
 
 /// Variables a worker must never inherit from the supervisor's own environment: they
@@ -52,6 +53,9 @@ const SUPERVISOR_ONLY_VARS: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    // A Node IPC channel of whoever started the supervisor.
+    "NODE_CHANNEL_FD",
+    "NODE_CHANNEL_SERIALIZATION_MODE",
 ];
 
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
@@ -76,16 +80,17 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     // Its own process group, so a stop reaches its whole tree and a Ctrl-C at the
     // terminal of `drover run` reaches the supervisor only (it then stops workers in order).
     cmd.process_group(0);
-    // Node reports readiness ('listening', or PM2's process.send('ready')) through the
-    // shim, on a pipe: Node has no Unix datagram sockets for sd_notify.
-    let ready_pipe = match uses_shim(launch) {
-        true => Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?),
+    // A Node worker gets an IPC channel, as PM2 (and child_process.fork) give one: its
+    // process.send('ready'), the shim's 'listening' and its requests for a shared
+    // listener come this way (Node has no Unix datagram sockets for sd_notify).
+    let channel = match uses_shim(launch) {
+        true => Some(UnixStream::pair()?),
         false => None,
     };
     os::prepare_child(
         &mut cmd,
         launch.listener,
-        ready_pipe.as_ref().map(|(_, w)| w.as_fd()),
+        channel.as_ref().map(|(_, theirs)| theirs.as_fd()),
     );
 
     let mut child = cmd.spawn().map_err(|e| {
@@ -99,20 +104,18 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     // (os::reap_all on SIGCHLD), orphans included.
     let stdout = output_pipe(OwnedFd::from(child.stdout.take().expect("piped")))?;
     let stderr = output_pipe(OwnedFd::from(child.stderr.take().expect("piped")))?;
-    // Our copy of the write end goes, so the read end sees EOF when the worker exits.
-    let ready = ready_pipe
-        .map(|(read, _write)| pipe::Receiver::from_owned_fd(read))
-        .transpose()?;
+    // The worker's end is closed here, so ours sees EOF when the worker exits.
+    let channel = channel.map(|(ours, _theirs)| ours);
     Ok(SpawnedWorker {
         pid,
         stdout,
         stderr,
-        ready,
+        channel,
     })
 }
 
-/// Every Node worker gets the shim (and a readiness pipe): PM2 always gives Node apps an
-/// IPC channel, so apps call `process.send('ready')` whether or not `wait_ready` is set.
+/// Every Node worker gets the shim and an IPC channel, as PM2 always gives Node apps one:
+/// apps call `process.send('ready')` whether or not `wait_ready` is set.
 fn uses_shim(launch: &WorkerLaunch<'_>) -> bool {
     launch.node_shim.is_some() && launch.app.command.runtime() == Runtime::Node
 }
@@ -167,7 +170,14 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
         Runtime::Node => {
             if let Some(shim) = launch.node_shim.filter(|_| uses_shim(launch)) {
                 env.push(("NODE_OPTIONS".into(), node_options(launch, shim)));
-                env.push(("DROVER_READY_FD".into(), os::READY_FD.to_string().into()));
+                env.push((
+                    "NODE_CHANNEL_FD".into(),
+                    os::NODE_CHANNEL_FD.to_string().into(),
+                ));
+                env.push(("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()));
+                if app.shares_first_listen() {
+                    env.push(("DROVER_LISTEN".into(), "ask".into()));
+                }
                 // With wait_ready only the app's own word counts, not 'listening'.
                 let on = if app.restart.wait_ready {
                     "message"

@@ -723,8 +723,9 @@ fn start_of_a_known_name_or_id_restarts_it_and_names_come_before_ids() {
 
 #[test]
 fn several_workers_with_no_address_to_share_are_warned_about() {
+    // Not Node: a Node app in cluster mode shares the port its workers listen on.
     let d = Daemon::new();
-    let app = d.home.write("idle.js", "setInterval(() => {}, 1000);\n");
+    let app = d.home.write("idle.py", "import time\ntime.sleep(300)\n");
     let out = d.home.output(&["start", app.to_str().unwrap(), "-i", "2"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(

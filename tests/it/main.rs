@@ -2,6 +2,7 @@
 //! a compiled Rust worker), real sockets on 127.0.0.1 with ports from the OS.
 
 mod bad_input;
+mod cluster_port;
 mod daemon;
 mod ecosystem_js;
 mod exit_codes;

@@ -17,7 +17,7 @@ impl Supervisor {
                 let app_ids: Vec<u32> = a.slots.iter().map(|s| s.id).collect();
                 AppInfo {
                     spec: AppConfig::from(&*a.spec),
-                    listen: a.listeners.as_ref().map(|l| lock(l).bound().to_string()),
+                    listen: a.listeners.get().map(|l| lock(l).bound().to_string()),
                     workers: self.workers(Some(&app_ids)),
                     dropped_log_lines: self
                         .log_files(&app_ids)

@@ -19,7 +19,7 @@ impl Supervisor {
         let now = Instant::now();
         let mut out = Vec::new();
         for app in &self.apps {
-            let listen = app.listeners.as_ref().map(|l| lock(l).bound().to_string());
+            let listen = app.listeners.get().map(|l| lock(l).bound().to_string());
             for slot in &app.slots {
                 if only.is_some_and(|ids| !ids.contains(&slot.id)) {
                     continue;

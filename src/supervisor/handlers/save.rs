@@ -22,8 +22,9 @@ impl Supervisor {
             .map(|a| {
                 let mut spec = (*a.spec).clone();
                 // The address actually bound, so `resurrect` comes back on the same port
-                // even when the app asked for port 0.
-                if let Some(listeners) = &a.listeners {
+                // even when the app asked for port 0. A cluster app that shares the port its
+                // workers listen on keeps no `listen:`: they ask again after resurrect.
+                if let Some(listeners) = a.listeners.get().filter(|_| a.spec.listen.is_some()) {
                     spec.listen = Some(lock(listeners).bound().clone());
                 }
                 dump::SavedApp {

@@ -112,7 +112,7 @@ impl Supervisor {
         });
         let name = app.spec.name.clone();
         let listeners = app.listeners.clone();
-        if let Some(listeners) = &listeners {
+        if let Some(listeners) = listeners.get() {
             for (instance, _) in &slots {
                 if let Err(e) = lock(listeners).steer_away(*instance) {
                     warn!("{name}#{instance}: cannot steer connections away: {e}");
@@ -122,7 +122,7 @@ impl Supervisor {
         let cap = app.spec.stop.kill_timeout + crate::supervisor::STOP_SLACK;
         Some(async move {
             let mut drained = true;
-            if let Some(listeners) = &listeners {
+            if let Some(listeners) = listeners.get() {
                 let deadline = Instant::now() + DRAIN_TIMEOUT;
                 for (instance, _) in &slots {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -158,7 +158,7 @@ fn placeholder(app: &crate::supervisor::App) -> crate::supervisor::App {
     crate::supervisor::App {
         spec: app.spec.clone(),
         env: app.env.clone(),
-        listeners: None,
+        listeners: Default::default(),
         slots: Vec::new(),
         pending: app.pending,
     }
