@@ -141,7 +141,13 @@ fn app_block(app: &AppInfo, color: bool) -> String {
             "stop exit codes",
             or_none((!exit_codes.is_empty()).then(|| exit_codes.join(", "))),
         ),
-        ("kill signal", spec.kill_signal.clone()),
+        (
+            "stop with",
+            match spec.shutdown_with_message {
+                true => "process.send('shutdown')".into(),
+                false => spec.kill_signal.clone(),
+            },
+        ),
         ("kill timeout", render::duration(ms(spec.kill_timeout_ms))),
         (
             "max memory",
@@ -256,6 +262,7 @@ mod tests {
             stop: StopSpec {
                 kill_signal: nix::sys::signal::Signal::SIGINT,
                 kill_timeout: Duration::from_millis(1600),
+                shutdown_with_message: false,
             },
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: None,
@@ -291,7 +298,7 @@ mod tests {
             "  socket             reuseport\n",
             "  exp backoff        100ms\n",
             "  stop exit codes    0, 2\n",
-            "  kill signal        SIGINT\n",
+            "  stop with          SIGINT\n",
             "  kill timeout       1.6s\n",
             "  max memory         512.0mb\n",
             "  out log            /home/u/.drover/logs/api-out-0.log\n                     /home/u/.drover/logs/api-out-1.log\n",

@@ -69,6 +69,10 @@ pub struct AppFlags {
     /// Signal that asks a worker to stop (default SIGINT).
     #[arg(long, value_name = "SIGNAL")]
     pub kill_signal: Option<String>,
+    /// Ask Node workers to stop with process.send('shutdown') instead of the kill signal
+    /// (SIGKILL still follows after the kill timeout).
+    #[arg(long)]
+    pub shutdown_with_message: bool,
     /// Unstable restarts (runs shorter than min_uptime) before a worker is errored.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub max_restarts: Option<String>,
@@ -117,6 +121,7 @@ impl AppFlags {
             max_memory_restart,
             kill_timeout,
             kill_signal,
+            shutdown_with_message,
             max_restarts,
             min_uptime,
             wait_ready,
@@ -142,6 +147,7 @@ impl AppFlags {
             ("--max-memory-restart", max_memory_restart.is_some()),
             ("--kill-timeout", kill_timeout.is_some()),
             ("--kill-signal", kill_signal.is_some()),
+            ("--shutdown-with-message", *shutdown_with_message),
             ("--max-restarts", max_restarts.is_some()),
             ("--min-uptime", min_uptime.is_some()),
             ("--wait-ready", *wait_ready),
@@ -210,6 +216,7 @@ impl RawApp {
             time: flags.time.then_some(true),
             autorestart: Some(!flags.no_autorestart),
             wait_ready: flags.wait_ready.then_some(true),
+            shutdown_with_message: flags.shutdown_with_message.then_some(true),
             instances: parsed(inv, "instances", &flags.instances),
             interpreter_args: parsed(inv, "interpreter_args", &flags.interpreter_args),
             stop_exit_codes: parsed(inv, "stop_exit_codes", &flags.stop_exit_codes),

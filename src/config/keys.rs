@@ -31,6 +31,7 @@ pub(crate) const KNOWN: &[(&str, &[&str])] = &[
     ("port", &[]),
     ("wait_ready", &[]),
     ("listen_timeout", &[]),
+    ("shutdown_with_message", &[]),
     // drover's own keys
     ("listen", &[]),
     ("socket", &[]),
@@ -77,7 +78,6 @@ pub(crate) const UNSUPPORTED: &[Unsupported] = &[
     un("watch_delay", Noop::Never),
     un("ignore_watch", Noop::Never),
     un("watch_options", Noop::Never),
-    un("shutdown_with_message", Noop::Bool(false)),
     un("source_map_support", Noop::Bool(false)),
     un("disable_source_map_support", Noop::Bool(true)),
     un("vizion", Noop::Bool(false)),

@@ -10,7 +10,8 @@ use super::ResolveContext;
 use super::error::{FieldError, Seg};
 use super::raw::RawApp;
 use super::spec::{
-    AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, SocketMode, StopSpec, defaults,
+    AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, Runtime, SocketMode, StopSpec,
+    defaults,
 };
 use super::values::ListenSpec;
 use nix::sys::signal::Signal;
@@ -227,7 +228,15 @@ pub(crate) fn resolve(
             .kill_signal
             .map_or_else(|| graceful_signal(&command), |s| s.0),
         kill_timeout: raw.kill_timeout.map_or(defaults::KILL_TIMEOUT, |m| m.0),
+        shutdown_with_message: raw.shutdown_with_message.unwrap_or(false),
     };
+    if stop.shutdown_with_message && command.runtime() != Runtime::Node {
+        return Err(FieldError::value(
+            "shutdown_with_message",
+            "needs a Node app: the message goes over Node's IPC channel",
+        )
+        .with_hint("use kill_signal: for other programs"));
+    }
 
     Ok(AppSpec {
         name,

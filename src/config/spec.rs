@@ -199,6 +199,11 @@ pub struct StopSpec {
     pub kill_signal: Signal,
     #[serde(with = "duration_ms")]
     pub kill_timeout: Duration,
+    /// PM2's `shutdown_with_message`: a Node worker is asked to stop with
+    /// `process.send('shutdown')` on its IPC channel instead of `kill_signal` (SIGKILL still
+    /// follows after `kill_timeout`).
+    #[serde(default)]
+    pub shutdown_with_message: bool,
 }
 
 /// PM2's defaults (lib/API/schema.json, constants.js).

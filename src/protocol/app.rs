@@ -47,6 +47,8 @@ pub struct AppConfig {
     /// A signal name, e.g. `SIGINT`.
     pub kill_signal: String,
     pub kill_timeout_ms: u64,
+    #[serde(default)]
+    pub shutdown_with_message: bool,
     pub instance_var: String,
     pub increment_var: Option<String>,
     /// Bytes.
@@ -135,6 +137,7 @@ impl From<&AppSpec> for AppConfig {
             listen_timeout_ms: millis(restart.listen_timeout),
             kill_signal: stop.kill_signal.as_str().to_owned(),
             kill_timeout_ms: millis(stop.kill_timeout),
+            shutdown_with_message: stop.shutdown_with_message,
             instance_var: instance_var.clone(),
             increment_var: increment_var.clone(),
             max_memory_restart: *max_memory_restart,
@@ -192,6 +195,7 @@ impl TryFrom<AppConfig> for AppSpec {
             stop: config::StopSpec {
                 kill_signal,
                 kill_timeout: Duration::from_millis(app.kill_timeout_ms),
+                shutdown_with_message: app.shutdown_with_message,
             },
             instance_var: app.instance_var,
             increment_var: app.increment_var,
@@ -258,6 +262,7 @@ mod tests {
             stop: config::StopSpec {
                 kill_signal: Signal::SIGTERM,
                 kill_timeout: Duration::from_millis(5000),
+                shutdown_with_message: false,
             },
             instance_var: "INSTANCE_ID".into(),
             increment_var: Some("PORT".into()),
@@ -276,7 +281,7 @@ mod tests {
         r#""log_date_format":"YYYY-MM-DD HH:mm:ss Z","autorestart":false,"#,
         r#""min_uptime_ms":1500,"max_restarts":7,"restart_delay_ms":250,"#,
         r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,
-        r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"#,
+        r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"shutdown_with_message":false,"#,
         r#""instance_var":"INSTANCE_ID","increment_var":"PORT","max_memory_restart":536870912}"#,
     );
 

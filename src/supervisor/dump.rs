@@ -268,6 +268,8 @@ struct AppRecord {
     /// `SIGINT`, `SIGTERM`, …
     kill_signal: String,
     kill_timeout_ms: u64,
+    #[serde(default)]
+    shutdown_with_message: bool,
     instance_var: String,
     increment_var: Option<String>,
     /// Bytes.
@@ -385,6 +387,7 @@ impl AppRecord {
                 StopSpec {
                     kill_signal,
                     kill_timeout,
+                    shutdown_with_message,
                 },
             instance_var,
             increment_var,
@@ -431,6 +434,7 @@ impl AppRecord {
             listen_timeout_ms: millis(*listen_timeout),
             kill_signal: kill_signal.as_str().to_owned(),
             kill_timeout_ms: millis(*kill_timeout),
+            shutdown_with_message: *shutdown_with_message,
             instance_var: instance_var.clone(),
             increment_var: increment_var.clone(),
             max_memory_restart: *max_memory_restart,
@@ -491,6 +495,7 @@ impl AppRecord {
             stop: StopSpec {
                 kill_signal,
                 kill_timeout: Duration::from_millis(self.kill_timeout_ms),
+                shutdown_with_message: self.shutdown_with_message,
             },
             instance_var: self.instance_var,
             increment_var: self.increment_var,
@@ -548,6 +553,7 @@ mod tests {
             stop: StopSpec {
                 kill_signal: Signal::SIGTERM,
                 kill_timeout: Duration::from_millis(1600),
+                shutdown_with_message: false,
             },
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: Some("PORT".into()),
@@ -586,6 +592,7 @@ mod tests {
             stop: StopSpec {
                 kill_signal: Signal::SIGINT,
                 kill_timeout: Duration::from_millis(5000),
+                shutdown_with_message: false,
             },
             instance_var: "INSTANCE".into(),
             increment_var: None,
@@ -610,6 +617,10 @@ mod tests {
     fn the_format_is_the_checked_in_text_and_it_loads_back_equal() {
         assert_eq!(encode(&golden_apps(), "0.1.0").unwrap(), GOLDEN);
         assert_eq!(decode(GOLDEN).unwrap(), golden_apps());
+        // Keys added to format 1 later are optional: a dump from before loads the same.
+        let older = GOLDEN.replace("  shutdown_with_message: false\n", "");
+        assert_ne!(older, GOLDEN);
+        assert_eq!(decode(&older).unwrap(), golden_apps());
     }
 
     fn home() -> tempfile::TempDir {

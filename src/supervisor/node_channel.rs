@@ -194,7 +194,8 @@ async fn write(stream: &UnixStream, line: &[u8], fd: Option<&OwnedFd>) -> io::Re
         let result = stream.try_io(Interest::WRITABLE, || {
             let iov = [IoSlice::new(&line[sent..])];
             let fds = fd.map(|fd| [fd]);
-            let cmsgs: Vec<ControlMessage<'_>> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
+            let cmsgs: Vec<ControlMessage<'_>> =
+                fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
             sendmsg::<()>(
                 stream.as_raw_fd(),
                 &iov,
@@ -255,7 +256,10 @@ mod tests {
         let cases: &[(&str, Option<FromWorker>)] = &[
             (r#""ready""#, Some(FromWorker::Ready)),
             (r#"{"cmd":"NODE_DROVER_READY"}"#, Some(FromWorker::Ready)),
-            (r#"{"cmd":"NODE_DROVER_LISTEN","port":3000}"#, addr("[::]:3000")),
+            (
+                r#"{"cmd":"NODE_DROVER_LISTEN","port":3000}"#,
+                addr("[::]:3000"),
+            ),
             (
                 r#"{"cmd":"NODE_DROVER_LISTEN","address":"127.0.0.1","port":0}"#,
                 addr("127.0.0.1:0"),
@@ -288,7 +292,10 @@ mod tests {
     fn lines_are_split_and_overlong_ones_skipped() {
         let mut buffer = LineBuffer::default();
         assert_eq!(buffer.push(b"\"re"), Vec::<Vec<u8>>::new());
-        assert_eq!(buffer.push(b"ady\"\n1\n2"), vec![b"\"ready\"".to_vec(), b"1".to_vec()]);
+        assert_eq!(
+            buffer.push(b"ady\"\n1\n2"),
+            vec![b"\"ready\"".to_vec(), b"1".to_vec()]
+        );
         let long = vec![b'x'; MAX_LINE + 1];
         assert!(buffer.push(&long).is_empty());
         assert!(buffer.push(b"more of it").is_empty());

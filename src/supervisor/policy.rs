@@ -949,6 +949,7 @@ mod tests {
             StopSpec {
                 kill_signal: Signal::SIGINT,
                 kill_timeout: Duration::from_millis(1600),
+                shutdown_with_message: false,
             },
         )
     }

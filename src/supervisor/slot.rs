@@ -272,7 +272,7 @@ impl Slot {
                             events.push_back(Event::SpawnFailed);
                         }
                     },
-                    Action::SendSignal(pid, sig) => signal_group(pid, sig),
+                    Action::SendSignal(pid, sig) => self.ask_to_stop(pid, sig),
                     Action::KillGroup(pid) => signal_group(pid, Signal::SIGKILL),
                     Action::ReleaseListener => {
                         if let Some(listeners) = self.listeners.get() {
@@ -375,6 +375,20 @@ impl Slot {
         if let Some(waiter) = self.reload_waiter.take() {
             let _ = waiter.send(outcome);
         }
+    }
+
+    /// Sends a worker its stop signal, or with `shutdown_with_message` (PM2's), the
+    /// message 'shutdown' on its IPC channel instead; SIGKILL follows after kill_timeout
+    /// either way (the policy's timer).
+    fn ask_to_stop(&self, pid: Pid, sig: Signal) {
+        if self.app.stop.shutdown_with_message
+            && sig == self.app.stop.kill_signal
+            && let Some(channel) = self.channels.get(&pid)
+            && channel.send(ToWorker::Shutdown).is_ok()
+        {
+            return;
+        }
+        signal_group(pid, sig);
     }
 
     /// Answers worker `pid`'s request for the app's shared listener on `addr`: this

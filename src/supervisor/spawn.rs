@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
-use tokio::net::unix::pipe;
 use std::os::unix::net::UnixStream;
+use tokio::net::unix::pipe;
 
 use crate::config::{AppSpec, Runtime};
 use crate::os;

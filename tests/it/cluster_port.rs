@@ -87,7 +87,11 @@ fn workers_that_listen_on_their_own_port_share_it() {
     let reply = get_json(addr, "/");
     assert_eq!(reply["port"], addr.port());
     // Nothing crash-looped on EADDRINUSE.
-    assert!(d.list().iter().all(|w| w["restarts"] == 0), "{:?}", d.list());
+    assert!(
+        d.list().iter().all(|w| w["restarts"] == 0),
+        "{:?}",
+        d.list()
+    );
 }
 
 #[test]
@@ -126,7 +130,11 @@ fn the_shared_port_survives_kill_reload_and_scale_under_load() {
     let load = Load::start(addr, 2);
     d.ok(&["scale", "web", "3"]);
     let three = d.wait_online("web", 3);
-    let newest = three.iter().filter_map(|w| w["pid"].as_i64()).max().unwrap() as i32;
+    let newest = three
+        .iter()
+        .filter_map(|w| w["pid"].as_i64())
+        .max()
+        .unwrap() as i32;
     wait_for("the new worker to answer", DEADLINE, || {
         (pid_of(&get_json(addr, "/")) == newest).then_some(())
     });
@@ -165,9 +173,6 @@ fn a_port_another_program_holds_fails_as_it_would_without_drover() {
     let errors = d.ok(&["logs", "web", "--err", "--lines", "200", "--nostream"]);
     assert!(errors.contains("EADDRINUSE"), "{errors}");
     let log = d.home.read("drover.log");
-    assert!(
-        log.contains(&format!("binds [::]:{port} itself")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("binds [::]:{port} itself")), "{log}");
     drop(held);
 }

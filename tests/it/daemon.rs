@@ -644,6 +644,55 @@ fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
 }
 
 #[test]
+fn shutdown_with_message_asks_a_node_app_to_stop_over_its_channel() {
+    // PM2's shutdown_with_message: the app's process.on('message') gets 'shutdown'
+    // instead of a signal (SIGINT is ignored here, so only the message can stop it).
+    let d = Daemon::new();
+    let app = d.home.write(
+        "polite.js",
+        concat!(
+            "process.on('SIGINT', () => console.log('got SIGINT'));\n",
+            "process.on('message', (m) => {\n",
+            "  console.log('got message ' + JSON.stringify(m));\n",
+            "  if (m === 'shutdown') setTimeout(() => process.exit(0), 10);\n",
+            "});\n",
+            "console.log('up');\n",
+        ),
+    );
+    for (name, flag) in [("polite", "--shutdown-with-message"), ("plain", "--time")] {
+        d.ok(&["start", app.to_str().unwrap(), "--name", name, flag]);
+        d.wait_online(name, 1);
+    }
+    let stopped = std::time::Instant::now();
+    d.ok(&["stop", "polite"]);
+    // It stopped on the message, well before kill_timeout's SIGKILL (1.6 s).
+    assert!(stopped.elapsed() < std::time::Duration::from_millis(1500));
+    let log = d.home.read("logs/polite-out-0.log");
+    assert!(log.contains("got message \"shutdown\""), "{log}");
+    assert!(!log.contains("got SIGINT"), "{log}");
+    // Without the key the signal is sent, as before (and it ignores it: SIGKILL ends it).
+    d.ok(&["stop", "plain"]);
+    let log = d.home.read("logs/plain-out-0.log");
+    assert!(
+        log.contains("got SIGINT") && !log.contains("got message"),
+        "{log}"
+    );
+
+    // Only Node workers have the channel: anything else is refused up front.
+    let py = d.home.write("app.py", "import time\ntime.sleep(60)\n");
+    let out = d
+        .home
+        .output(&["start", py.to_str().unwrap(), "--shutdown-with-message"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("--shutdown-with-message: needs a Node app"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn pm2_flags_node_args_stop_exit_codes_and_relative_scale() {
     let d = Daemon::new();
     d.start_http(
