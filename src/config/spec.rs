@@ -52,6 +52,10 @@ impl AppSpec {
     }
 }
 
+/// Python servers started by their own script (a console entry point of a virtualenv):
+/// their workers are Python processes, which the supervisor helps as such.
+const PYTHON_SERVERS: &[&str] = &["gunicorn", "uvicorn", "hypercorn", "daphne", "granian"];
+
 /// The program and arguments of a worker, interpreter already resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
@@ -81,7 +85,7 @@ impl Command {
             || base.starts_with("node") && base[4..].chars().all(|c| c.is_ascii_digit())
         {
             Runtime::Node
-        } else if base.starts_with("python") {
+        } else if base.starts_with("python") || PYTHON_SERVERS.contains(&base.as_str()) {
             Runtime::Python
         } else {
             Runtime::Other

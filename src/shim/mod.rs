@@ -1,4 +1,6 @@
-//! The Node.js preload that lets an unmodified app serve on drover's fd 3.
+//! The preloads that let unmodified apps serve on drover's listener and stop without
+//! dropping a request: Node's (`NODE_OPTIONS=--require`) and Python's (a
+//! `sitecustomize` on PYTHONPATH).
 //!
 //! The script is embedded in the binary ([`NODE_SHIM`]) and written to disk once by
 //! [`install`]; the supervisor then starts Node workers with
@@ -14,6 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The preload script: turns the app's first `listen(port | path)` into `listen({fd: 3})`.
 pub const NODE_SHIM: &str = include_str!("node_listen_fd3.js");
 
+/// The Python preload (a `sitecustomize`): uvicorn's graceful shutdown that resets no
+/// connection, and `socket.fromfd` that keeps a TCP socket TCP. See its comments.
+pub const PYTHON_SHIM: &str = include_str!("python_sitecustomize.py");
+
 /// Name of the file [`install`] writes: `node-listen-fd3-<hash of the content>.js`.
 ///
 /// The hash is in the name so that a newer drover never loads an older shim left on disk
@@ -22,18 +28,37 @@ pub fn file_name() -> String {
     format!("node-listen-fd3-{:016x}.js", fnv1a64(NODE_SHIM.as_bytes()))
 }
 
-/// Writes [`NODE_SHIM`] into `dir` (created with mode 0700 if missing, parents included)
-/// and returns its path. Does nothing if the file already holds exactly that content;
-/// otherwise writes a temp file in `dir` and renames it over, so a worker starting at the
-/// same moment never reads a half-written script.
-pub fn install(dir: &Path) -> io::Result<PathBuf> {
+/// Where the preloads were written.
+#[derive(Debug, Clone)]
+pub struct Shims {
+    /// The Node preload, for `NODE_OPTIONS=--require`.
+    pub node: PathBuf,
+    /// The directory holding the Python preload as `sitecustomize.py`, for PYTHONPATH.
+    pub python_dir: PathBuf,
+}
+
+/// Writes both preloads under `dir` (see [`install_file`]): [`NODE_SHIM`] as
+/// [`file_name`], [`PYTHON_SHIM`] as `python-<hash>/sitecustomize.py` (Python finds it by
+/// that name only, so the hash is in the directory's).
+pub fn install(dir: &Path) -> io::Result<Shims> {
+    let node = install_file(dir, &file_name(), NODE_SHIM)?;
+    let python_dir = dir.join(format!("python-{:016x}", fnv1a64(PYTHON_SHIM.as_bytes())));
+    install_file(&python_dir, "sitecustomize.py", PYTHON_SHIM)?;
+    Ok(Shims { node, python_dir })
+}
+
+/// Writes `content` as `dir/name` (`dir` created with mode 0700 if missing, parents
+/// included) and returns its path. Does nothing if the file already holds exactly that
+/// content; otherwise writes a temp file in `dir` and renames it over, so a worker
+/// starting at the same moment never reads a half-written script.
+fn install_file(dir: &Path, name: &str, content: &str) -> io::Result<PathBuf> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let path = dir.join(file_name());
+    let path = dir.join(name);
     match fs::read(&path) {
-        Ok(existing) if existing == NODE_SHIM.as_bytes() => return Ok(path),
+        Ok(existing) if existing == content.as_bytes() => return Ok(path),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -42,7 +67,7 @@ pub fn install(dir: &Path) -> io::Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
-        file_name(),
+        name,
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -52,7 +77,7 @@ pub fn install(dir: &Path) -> io::Result<PathBuf> {
             .create_new(true)
             .mode(0o644)
             .open(&tmp)?;
-        file.write_all(NODE_SHIM.as_bytes())?;
+        file.write_all(content.as_bytes())?;
         file.sync_all()?;
         fs::rename(&tmp, &path)
     })();
@@ -80,7 +105,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let dir = home.path().join("run").join("shim");
 
-        let path = install(&dir).unwrap();
+        let path = install(&dir).unwrap().node;
         assert_eq!(path, dir.join(file_name()));
         assert_eq!(fs::read_to_string(&path).unwrap(), NODE_SHIM);
         assert_eq!(
@@ -90,15 +115,21 @@ mod tests {
 
         // Idempotent: same path, file left untouched (same inode), no temp files behind.
         let inode = fs::metadata(&path).unwrap().ino();
-        assert_eq!(install(&dir).unwrap(), path);
+        assert_eq!(install(&dir).unwrap().node, path);
         assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        // The Node file and the Python directory.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
 
         // A damaged file is replaced.
         fs::write(&path, "truncated").unwrap();
-        assert_eq!(install(&dir).unwrap(), path);
+        let shims = install(&dir).unwrap();
+        assert_eq!(shims.node, path);
         assert_eq!(fs::read_to_string(&path).unwrap(), NODE_SHIM);
-        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
+        assert_eq!(
+            fs::read_to_string(shims.python_dir.join("sitecustomize.py")).unwrap(),
+            PYTHON_SHIM
+        );
     }
 
     #[test]

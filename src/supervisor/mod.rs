@@ -168,14 +168,14 @@ pub async fn run(
     if let Err(e) = os::become_subreaper() {
         warn!("cannot become a child subreaper ({e}); orphaned grandchildren go to init");
     }
-    let node_shim =
-        crate::shim::install(&opts.home.join("shim")).context("cannot write the Node shim")?;
+    let shims = crate::shim::install(&opts.home.join("shim"))
+        .context("cannot write the Node and Python preloads")?;
     let notify_path = opts.home.join("notify.sock");
     let notify_socket = notify::bind(&notify_path).context("cannot create the notify socket")?;
     let shared = Arc::new(Shared::new(
         LogHub::new(opts.console),
         std::env::current_exe().context("cannot find the drover binary")?,
-        node_shim,
+        shims,
         notify_path.clone(),
     ));
     let (finished_tx, mut finished) = mpsc::unbounded_channel();

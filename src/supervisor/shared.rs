@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::shim::Shims;
+
 use nix::unistd::Pid;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -28,7 +30,7 @@ struct WorkerEntry {
 pub(crate) struct Shared {
     logs: LogHub,
     trampoline: PathBuf,
-    node_shim: PathBuf,
+    shims: Shims,
     /// NOTIFY_SOCKET for `wait_ready` workers.
     notify_socket: PathBuf,
     workers: Mutex<HashMap<Pid, WorkerEntry>>,
@@ -39,16 +41,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        logs: LogHub,
-        trampoline: PathBuf,
-        node_shim: PathBuf,
-        notify_socket: PathBuf,
-    ) -> Self {
+    pub fn new(logs: LogHub, trampoline: PathBuf, shims: Shims, notify_socket: PathBuf) -> Self {
         Shared {
             logs,
             trampoline,
-            node_shim,
+            shims,
             notify_socket,
             workers: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
@@ -66,8 +63,9 @@ impl Shared {
         &self.trampoline
     }
 
-    pub fn node_shim(&self) -> &Path {
-        &self.node_shim
+    /// The Node and Python preloads.
+    pub fn shims(&self) -> &Shims {
+        &self.shims
     }
 
     pub fn notify_socket(&self) -> &Path {

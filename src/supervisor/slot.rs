@@ -454,7 +454,7 @@ impl Slot {
             listener,
             bound_port,
             trampoline: self.shared.trampoline(),
-            node_shim: Some(self.shared.node_shim()),
+            shims: Some(self.shared.shims()),
             notify_socket: self
                 .app
                 .restart

@@ -17,6 +17,7 @@ use tokio::net::unix::pipe;
 
 use crate::config::{AppSpec, Runtime};
 use crate::os;
+use crate::shim::Shims;
 
 /// Everything a worker needs that is not in its app spec.
 pub struct WorkerLaunch<'a> {
@@ -30,8 +31,8 @@ pub struct WorkerLaunch<'a> {
     pub bound_port: Option<u16>,
     /// The drover binary, which doubles as the exec trampoline.
     pub trampoline: &'a Path,
-    /// The Node preload that maps `listen(PORT)` onto fd 3.
-    pub node_shim: Option<&'a Path>,
+    /// The Node and Python preloads.
+    pub shims: Option<&'a Shims>,
     /// The supervisor's sd_notify socket, for `wait_ready` apps.
     pub notify_socket: Option<&'a Path>,
 }
@@ -117,7 +118,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
 /// Every Node worker gets the shim and an IPC channel, as PM2 always gives Node apps one:
 /// apps call `process.send('ready')` whether or not `wait_ready` is set.
 fn uses_shim(launch: &WorkerLaunch<'_>) -> bool {
-    launch.node_shim.is_some() && launch.app.command.runtime() == Runtime::Node
+    launch.shims.is_some() && launch.app.command.runtime() == Runtime::Node
 }
 
 /// The read end of a worker's output pipe, grown to 1 MiB (the unprivileged maximum):
@@ -168,8 +169,8 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
     }
     match app.command.runtime() {
         Runtime::Node => {
-            if let Some(shim) = launch.node_shim.filter(|_| uses_shim(launch)) {
-                env.push(("NODE_OPTIONS".into(), node_options(launch, shim)));
+            if let Some(shims) = launch.shims.filter(|_| uses_shim(launch)) {
+                env.push(("NODE_OPTIONS".into(), node_options(launch, &shims.node)));
                 env.push((
                     "NODE_CHANNEL_FD".into(),
                     os::NODE_CHANNEL_FD.to_string().into(),
@@ -191,10 +192,30 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
             if !has("PYTHONUNBUFFERED") && !launch.env.contains_key("PYTHONUNBUFFERED") {
                 env.push(("PYTHONUNBUFFERED".into(), "1".into()));
             }
+            if let Some(shims) = launch.shims {
+                env.push(("PYTHONPATH".into(), python_path(launch, &shims.python_dir)));
+            }
         }
         Runtime::Other => {}
     }
     env
+}
+
+/// PYTHONPATH with the preload's directory first, keeping whatever the app or the caller
+/// set after it.
+fn python_path(launch: &WorkerLaunch<'_>, dir: &Path) -> OsString {
+    let mut value = OsString::from(dir);
+    let existing = launch
+        .app
+        .env
+        .get("PYTHONPATH")
+        .or_else(|| launch.env.get("PYTHONPATH"))
+        .filter(|p| !p.is_empty());
+    if let Some(existing) = existing {
+        value.push(":");
+        value.push(existing);
+    }
+    value
 }
 
 /// NODE_OPTIONS with the shim preloaded, keeping whatever the app or the caller set.

@@ -290,6 +290,103 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
     }
 }
 
+/// A client that keeps its connection open between requests (HTTP/1.1 keep-alive), as
+/// browsers, proxies and HTTP client pools do. It reconnects when the server said
+/// `Connection: close` (or closed after a complete response); a request that was sent and
+/// got no complete response is a failure, also on a reused connection.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive { addr, conn: None }
+    }
+
+    pub fn get(&mut self, path: &str) -> Reply {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => match TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    BufReader::new(s)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Reply::Refused;
+                }
+                Err(e) => return Reply::Failed(format!("connect: {e}")),
+            },
+        };
+        let mut conn = conn;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        if let Err(e) = conn.get_mut().write_all(request.as_bytes()) {
+            return Reply::Failed(format!("write (kept-alive): {e}"));
+        }
+        match read_response(&mut conn) {
+            Ok((body, keep)) => {
+                if keep {
+                    self.conn = Some(conn);
+                }
+                Reply::Ok(body)
+            }
+            Err(e) => Reply::Failed(format!("read (kept-alive): {e}")),
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response: its body (Content-Length or chunked) if the status is
+/// 200, and whether the connection stays open.
+fn read_response(conn: &mut BufReader<TcpStream>) -> Result<(String, bool), String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match conn.read_line(&mut line) {
+            Ok(0) => return Err(format!("EOF after {} bytes of head", head.len())),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    if !(head.starts_with("HTTP/1.") && head[8..].starts_with(" 200")) {
+        return Err(format!("bad response: {head:?}"));
+    }
+    let lower = head.to_ascii_lowercase();
+    let header = |name: &str| {
+        lower
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    let keep = header("connection:").is_none_or(|v| v != "close") && head.starts_with("HTTP/1.1");
+    let body = if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+        let mut body = String::new();
+        loop {
+            let mut size = String::new();
+            conn.read_line(&mut size).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| format!("bad chunk size {size:?}"))?;
+            let mut chunk = vec![0; size + 2];
+            conn.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            if size == 0 {
+                break;
+            }
+            body.push_str(&String::from_utf8_lossy(&chunk[..size]));
+        }
+        body
+    } else {
+        let len: usize = header("content-length:")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("no content-length: {head:?}"))?;
+        let mut body = vec![0; len];
+        conn.read_exact(&mut body).map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    Ok((body, keep))
+}
+
 /// GET and parse a JSON body; panics on failure.
 pub fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     match get(addr, path) {
@@ -620,6 +717,19 @@ pub struct Tally {
 }
 
 impl Tally {
+    fn count(&mut self, reply: Reply) {
+        match reply {
+            Reply::Ok(body) => {
+                self.ok += 1;
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                    self.pids.insert(pid_of(&v));
+                }
+            }
+            Reply::Refused => self.refused += 1,
+            Reply::Failed(e) => self.failed.push(e),
+        }
+    }
+
     /// Nothing refused, nothing lost.
     pub fn clean(&self) -> bool {
         self.refused == 0 && self.failed.is_empty()
@@ -634,6 +744,35 @@ pub struct Load {
 }
 
 impl Load {
+    /// `fresh` clients with a new connection per request and `kept` keep-alive clients,
+    /// each asking for `/slow` (an answer that takes a while, so requests are in flight
+    /// at any moment) every 8th request and `/` otherwise.
+    pub fn mixed(addr: SocketAddr, fresh: usize, kept: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..fresh + kept)
+            .map(|i| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut t = Tally::default();
+                    let mut client = (i >= fresh).then(|| KeepAlive::new(addr));
+                    for n in 0..200_000u32 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let path = if n % 8 == 7 { "/slow" } else { "/" };
+                        let reply = match &mut client {
+                            Some(client) => client.get(path),
+                            None => get(addr, path),
+                        };
+                        t.count(reply);
+                    }
+                    t
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
     pub fn start(addr: SocketAddr, threads: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..threads)
@@ -645,16 +784,7 @@ impl Load {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        match get(addr, "/") {
-                            Reply::Ok(body) => {
-                                t.ok += 1;
-                                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-                                    t.pids.insert(pid_of(&v));
-                                }
-                            }
-                            Reply::Refused => t.refused += 1,
-                            Reply::Failed(e) => t.failed.push(e),
-                        }
+                        t.count(get(addr, "/"));
                     }
                     t
                 })

@@ -7,6 +7,7 @@ mod daemon;
 mod ecosystem_js;
 mod exit_codes;
 mod faults;
+mod frameworks;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
