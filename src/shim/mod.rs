@@ -35,6 +35,9 @@ pub struct Shims {
     pub node: PathBuf,
     /// The directory holding the Python preload as `sitecustomize.py`, for PYTHONPATH.
     pub python_dir: PathBuf,
+    /// Where each gunicorn master of a worker gets its control socket
+    /// (`<app>-<instance>.ctl`; gunicorn creates the directory).
+    pub gunicorn_ctl_dir: PathBuf,
 }
 
 /// Writes both preloads under `dir` (see [`install_file`]): [`NODE_SHIM`] as
@@ -44,7 +47,14 @@ pub fn install(dir: &Path) -> io::Result<Shims> {
     let node = install_file(dir, &file_name(), NODE_SHIM)?;
     let python_dir = dir.join(format!("python-{:016x}", fnv1a64(PYTHON_SHIM.as_bytes())));
     install_file(&python_dir, "sitecustomize.py", PYTHON_SHIM)?;
-    Ok(Shims { node, python_dir })
+    let gunicorn_ctl_dir = dir
+        .parent()
+        .map_or_else(|| dir.join("gunicorn"), |home| home.join("gunicorn"));
+    Ok(Shims {
+        node,
+        python_dir,
+        gunicorn_ctl_dir,
+    })
 }
 
 /// Writes `content` as `dir/name` (`dir` created with mode 0700 if missing, parents

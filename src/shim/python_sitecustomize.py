@@ -14,6 +14,9 @@
 #   started; if it has (uvicorn would close the connection right after that response,
 #   which told the client to keep it), the connection stays open for the next request.
 #
+# - gunicorn's control socket (25.1+): one per drover worker instead of one per user,
+#   at $DROVER_GUNICORN_CTL, so the masters of an app's workers do not collide.
+#
 # - socket.fromfd(fd, AF_UNIX, ...) of a TCP socket (uvicorn's --fd treats every fd as a
 #   Unix socket): the socket object then believes it is AF_UNIX, asyncio never sets
 #   TCP_NODELAY on its connections, and Nagle + delayed ACKs make uvicorn --fd several
@@ -135,10 +138,23 @@ def _patch_uvicorn_server(module):
     Server.shutdown = shutdown
 
 
+def _patch_gunicorn_config(module):
+    # gunicorn 25.1+ opens a control socket at one default path per user: the masters of
+    # an app's N workers would replace each other's. drover names one per worker
+    # (DROVER_GUNICORN_CTL); an explicit --control-socket still wins.
+    path = os.environ.get("DROVER_GUNICORN_CTL")
+    setting = getattr(module, "ControlSocket", None)
+    if path and setting is not None:
+        setting.default = path
+
+
 class _PatchOnImport:
     """A meta path finder that runs a patch right after a module is first executed."""
 
-    patches = {"uvicorn.server": _patch_uvicorn_server}
+    patches = {
+        "uvicorn.server": _patch_uvicorn_server,
+        "gunicorn.config": _patch_gunicorn_config,
+    }
 
     def find_spec(self, name, path=None, target=None):
         patch = self.patches.get(name)

@@ -194,6 +194,11 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
             }
             if let Some(shims) = launch.shims {
                 env.push(("PYTHONPATH".into(), python_path(launch, &shims.python_dir)));
+                let ctl = format!("{}-{}.ctl", app.name, launch.instance);
+                env.push((
+                    "DROVER_GUNICORN_CTL".into(),
+                    shims.gunicorn_ctl_dir.join(ctl).into(),
+                ));
             }
         }
         Runtime::Other => {}

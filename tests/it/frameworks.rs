@@ -228,3 +228,21 @@ fn a_tcp_listener_taken_with_fromfd_af_unix_stays_tcp() {
     });
     assert!(line.contains("family AF_INET proto 6"), "{line}");
 }
+
+#[test]
+fn each_gunicorn_master_gets_a_control_socket_of_its_own() {
+    // gunicorn 25.1+ opens a control socket at one path per user by default: the masters
+    // of an app's workers would replace each other's. Under drover each has its own.
+    use std::os::unix::fs::FileTypeExt;
+    let d = Daemon::new();
+    let gunicorn = venv_bin("gunicorn");
+    start(&d, "ctl", &gunicorn, &["flask_app:app"], "flask");
+    for instance in 0..2 {
+        let path = d.home.path().join(format!("gunicorn/ctl-{instance}.ctl"));
+        wait_for(&format!("{}", path.display()), DEADLINE, || {
+            std::fs::metadata(&path)
+                .ok()
+                .filter(|m| m.file_type().is_socket())
+        });
+    }
+}
