@@ -14,7 +14,8 @@
 //!   `exp_backoff_restart_delay` is set (×1.5 per crash, capped at 15 s, reset after a run
 //!   of 30 s). Consecutive unstable restarts also wait at least 25 ms × 2ⁿ⁻¹ (capped at
 //!   250 ms), so a crash loop never spins a core even with a huge `max_restarts`.
-//! - `restarts` counts every replacement of the slot's worker, whatever the cause.
+//! - `restarts` counts every replacement of a running or crashed worker, whatever the
+//!   cause; starting a slot again after a stop is not one (PM2 counts the same).
 //!
 //! Readiness and replacement:
 //! - A new worker is `launching` until ready: when it signals it ([`ReadyRule::Signal`]:
@@ -209,7 +210,8 @@ pub struct SlotPolicy {
     phase: Phase,
     /// The replaced worker still exiting, if any.
     retiring: Option<Retiring>,
-    /// Replacements of this slot's worker, whatever the cause (PM2's ↺).
+    /// Replacements of a running (or crashed) worker of this slot, whatever the cause
+    /// (PM2's ↺); starting the slot again after a stop is not one.
     restarts: u32,
     /// Consecutive unstable restarts.
     unstable: u32,
@@ -277,10 +279,9 @@ impl SlotPolicy {
         use Phase::*;
         match self.phase {
             Stopped | Errored => match event {
+                // Starting a slot at rest replaces no worker: PM2 counts no restart
+                // either (its e2e smart-start and reload scenarios).
                 Event::Start | Event::RestartRequested | Event::ReloadRequested => {
-                    if event != Event::Start && self.last_exit.is_some() {
-                        self.restarts += 1;
-                    }
                     self.reload_pending = event == Event::ReloadRequested;
                     self.unstable = 0;
                     self.backoff = None;
@@ -888,7 +889,8 @@ impl SlotPolicy {
         self.retiring
     }
 
-    /// Replacements of this slot's worker, whatever the cause (PM2's ↺).
+    /// Replacements of a running (or crashed) worker of this slot, whatever the cause
+    /// (PM2's ↺); starting the slot again after a stop is not one.
     pub fn restarts(&self) -> u32 {
         self.restarts
     }
