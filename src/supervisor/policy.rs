@@ -369,10 +369,12 @@ impl SlotPolicy {
                     actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
                     actions
                 }
-                // Nothing to replace yet: this worker is new.
+                // It was started before the reload was asked for, so it may run the old
+                // code or environment (`reload --update-env`, a deploy): it is replaced.
+                // Not being ready, it serves nobody, so stop-then-start loses nothing.
                 Event::ReloadRequested => {
                     self.reload_pending = true;
-                    vec![]
+                    self.begin_stop(pid, since, AfterStop::Respawn, now)
                 }
                 // Not replaced for its memory before it is ready.
                 Event::MemoryExceeded { .. } => vec![],
@@ -1102,6 +1104,51 @@ mod tests {
             t + ms(5000),
         );
         assert_eq!(p.status(), Status::Stopped);
+    }
+
+    #[test]
+    fn a_reload_replaces_a_worker_still_launching_and_a_restart_from_rest_counts_nothing() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        assert_eq!(p.on(Event::Start, t), vec![Spawn]);
+        p.on(Event::Spawned { pid: pid(40) }, t);
+        assert_eq!(p.status(), Status::Launching);
+        // Started before the reload: it may run the old code, so it goes.
+        assert_eq!(
+            p.on(Event::ReloadRequested, t + ms(10)),
+            vec![SendSignal(pid(40), Signal::SIGINT)]
+        );
+        let actions = p.on(
+            Event::Exited {
+                pid: pid(40),
+                status: ExitKind::Code(0),
+            },
+            t + ms(20),
+        );
+        assert_eq!(actions, vec![KillGroup(pid(40)), Spawn]);
+        p.on(Event::Spawned { pid: pid(41) }, t + ms(20));
+        let actions = p.on(Event::Ready { pid: pid(41) }, t + ms(30));
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Report(super::Report::Reloaded { old: None, new })] if *new == pid(41)
+            ),
+            "{actions:?}"
+        );
+        assert_eq!(p.restarts(), 1);
+
+        // Stopped, then started again: no worker was replaced.
+        p.on(Event::StopRequested, t + ms(40));
+        p.on(
+            Event::Exited {
+                pid: pid(41),
+                status: ExitKind::Signal(Signal::SIGINT),
+            },
+            t + ms(50),
+        );
+        assert_eq!(p.status(), Status::Stopped);
+        assert_eq!(p.on(Event::RestartRequested, t + ms(60)), vec![Spawn]);
+        assert_eq!(p.restarts(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod fuzz_regressions;
 mod hardening;
 mod harness;
 mod man;
+mod pm2_conformance;
 mod reload;
 mod responsive;
 mod run;

@@ -1,0 +1,362 @@
+//! PM2's own end-to-end scenarios (Unitech/pm2 test/e2e/, the shell scripts named in each
+//! test), translated to drover's commands, with PM2's expected results. The apps are
+//! PM2's fixtures (test/fixtures/), re-typed here: a few lines each, with one change: the
+//! ones that listened on a fixed port (8004, 8020) listen on port 0, which in cluster
+//! mode is one port the kernel picks for all workers, as under PM2.
+//!
+//! PM2's `should '…' 'online' N` counts processes in a state; here that is
+//! `statuses(name)` or every worker of `list --json`. Where PM2 `sleep`s, these tests
+//! poll with a deadline.
+
+use std::path::PathBuf;
+
+use crate::harness::*;
+
+/// PM2's test/fixtures apps used below.
+const ECHO_JS: &str = "setInterval(function() {\n  console.log('echo.js');\n}, 50);\n\nsetInterval(function() {\n  console.error('echo.js-error');\n}, 50);\n";
+const CHILD_JS: &str = "var http = require('http');\n\nhttp.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end('hey');\n}).listen(0);\n\nprocess.on('message', function(msg) {\n  if (msg == 'shutdown') {\n    console.log('Closing all connections...');\n    setTimeout(function() {\n      console.log('Finished closing connections');\n      process.exit(0);\n    }, 100);\n  }\n});\n";
+const NETWORK_JS: &str = "var http = require('http');\nvar i = 0;\n\nhttp.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end(\"hello world\\n\" + i++);\n}).listen(0);\n";
+const DELAYED_EXIT_JS: &str = "var exit = function() {\n  console.log(\"Delay exit in 2 secs\");\n  setTimeout(function(){\n    process.exit();\n  }, 2000);\n};\n\nprocess.on('SIGTERM', function() {\n  console.log('Got SIGTERM signal.');\n  exit();\n});\n\nprocess.on('SIGINT', function() {\n  console.log('Got SIGINT signal');\n  exit();\n});\n\nsetInterval(function keepMeAlive() {}, 1000);\n";
+const KILLTOOFAST_JS: &str =
+    "setInterval(function() {\n  console.log('BOUM');\n  process.exit(1);\n}, 30);\n";
+const ENV_JS: &str =
+    "setInterval(function() {\n  console.log(process.env.TEST_VARIABLE);\n}, 100);\n";
+const HTTP_WAIT_START_JS: &str = "var http = require('http');\n\nvar app = http.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end('hey');\n})\n\nvar listener = app.listen(0, function() {\n  console.log('Listening on port ' + listener.address().port);\n  process.send('ready');\n});\n";
+const HTTP_WAIT_START_NOCB_JS: &str = "var http = require('http');\n\nvar app = http.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end('hey');\n})\n\nvar listener = app.listen(0, function() {\n  console.log('Listening on port ' + listener.address().port);\n});\n";
+
+/// A daemon whose home holds PM2's fixture files; commands run in that directory, as
+/// PM2's scripts `cd $file_path`.
+fn with_fixtures() -> Daemon {
+    let d = Daemon::new();
+    for (name, text) in [
+        ("echo.js", ECHO_JS),
+        ("child.js", CHILD_JS),
+        ("network.js", NETWORK_JS),
+        ("delayed_exit.js", DELAYED_EXIT_JS),
+        ("killtoofast.js", KILLTOOFAST_JS),
+        ("env.js", ENV_JS),
+        ("http-wait-start.js", HTTP_WAIT_START_JS),
+        ("http-wait-start_nocb.js", HTTP_WAIT_START_NOCB_JS),
+    ] {
+        d.home.write(name, text);
+    }
+    d
+}
+
+fn count(d: &Daemon, status: &str) -> usize {
+    d.list().iter().filter(|w| w["status"] == status).count()
+}
+
+/// PM2's `should '…' '<status>' N`, polled.
+fn should(d: &Daemon, status: &str, n: usize) {
+    wait_for(&format!("{n} workers {status}"), DEADLINE, || {
+        (count(d, status) == n).then_some(())
+    });
+}
+
+/// Every worker's restart count (PM2's `restart_time: N` on every process).
+fn restart_times(d: &Daemon) -> Vec<u64> {
+    d.list()
+        .iter()
+        .map(|w| w["restarts"].as_u64().unwrap())
+        .collect()
+}
+
+fn log_of(d: &Daemon, name: &str) -> String {
+    d.home.read(&format!("logs/{name}"))
+}
+
+fn path(d: &Daemon, file: &str) -> PathBuf {
+    d.home.path().join(file)
+}
+
+#[test]
+fn cli_operate_regex() {
+    // test/e2e/cli/operate-regex.sh
+    let d = with_fixtures();
+    for name in ["echo-3", "echo-1", "echo-2"] {
+        d.ok(&["start", "echo.js", "--name", name]);
+    }
+    should(&d, "online", 3);
+    d.ok(&["stop", "/echo-[1,2]/"]);
+    should(&d, "stopped", 2);
+    should(&d, "online", 1);
+    d.ok(&["stop", "/echo-3/"]);
+    should(&d, "online", 0);
+    d.ok(&["restart", "/echo-[1,2]/"]);
+    should(&d, "online", 2);
+}
+
+#[test]
+fn cli_smart_start() {
+    // test/e2e/cli/smart-start.sh: start of a known name or id (re)starts that app.
+    let d = with_fixtures();
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [0]);
+    d.ok(&["stop", "echo"]);
+    should(&d, "stopped", 1);
+    d.ok(&["start", "echo"]);
+    should(&d, "online", 1);
+    d.ok(&["start", "echo"]);
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [1]);
+    d.ok(&["start", "0"]);
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [2]);
+}
+
+#[test]
+fn cli_multiparam() {
+    // test/e2e/cli/multiparam.sh (PM2 starts the three scripts in one command; here the
+    // targets of restart, stop and delete are several at once, as there).
+    let d = with_fixtures();
+    for script in ["child.js", "echo.js", "network.js"] {
+        d.ok(&["start", script]);
+    }
+    should(&d, "online", 3);
+    d.ok(&["restart", "child", "echo", "network"]);
+    should(&d, "online", 3);
+    assert_eq!(restart_times(&d), [1, 1, 1]);
+    d.ok(&["stop", "child", "echo", "network"]);
+    should(&d, "stopped", 3);
+    d.ok(&["delete", "child", "echo", "network"]);
+    assert!(d.list().is_empty());
+}
+
+#[test]
+fn cli_reload() {
+    // test/e2e/cli/reload.sh
+    let d = with_fixtures();
+    d.ok(&["start", "delayed_exit.js", "-i", "2"]);
+    should(&d, "online", 2);
+    assert!(d.list().iter().all(|w| w["mode"] == "cluster"));
+    d.ok(&["reload", "delayed_exit"]);
+    // Each old worker got the signal once.
+    wait_for("the old worker's SIGINT line", DEADLINE, || {
+        (log_of(&d, "delayed_exit-out-0.log")
+            .matches("SIGINT")
+            .count()
+            == 1)
+            .then_some(())
+    });
+    d.ok(&["delete", "all"]);
+
+    // restart all / by name / reload all: every worker once more each time.
+    d.ok(&["start", "child.js", "-i", "4"]);
+    should(&d, "online", 4);
+    d.ok(&["restart", "all"]);
+    assert_eq!(restart_times(&d), [1; 4]);
+    d.ok(&["restart", "child"]);
+    assert_eq!(restart_times(&d), [2; 4]);
+    // PM2's script sleeps 2 s here: the workers are online when the reload comes (one
+    // still launching is not replaced: it runs the current code already).
+    should(&d, "online", 4);
+    d.ok(&["reload", "all"]);
+    should(&d, "online", 4);
+    assert_eq!(restart_times(&d), [3; 4]);
+
+    // Two cluster apps that listen on a port of their own choosing (port 0 here): 8
+    // workers online; reload of one app touches only its workers.
+    d.ok(&["start", "network.js", "-i", "4"]);
+    should(&d, "online", 8);
+    d.ok(&["reload", "network"]);
+    let restarts: Vec<(String, u64)> = d
+        .list()
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().unwrap().to_owned(),
+                w["restarts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        restarts
+            .iter()
+            .all(|(name, n)| (name == "child" && *n == 3) || (name == "network" && *n == 1)),
+        "{restarts:?}"
+    );
+
+    // A fork app with no listener: reload "should not hang and fallback to restart".
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 9);
+    d.ok(&["reload", "echo"]);
+    assert_eq!(
+        d.list().iter().find(|w| w["name"] == "echo").unwrap()["restarts"],
+        1
+    );
+    d.ok(&["delete", "all"]);
+
+    // --no-autorestart: "should not restart".
+    d.ok(&["start", "killtoofast.js", "--no-autorestart"]);
+    wait_for("it to exit and stay down", DEADLINE, || {
+        (d.statuses("killtoofast") == ["stopped"]).then_some(())
+    });
+    assert_eq!(restart_times(&d), [0]);
+}
+
+#[test]
+fn cli_env_refresh() {
+    // test/e2e/cli/env-refresh.sh: --update-env takes the caller's environment; without
+    // it a restart or reload keeps the one the app started with.
+    let d = with_fixtures();
+    let out_log = path(&d, "out-env.log");
+    let drover = |args: &[&str], value: &str| {
+        let out = d
+            .home
+            .command(args)
+            .env("TEST_VARIABLE", value)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let logged = |what: &str| {
+        let what = what.to_owned();
+        wait_for(&format!("{what} in out-env.log"), DEADLINE, || {
+            std::fs::read_to_string(&out_log)
+                .ok()
+                .filter(|log| log.lines().last() == Some(what.as_str()))
+                .map(|_| ())
+        });
+    };
+    let out = out_log.to_str().unwrap();
+    drover(
+        &[
+            "start",
+            "env.js",
+            "-o",
+            out,
+            "--merge-logs",
+            "--name",
+            "env",
+        ],
+        "hello1",
+    );
+    logged("hello1");
+    drover(&["restart", "env", "--update-env"], "89hello89");
+    logged("89hello89");
+    drover(&["restart", "env"], "CLUNEWSTER");
+    // Restarted, and still the environment it had.
+    wait_for("the restart", DEADLINE, || {
+        (restart_times(&d) == [2]).then_some(())
+    });
+    logged("89hello89");
+    d.ok(&["delete", "all"]);
+
+    drover(
+        &[
+            "start",
+            "env.js",
+            "-i",
+            "1",
+            "-o",
+            out,
+            "--merge-logs",
+            "--name",
+            "env",
+        ],
+        "CLUSTER",
+    );
+    logged("CLUSTER");
+    drover(&["reload", "env", "--update-env"], "RELOADED");
+    logged("RELOADED");
+    drover(&["reload", "env"], "CLUNEWSTER");
+    wait_for("the reload", DEADLINE, || {
+        (restart_times(&d) == [2]).then_some(())
+    });
+    logged("RELOADED");
+}
+
+#[test]
+fn process_file_env_as_json() {
+    // test/e2e/cli/env-refresh.sh, its ecosystem part: env.json, then a redeploy from
+    // env-refreshed.json whose env value is an object (PM2 stringifies it).
+    let d = with_fixtures();
+    let json = |value: &str| {
+        format!(
+            "[{{\n  \"name\": \"appname\",\n  \"script\": \"./env.js\",\n  \"out_file\": \"out-env.log\",\n  \"merge_logs\": true,\n  \"env\": {{\n    \"NODE_ENV\": \"production\",\n    \"TEST_VARIABLE\": {value}\n  }}\n}}]\n"
+        )
+    };
+    d.home.write("env.json", &json("\"YES\""));
+    d.home
+        .write("env-refreshed.json", &json("{ \"HEYYYY\": true }"));
+    let last_line = |want: &str| {
+        wait_for(&format!("{want} in out-env.log"), DEADLINE, || {
+            std::fs::read_to_string(path(&d, "out-env.log"))
+                .ok()
+                .filter(|log| log.lines().last() == Some(want))
+                .map(|_| ())
+        })
+    };
+    d.ok(&["start", "env.json"]);
+    last_line("YES");
+    // PM2: `restart env-refreshed.json`; a running app given again by its file takes
+    // the file's settings (startOrRestart).
+    d.ok(&["startOrRestart", "env-refreshed.json"]);
+    last_line("{\"HEYYYY\":true}");
+}
+
+#[test]
+fn cli_resurrect() {
+    // test/e2e/cli/resurrect.sh
+    let d = with_fixtures();
+    d.ok(&["start", "echo.js", "-i", "4"]);
+    should(&d, "online", 4);
+    d.ok(&["save"]);
+    // resurrect while the apps run: still 4 (nothing started twice).
+    let _ = d.home.output(&["resurrect"]);
+    should(&d, "online", 4);
+    assert_eq!(d.list().len(), 4);
+    d.ok(&["save"]);
+    d.ok(&["delete", "all"]);
+
+    // A broken dump: resurrect from the backup, and the broken one is out of the way.
+    d.home.write("dump.yaml", "[{\n");
+    d.ok(&["resurrect"]);
+    should(&d, "online", 4);
+    assert!(!path(&d, "dump.yaml").exists() || d.home.read("dump.yaml") != "[{\n");
+    d.ok(&["delete", "all"]);
+
+    // A missing dump: from the backup too.
+    let _ = std::fs::remove_file(path(&d, "dump.yaml"));
+    d.ok(&["resurrect"]);
+    should(&d, "online", 4);
+}
+
+#[test]
+fn internals_wait_ready_event() {
+    // test/e2e/internals/wait-ready-event.sh, fork then cluster mode.
+    let d = with_fixtures();
+    for cluster in [false, true] {
+        let mode: &[&str] = if cluster { &["-i", "1"] } else { &[] };
+        for wait_ready in [false, true] {
+            let mut args = vec!["start", "http-wait-start.js"];
+            args.extend_from_slice(mode);
+            if wait_ready {
+                args.push("--wait-ready");
+            }
+            d.ok(&args);
+            should(&d, "online", 1);
+            d.ok(&["delete", "all"]);
+        }
+        // No process.send('ready') with --wait-ready: launching until listen_timeout.
+        let mut args = vec![
+            "start",
+            "http-wait-start_nocb.js",
+            "--wait-ready",
+            "--listen-timeout",
+            "8000",
+        ];
+        args.extend_from_slice(mode);
+        d.ok(&args);
+        // PM2 looks after 5 s; the state is the same from the start to 8 s.
+        wait_for("a listening worker", DEADLINE, || {
+            log_of(&d, "http-wait-start_nocb-out-0.log")
+                .contains("Listening on port")
+                .then_some(())
+        });
+        assert_eq!(d.statuses("http-wait-start_nocb"), ["launching"]);
+        d.ok(&["delete", "all"]);
+    }
+}
