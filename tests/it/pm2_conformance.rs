@@ -360,3 +360,148 @@ fn internals_wait_ready_event() {
         d.ok(&["delete", "all"]);
     }
 }
+
+#[test]
+fn cli_actions() {
+    // test/e2e/cli/cli-actions-1.sh and cli-actions-2.sh, the commands drover has.
+    let d = with_fixtures();
+    d.home.write(
+        "python-script.py",
+        "import time\n\nif __name__ == \"__main__\":\n    while 1:\n        print('Script.py: alive')\n        time.sleep(1)\n",
+    );
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 1);
+    // An id or a name that is not there is an error, and nothing changes.
+    assert!(!d.home.output(&["stop", "12412"]).status.success());
+    assert!(!d.home.output(&["stop", "asdsdaecho.js"]).status.success());
+    should(&d, "online", 1);
+    d.ok(&["stop", "0"]);
+    should(&d, "stopped", 1);
+    d.ok(&["describe", "0"]);
+    d.ok(&["restart", "0"]);
+    should(&d, "online", 1);
+    d.ok(&["describe", "0"]);
+    let out = d.home.output(&["describe", "asdsa"]);
+    assert_eq!(out.status.code(), Some(4), "no such app: {}", out.stderr);
+    assert!(!d.home.output(&["start", "eyayimfake"]).status.success());
+    // "Should not re start app": the same script again is refused.
+    assert!(!d.home.output(&["start", "echo.js"]).status.success());
+    d.ok(&["delete", "0"]);
+    assert!(d.list().is_empty());
+
+    d.ok(&["start", "echo.js", "--name", "test"]);
+    d.ok(&["delete", "test"]);
+    assert!(d.list().is_empty());
+
+    // A numeric name is a name first.
+    d.ok(&["start", "echo.js", "--name", "455"]);
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [0]);
+    d.ok(&["restart", "455"]);
+    assert_eq!(restart_times(&d), [1]);
+    let id = d.list()[0]["id"].as_u64().unwrap().to_string();
+    d.ok(&["restart", &id]);
+    assert_eq!(restart_times(&d), [2]);
+    d.ok(&["stop", "455"]);
+    should(&d, "stopped", 1);
+    d.ok(&["delete", "455"]);
+    assert!(d.list().is_empty());
+
+    // -o/-e with -i 2: one file per instance, <name>-<i>.log.
+    d.ok(&[
+        "start",
+        "echo.js",
+        "-o",
+        "outech.log",
+        "-e",
+        "errech.log",
+        "--name",
+        "gmail",
+        "-i",
+        "2",
+    ]);
+    for file in [
+        "outech-0.log",
+        "errech-0.log",
+        "outech-1.log",
+        "errech-1.log",
+    ] {
+        wait_for(file, DEADLINE, || path(&d, file).exists().then_some(()));
+    }
+    d.ok(&["delete", "all"]);
+
+    d.ok(&["start", "python-script.py"]);
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 2);
+}
+
+#[test]
+fn logs_null_and_date_format() {
+    // test/e2e/logs/log-null.sh: NULL discards a stream, the other still has its file.
+    let d = with_fixtures();
+    for (cluster, out, err) in [
+        (false, "out.log", "NULL"),
+        (true, "out.log", "NULL"),
+        (false, "NULL", "err.log"),
+        (true, "NULL", "err.log"),
+    ] {
+        let mut args = vec!["start", "echo.js", "-o", out, "-e", err, "--merge-logs"];
+        if cluster {
+            args.extend(["-i", "1"]);
+        }
+        d.ok(&args);
+        let kept = if out == "NULL" { err } else { out };
+        wait_for(kept, DEADLINE, || path(&d, kept).exists().then_some(()));
+        assert!(!path(&d, "logs/echo-out.log").exists());
+        assert!(!path(&d, "logs/echo-error.log").exists());
+        assert!(!path(&d, "NULL").exists());
+        d.ok(&["delete", "all"]);
+        std::fs::remove_file(path(&d, kept)).unwrap();
+    }
+
+    // test/e2e/logs/log-custom.sh: --log-date-format YYYY prefixes each line with the
+    // year; a format with junk in it does not make the app fail.
+    let year = {
+        let out = std::process::Command::new("date")
+            .arg("+%Y")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    d.ok(&[
+        "start",
+        "echo.js",
+        "--log-date-format",
+        "YYYY",
+        "-o",
+        "out-rel.log",
+        "--merge-logs",
+    ]);
+    wait_for("a dated line", DEADLINE, || {
+        std::fs::read_to_string(path(&d, "out-rel.log"))
+            .ok()
+            .filter(|log| {
+                log.lines()
+                    .any(|l| l.starts_with(&year) && l.contains("echo.js"))
+            })
+            .map(|_| ())
+    });
+    d.ok(&["delete", "all"]);
+    d.ok(&[
+        "start",
+        "echo.js",
+        "--log-date-format",
+        "YYYY asdsd asd asd sad asd ",
+        "-o",
+        "out-rel2.log",
+        "--merge-logs",
+    ]);
+    should(&d, "online", 1);
+    wait_for("a line", DEADLINE, || {
+        std::fs::read_to_string(path(&d, "out-rel2.log"))
+            .ok()
+            .filter(|log| log.contains("echo.js"))
+            .map(|_| ())
+    });
+    assert_eq!(restart_times(&d), [0]);
+}
