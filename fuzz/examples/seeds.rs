@@ -32,7 +32,7 @@ fn main() {
         env_name: Some("production".into()),
     };
     let text = std::fs::read_to_string("ecosystem.example.yaml").unwrap();
-    let specs = load_str(&text, Path::new("ecosystem.yaml"), &ctx).unwrap();
+    let specs = load_str(&text, Path::new("ecosystem.yaml"), &ctx).unwrap().apps;
     std::fs::remove_dir_all(&dir).unwrap();
 
     let env = BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]);

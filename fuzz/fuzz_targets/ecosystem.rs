@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         cpus: 4,
         env_name,
     };
-    match load_str(&text, Path::new(origin), &ctx) {
+    match load_str(&text, Path::new(origin), &ctx).map(|loaded| loaded.apps) {
         Ok(specs) => {
             // What the client does next: send the specs in a Start request. Every
             // accepted spec must encode, come back the same from the wire, and convert

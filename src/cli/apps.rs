@@ -45,18 +45,22 @@ fn load_specs(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         env_name: args.app.env.clone(),
     };
-    if crate::js_ecosystem::is_js_ecosystem(&args.target) {
+    let loaded = if crate::js_ecosystem::is_js_ecosystem(&args.target) {
         args.app.check_with_ecosystem_file(!args.args.is_empty())?;
         let json = crate::js_ecosystem::evaluate(&args.target).map_err(Error::Usage)?;
-        Ok(config::load_js_exports(&json, &args.target, &ctx)?)
+        config::load_js_exports(&json, &args.target, &ctx)?
     } else if config::is_ecosystem_path(&args.target) {
         args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-        Ok(config::load_file(&args.target, &ctx)?)
+        config::load_file(&args.target, &ctx)?
     } else {
         args.app.check_with_script(&args.target)?;
         let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
-        Ok(vec![config::resolve_cli(raw, &ctx)?])
+        return Ok(vec![config::resolve_cli(raw, &ctx)?]);
+    };
+    if let Some(warning) = loaded.skipped.warning() {
+        eprintln!("drover: warning: {warning}");
     }
+    Ok(loaded.apps)
 }
 
 /// The caller's environment, which workers inherit under their app's env.

@@ -7,7 +7,8 @@
 //!   the same from a file (serde) and from a flag (`FromStr`)
 //! - `raw`: one app entry as written ([`RawApp`]): key names, aliases, types
 //! - `flags`: the per-app CLI flags ([`AppFlags`], a clap `Args`) → a [`RawApp`]
-//! - `keys`: which keys exist, which PM2 keys are not supported yet
+//! - `keys`: which keys exist; what becomes of the PM2 keys drover does not implement
+//! - `skipped`: the PM2 keys a file has that drover skips, for its one warning
 //! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
 //! - `locate`: the line of a key, found after the fact
 //! - `error`: [`ConfigError`] and "did you mean"
@@ -20,6 +21,7 @@ mod keys;
 mod locate;
 mod raw;
 mod resolve;
+mod skipped;
 mod values;
 
 #[cfg(test)]
@@ -35,6 +37,7 @@ pub use error::{ConfigError, ErrorInfo};
 pub use flags::AppFlags;
 pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
+pub use skipped::Skipped;
 pub use spec::*;
 pub use values::{
     ArgList, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize, Millis,
@@ -68,6 +71,14 @@ pub fn is_ecosystem_path(p: &Path) -> bool {
         })
 }
 
+/// The validated apps of an ecosystem file, and the PM2 keys it has that drover skips
+/// (the caller shows [`Skipped::warning`]).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub apps: Vec<AppSpec>,
+    pub skipped: Skipped,
+}
+
 /// Validate the apps a JavaScript ecosystem file exported, as node serialised them
 /// (`json`). Relative paths resolve against the file's directory; errors name `origin`,
 /// the app and the key, but no line: it would be a line of the JSON, not of the file.
@@ -75,16 +86,22 @@ pub fn load_js_exports(
     json: &str,
     origin: &Path,
     ctx: &ResolveContext,
-) -> Result<Vec<AppSpec>, ConfigError> {
-    load_text(json, origin, ctx, true).map_err(|mut e| {
-        e.line = None;
-        e.column = None;
-        e
-    })
+) -> Result<Loaded, ConfigError> {
+    match load_text(json, origin, ctx, true) {
+        Ok(loaded) => Ok(Loaded {
+            apps: loaded.apps,
+            skipped: loaded.skipped.without_lines(),
+        }),
+        Err(mut e) => {
+            e.line = None;
+            e.column = None;
+            Err(e)
+        }
+    }
 }
 
 /// Read and validate an ecosystem file.
-pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Vec<AppSpec>, ConfigError> {
+pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(path, format!("cannot read the file: {e}")))?;
     load_str(&text, path, ctx)
@@ -92,11 +109,7 @@ pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Vec<AppSpec>, Conf
 
 /// Validate an ecosystem file's text. `origin` is the file's name as shown in
 /// messages; relative paths in the file resolve against its directory.
-pub fn load_str(
-    text: &str,
-    origin: &Path,
-    ctx: &ResolveContext,
-) -> Result<Vec<AppSpec>, ConfigError> {
+pub fn load_str(text: &str, origin: &Path, ctx: &ResolveContext) -> Result<Loaded, ConfigError> {
     let ext = origin
         .extension()
         .and_then(|e| e.to_str())
@@ -117,7 +130,7 @@ fn load_text(
     origin: &Path,
     ctx: &ResolveContext,
     json: bool,
-) -> Result<Vec<AppSpec>, ConfigError> {
+) -> Result<Loaded, ConfigError> {
     // YAML allows no tabs for indentation; JSON does, and tabs cannot occur inside
     // JSON strings, so turning them into spaces keeps every line and column.
     let text: Cow<'_, str> = if json && text.contains('\t') {
@@ -139,7 +152,8 @@ fn load_text(
     let mut doc: Value = yaml_serde::from_str(&text).map_err(|e| file.syntax_error(&e))?;
     doc.apply_merge()
         .map_err(|e| ConfigError::file(origin, format!("merge key (<<): {e}")))?;
-    let (apps, prefix) = file.apps(&doc)?;
+    let mut skipped = Skipped::new(origin);
+    let (apps, prefix) = file.apps(&doc, &mut skipped)?;
     let base = resolve::normalize(&ctx.cwd.join(origin.parent().unwrap_or(Path::new(""))));
 
     let mut specs: Vec<AppSpec> = Vec::with_capacity(apps.len());
@@ -170,6 +184,11 @@ fn load_text(
             label: app_label(map, i),
         };
         let raw = RawApp::from_mapping(map).map_err(|e| app.error(e))?;
+        for key in &raw.skipped {
+            let mut at = app_path.clone();
+            at.push(Seg::Key(key.clone()));
+            skipped.key(key, locate::locate(&text, &at).map(|l| l.0));
+        }
         env_names.extend(raw.env_named.keys().cloned());
         let spec = resolve::resolve(raw, &base, ctx).map_err(|e| app.error(e))?;
         if let Some(prev) = names.get(&spec.name) {
@@ -205,7 +224,10 @@ fn load_text(
             ),
         ));
     }
-    Ok(specs)
+    Ok(Loaded {
+        apps: specs,
+        skipped,
+    })
 }
 
 /// Validate one app given as CLI flags: the same rules as a file entry, with paths
@@ -257,8 +279,13 @@ impl File<'_> {
         err
     }
 
-    /// The list of apps, and the path to it (`apps`, or nothing for a bare list).
-    fn apps<'v>(&self, doc: &'v Value) -> Result<(&'v [Value], Vec<Seg>), ConfigError> {
+    /// The list of apps, and the path to it (`apps`, or nothing for a bare list). A
+    /// `deploy:` section is noted in `skipped`.
+    fn apps<'v>(
+        &self,
+        doc: &'v Value,
+        skipped: &mut Skipped,
+    ) -> Result<(&'v [Value], Vec<Seg>), ConfigError> {
         let top = match doc {
             Value::Sequence(list) => return self.non_empty(list, Vec::new()),
             Value::Mapping(top) => top,
@@ -296,10 +323,9 @@ impl File<'_> {
                         .at_key(&key, "apps: and pm2: both list apps; keep one")
                         .with_hint(HINT_SHAPE));
                 }
-                "deploy" => {
-                    return Err(self.at_key(&key, "deploy is not supported").with_hint(
-                        "drover runs apps; deploy them with your own tooling, then `drover start`",
-                    ));
+                keys::DEPLOY => {
+                    let line = locate::locate(self.text, &[Seg::Key(key.clone())]).map(|l| l.0);
+                    skipped.deploy(line);
                 }
                 other if !matches!(keys::classify(other), keys::KeyKind::Unknown) => {
                     return Err(self

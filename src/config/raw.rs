@@ -8,7 +8,7 @@ use serde::de::{self, Deserialize, Deserializer};
 use yaml_serde::{Mapping, Value};
 
 use super::error::{FieldError, Seg, did_you_mean};
-use super::keys::{self, KeyKind, Noop, Unsupported};
+use super::keys::{self, KeyKind, Noop, Policy, Unsupported};
 use super::spec::{ExecMode, SocketMode};
 use super::values::{
     ArgList, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, Loose, MemorySize, Millis,
@@ -56,6 +56,9 @@ pub struct RawApp {
     pub port: Option<u16>,
     pub listen: Option<ListenSpec>,
     pub socket: Option<SocketMode>,
+    /// PM2 keys that were skipped ([`Policy::Skip`]), as spelled, in the map's order:
+    /// the file's warning names them.
+    pub(crate) skipped: Vec<String>,
     /// A flag value [`RawApp::from_flags`] could not parse (key, message): reported by
     /// [`super::resolve_cli`], which is where the CLI's errors come out.
     pub(crate) invalid: Option<(String, String)>,
@@ -109,7 +112,8 @@ fn typed<T: FromLoose>(key: &str, v: &Value) -> Result<T, FieldError> {
 
 impl RawApp {
     /// Read one app's map. Checks every key (unknown, unsupported, alias clashes) and
-    /// the type of every value; cross-key rules are left to resolution.
+    /// the type of every value; cross-key rules are left to resolution. PM2 keys drover
+    /// skips are listed in `skipped`.
     pub(crate) fn from_mapping(map: &Mapping) -> Result<RawApp, FieldError> {
         let mut raw = RawApp::default();
         let mut seen: BTreeMap<&'static str, String> = BTreeMap::new();
@@ -122,7 +126,11 @@ impl RawApp {
             };
             match keys::classify(&key) {
                 KeyKind::Unknown => return Err(unknown_key(&key)),
-                KeyKind::Unsupported(u) => check_unsupported(u, &key, v)?,
+                KeyKind::Unsupported(u) => {
+                    if check_unsupported(u, &key, v)? {
+                        raw.skipped.push(key.clone());
+                    }
+                }
                 KeyKind::NamedEnv(name) => {
                     if name.is_empty() {
                         return Err(FieldError::at_key(
@@ -254,8 +262,10 @@ fn unknown_key(key: &str) -> FieldError {
     FieldError::at_key(key, msg)
 }
 
-/// An unimplemented PM2 key: fine if its value asks for what drover does anyway.
-fn check_unsupported(u: &Unsupported, key: &str, v: &Value) -> Result<(), FieldError> {
+/// An unimplemented PM2 key: fine if its value asks for what drover does anyway
+/// (`Ok(false)`), skipped if it only feeds PM2's own machinery (`Ok(true)`), else an
+/// error.
+fn check_unsupported(u: &Unsupported, key: &str, v: &Value) -> Result<bool, FieldError> {
     let accepted = match (u.noop, v) {
         (_, Value::Null) => true,
         (Noop::Bool(want), Value::Bool(b)) => *b == want,
@@ -264,7 +274,10 @@ fn check_unsupported(u: &Unsupported, key: &str, v: &Value) -> Result<(), FieldE
         _ => false,
     };
     if accepted {
-        return Ok(());
+        return Ok(false);
+    }
+    if u.policy == Policy::Skip {
+        return Ok(true);
     }
     let only = match u.noop {
         Noop::Never => String::new(),
@@ -272,7 +285,7 @@ fn check_unsupported(u: &Unsupported, key: &str, v: &Value) -> Result<(), FieldE
         Noop::AnyBool => format!(" (only true or false is accepted for {key})"),
         Noop::Str(s) => format!(" (only {key}: {s} is accepted)"),
     };
-    let mut err = FieldError::at_key(key, format!("{key} is not supported yet{only}"));
+    let mut err = FieldError::at_key(key, format!("{key} is not supported{only}: {}", u.why));
     if let Some(hint) = u.hint {
         err = err.with_hint(hint);
     }

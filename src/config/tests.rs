@@ -42,7 +42,7 @@ impl Fx {
         self.dir.path()
     }
     fn load_as(&self, origin: &str, text: &str) -> Result<Vec<AppSpec>, ConfigError> {
-        load_str(text, Path::new(origin), &self.ctx)
+        load_str(text, Path::new(origin), &self.ctx).map(|l| l.apps)
     }
     fn load(&self, text: &str) -> Result<Vec<AppSpec>, ConfigError> {
         self.load_as("ecosystem.yaml", text)
@@ -440,7 +440,7 @@ fn load_file_reads_and_reports() {
     let f = fx();
     let path = f.root().join("eco.yaml");
     fs::write(&path, "apps:\n  - script: app.js\n").unwrap();
-    assert_eq!(load_file(&path, &f.ctx).unwrap()[0].name, "app");
+    assert_eq!(load_file(&path, &f.ctx).unwrap().apps[0].name, "app");
     let e = load_file(&f.root().join("none.yaml"), &f.ctx)
         .unwrap_err()
         .to_string();
@@ -554,27 +554,36 @@ fn malformed_inputs() {
         ),
         (
             "- name: api\n  script: app.js\n  watch: true\n",
-            vec!["ecosystem.yaml:3: app \"api\": watch is not supported yet"],
+            vec![
+                "ecosystem.yaml:3: app \"api\": watch is not supported (only watch: false is accepted): not implemented yet",
+                "hint: restart on change with a file watcher",
+            ],
         ),
         (
             "- name: api\n  script: app.js\n  watch: [src]\n",
-            vec!["ecosystem.yaml:3:", "watch is not supported yet"],
+            vec!["ecosystem.yaml:3:", "watch is not supported"],
         ),
         (
             "- name: api\n  script: app.js\n  cron_restart: \"0 * * * *\"\n",
-            vec!["ecosystem.yaml:3:", "cron_restart is not supported yet"],
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart is not supported: not implemented yet",
+            ],
         ),
         (
             "- name: api\n  script: app.js\n  log_file: combined.log\n",
             vec![
                 "ecosystem.yaml:3:",
-                "log_file is not supported yet",
+                "log_file is not supported (only log_file: false is accepted)",
                 "hint: use out_file and error_file",
             ],
         ),
         (
             "- name: api\n  script: app.js\n  cron_restart: '0 * * * *'\n",
-            vec!["ecosystem.yaml:3:", "cron_restart is not supported yet"],
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart is not supported: not implemented yet",
+            ],
         ),
         (
             "- name: api\n  script: app.js\n  listen: unix:/tmp/a.sock\n  socket: reuseport\n",
@@ -621,10 +630,6 @@ fn malformed_inputs() {
         (
             "app:\n  - script: app.js\n",
             vec!["ecosystem.yaml:1: unknown top-level key \"app\" (did you mean \"apps\"?)"],
-        ),
-        (
-            "apps:\n  - script: app.js\ndeploy:\n  production: {}\n",
-            vec!["ecosystem.yaml:3: deploy is not supported"],
         ),
         // An app key at the top level next to apps: (one app object is a valid file).
         (
@@ -746,7 +751,11 @@ fn malformed_inputs() {
         ),
         (
             "- name: api\n  script: app.js\n  uid: 1000\n",
-            vec!["ecosystem.yaml:3:", "uid is not supported yet", "hint:"],
+            vec![
+                "ecosystem.yaml:3:",
+                "uid is not supported: the app would run as the wrong user",
+                "hint: run drover itself as that user",
+            ],
         ),
         (
             "- name: api\n  script: app.js\n  execMode: cluster\n",
@@ -1025,7 +1034,9 @@ fn example_file_loads() {
         cpus: 4,
         env_name: Some("production".into()),
     };
-    let apps = load_file(&path, &ctx).unwrap_or_else(|e| panic!("{e}"));
+    let apps = load_file(&path, &ctx)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .apps;
     assert!(!apps.is_empty());
 }
 
@@ -1092,4 +1103,96 @@ fn env_objects_and_lists_become_json_strings_as_pm2_stringifies_them() {
     assert_eq!(app.env["A"], "ok");
     assert_eq!(app.env["B"], "[1,2]");
     assert_eq!(app.env["C"], r#"{"db":{"host":"x","port":5432}}"#);
+}
+
+/// PM2 keys that only feed PM2's own machinery, and `deploy:`, are skipped: the apps
+/// load, and one warning names every skipped key with its line.
+#[test]
+fn pm2_only_keys_and_deploy_are_skipped_with_one_warning() {
+    let f = fx();
+    let text = "apps:\n  - name: api\n    script: app.js\n    max: 1\n    vizion: true\n  - name: b\n    script: app.js\n    vizion: true\n    pmx: true\n    namespace: web\ndeploy:\n  production:\n    user: x\n";
+    let loaded = load_str(text, Path::new("ecosystem.yaml"), &f.ctx).unwrap();
+    assert_eq!(loaded.apps.len(), 2);
+    assert_eq!(
+        loaded.skipped.warning().unwrap(),
+        "ecosystem.yaml: skipped PM2 keys drover does not use: max (line 4), vizion (lines 5, 8), pmx (line 9), namespace (line 10); deploy: (line 11) is for pm2 deploy"
+    );
+    // deploy: alone, and one key alone.
+    let loaded = load_str(
+        "apps:\n  - script: app.js\ndeploy: {}\n",
+        Path::new("e.yaml"),
+        &f.ctx,
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.skipped.warning().unwrap(),
+        "e.yaml: skipped deploy: (line 3), which is for pm2 deploy"
+    );
+    let loaded = load_str("- script: app.js\n  io: {}\n", Path::new("e.yaml"), &f.ctx).unwrap();
+    assert_eq!(
+        loaded.skipped.warning().unwrap(),
+        "e.yaml: skipped PM2 key drover does not use: io (line 2)"
+    );
+    // A value that asks for what drover does anyway is no news.
+    let loaded = load_str(
+        "- script: app.js\n  vizion: false\n  namespace: default\n  watch: false\n  treekill: true\n  windowsHide: true\n",
+        Path::new("e.yaml"),
+        &f.ctx,
+    )
+    .unwrap();
+    assert_eq!(loaded.skipped.warning(), None);
+    // node's JSON has no lines of the file: keys are named without them.
+    let loaded = load_js_exports(
+        r#"{"apps": [{"script": "app.js", "automation": true}], "deploy": {}}"#,
+        Path::new("ecosystem.config.js"),
+        &f.ctx,
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.skipped.warning().unwrap(),
+        "ecosystem.config.js: skipped PM2 key drover does not use: automation; deploy: is for pm2 deploy"
+    );
+}
+
+/// What stays an error next to skipped keys: a typo, a key whose absence changes what
+/// the app does, a bad value of a key drover implements.
+#[test]
+fn behaviour_keys_typos_and_bad_values_are_still_refused_next_to_skipped_keys() {
+    let f = fx();
+    for (text, want) in [
+        (
+            "- script: app.js\n  vizion: true\n  intances: 2\n",
+            "e.yaml:3: app \"app\": unknown key \"intances\" (did you mean \"instances\"?)",
+        ),
+        (
+            "- script: app.js\n  vizion: true\n  user: www\n",
+            "e.yaml:3: app \"app\": user is not supported: the app would run as the wrong user",
+        ),
+        (
+            "- script: app.js\n  gid: 33\n",
+            "e.yaml:2: app \"app\": gid is not supported: the app would run with the wrong group",
+        ),
+        (
+            "- script: app.js\n  autostart: false\n",
+            "e.yaml:2: app \"app\": autostart is not supported (only autostart: true is accepted): an app meant to stay stopped would start",
+        ),
+        (
+            "- script: app.js\n  cron: '0 * * * *'\n",
+            "e.yaml:2: app \"app\": cron is not supported: not implemented yet",
+        ),
+        (
+            "- script: app.js\n  pmx: true\n  instances: lots\n",
+            "e.yaml:3: app \"app\": instances: expected",
+        ),
+        (
+            "apps:\n  - script: app.js\ndeploy: {}\ndeplyo: {}\n",
+            "e.yaml:4: unknown top-level key \"deplyo\"",
+        ),
+    ] {
+        let e = load_str(text, Path::new("e.yaml"), &f.ctx)
+            .map(|l| l.apps)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(want), "{text:?}: {e}");
+    }
 }

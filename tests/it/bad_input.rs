@@ -79,7 +79,12 @@ fn name_with_a_slash_is_rejected() {
 fn watch_true_is_not_supported_yet() {
     rejected(
         "apps:\n  - name: a\n    script: SCRIPT\n    watch: true\n",
-        &["ecosystem.yaml:4", "watch", "not supported yet"],
+        &[
+            "ecosystem.yaml:4",
+            "watch",
+            "not supported",
+            "not implemented yet",
+        ],
     );
 }
 
@@ -87,8 +92,45 @@ fn watch_true_is_not_supported_yet() {
 fn pm2_keys_drover_lacks_are_rejected_by_name() {
     rejected(
         "apps:\n  - name: a\n    script: SCRIPT\n    cron_restart: '0 * * * *'\n",
-        &["ecosystem.yaml:4", "cron_restart", "not supported yet"],
+        &[
+            "ecosystem.yaml:4",
+            "cron_restart",
+            "not supported",
+            "not implemented yet",
+        ],
     );
+}
+
+/// A PM2 user's file with PM2-only keys and a deploy: section starts, after one warning
+/// naming every skipped key with its line.
+#[test]
+fn pm2_only_keys_and_deploy_are_warned_about_once_and_the_app_runs() {
+    let home = Home::new();
+    let marker = home.path().join("started");
+    let script = home.write(
+        "app.sh",
+        &format!("#!/bin/sh\ntouch {}\nexec sleep 30\n", marker.display()),
+    );
+    let eco = home.write(
+        "ecosystem.yaml",
+        &format!(
+            "apps:\n  - name: a\n    script: {}\n    max: 1\n    vizion: true\n    source_map_support: true\ndeploy:\n  production:\n    user: node\n",
+            script.display()
+        ),
+    );
+    let run = home.run(&[eco.to_str().unwrap()]);
+    wait_for("the app to start", DEADLINE, || {
+        marker.exists().then_some(())
+    });
+    let warning = run.wait_stderr("drover: warning:");
+    assert_eq!(
+        warning,
+        format!(
+            "drover: warning: {}: skipped PM2 keys drover does not use: max (line 4), vizion (line 5), source_map_support (line 6); deploy: (line 7) is for pm2 deploy",
+            eco.display()
+        )
+    );
+    assert_eq!(run.count_stderr("warning"), 1, "{}", run.stderr());
 }
 
 #[test]
@@ -280,8 +322,8 @@ fn rows() -> Vec<Row> {
             &["eco.yaml:4", "cron_restart", "not supported"],
         ),
         yaml(
-            "apps:\n  - name: a\n    script: @SCRIPT@\ndeploy:\n  production:\n    user: x\n",
-            &["eco.yaml:4", "deploy", "not supported"],
+            "apps:\n  - name: a\n    script: @SCRIPT@\n    uid: 0\n",
+            &["eco.yaml:4", "uid", "wrong user"],
         ),
         yaml("apps: oops\n", &["eco.yaml:1", "apps", "oops"]),
         eco(

@@ -34,7 +34,7 @@ fn fx() -> (tempfile::TempDir, ResolveContext) {
 fn load(text: &str, origin: &str) -> Result<Vec<AppSpec>, ConfigError> {
     let (_dir, ctx) = fx();
     match catch_unwind(AssertUnwindSafe(|| load_str(text, Path::new(origin), &ctx))) {
-        Ok(result) => result,
+        Ok(result) => result.map(|loaded| loaded.apps),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
