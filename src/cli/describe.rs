@@ -155,6 +155,10 @@ fn app_block(app: &AppInfo, color: bool) -> String {
         ),
         ("out log", log_paths(spec, &spec.out_file)),
         ("error log", log_paths(spec, &spec.error_file)),
+        (
+            "combined log",
+            or_none(spec.log_file.as_deref().map(|p| log_paths(spec, p))),
+        ),
         ("merge logs", yes_no(spec.merge_logs)),
         ("log date format", or_none(spec.log_date_format.clone())),
         ("instance var", spec.instance_var.clone()),
@@ -246,6 +250,7 @@ mod tests {
             logs: LogSpec {
                 out_file: "/home/u/.drover/logs/api-out.log".into(),
                 error_file: "/home/u/.drover/logs/api-error.log".into(),
+                log_file: None,
                 merge: false,
                 date_format: None,
             },

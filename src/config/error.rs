@@ -193,6 +193,7 @@ pub(crate) fn flag(key: &str) -> String {
     match key {
         "out_file" => "--output".into(),
         "error_file" => "--error".into(),
+        "log_file" => "--log".into(),
         "autorestart" => "--no-autorestart".into(),
         _ => format!("--{}", key.replace('_', "-")),
     }

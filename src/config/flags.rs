@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::raw::RawApp;
-use super::values::{ArgList, FromLoose, Loose};
+use super::values::{ArgList, CombinedLog, FromLoose, Loose};
 
 /// The options of one app, with PM2's spellings. With an ecosystem file only `--env`
 /// applies; the others describe a script given on the command line.
@@ -48,6 +48,10 @@ pub struct AppFlags {
     /// stderr log file.
     #[arg(short = 'e', long = "error", value_name = "FILE")]
     pub error_file: Option<PathBuf>,
+    /// One file with the lines of both stdout and stderr (PM2's combined log), besides
+    /// the out and error files; without PATH, $DROVER_HOME/logs/<name>.log.
+    #[arg(short = 'l', long = "log", value_name = "PATH", num_args = 0..=1)]
+    pub log_file: Option<Option<PathBuf>>,
     /// One log file for all instances instead of one per instance.
     #[arg(long)]
     pub merge_logs: bool,
@@ -114,6 +118,7 @@ impl AppFlags {
             cwd,
             out_file,
             error_file,
+            log_file,
             merge_logs,
             log_date_format,
             time,
@@ -140,6 +145,7 @@ impl AppFlags {
             ("--cwd", cwd.is_some()),
             ("--output", out_file.is_some()),
             ("--error", error_file.is_some()),
+            ("--log", log_file.is_some()),
             ("--merge-logs", *merge_logs),
             ("--log-date-format", log_date_format.is_some()),
             ("--time", *time),
@@ -211,6 +217,10 @@ impl RawApp {
             cwd: flags.cwd.clone(),
             out_file: flags.out_file.clone(),
             error_file: flags.error_file.clone(),
+            log_file: flags.log_file.as_ref().map(|path| match path {
+                None => CombinedLog::Default,
+                Some(path) => CombinedLog::Path(path.clone()),
+            }),
             merge_logs: flags.merge_logs.then_some(true),
             log_date_format: flags.log_date_format.clone(),
             time: flags.time.then_some(true),

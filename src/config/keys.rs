@@ -49,6 +49,11 @@ pub(crate) const KNOWN: &[Known] = &[
     },
     known("out_file", &["out", "output", "out_log"]),
     known("error_file", &["error", "err", "err_file", "err_log"]),
+    Known {
+        key: "log_file",
+        aliases: &["log"],
+        note: "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
+    },
     known("merge_logs", &["combine_logs"]),
     known("log_date_format", &[]),
     known("time", &[]),
@@ -294,14 +299,6 @@ pub(crate) const UNSUPPORTED: &[Unsupported] = &[
         "PM2 writes JSON log lines, and whatever parses them would find raw lines",
         "drover writes raw lines; `drover logs --json` prints them as JSON",
     ),
-    Unsupported {
-        key: "log_file",
-        aliases: &["log"],
-        noop: Noop::Bool(false),
-        policy: Policy::Refuse,
-        why: "not implemented yet",
-        hint: Some("use out_file and error_file (merge_logs: true merges the instances)"),
-    },
     refuse(
         "disable_logs",
         Noop::Bool(false),

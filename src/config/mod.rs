@@ -40,7 +40,8 @@ pub use resolve::MAX_UNIX_PATH;
 pub use skipped::Skipped;
 pub use spec::*;
 pub use values::{
-    ArgList, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize, Millis,
+    ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize,
+    Millis,
 };
 
 use error::{FieldError, Seg, did_you_mean};

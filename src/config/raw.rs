@@ -11,8 +11,8 @@ use super::error::{FieldError, Seg, did_you_mean};
 use super::keys::{self, KeyKind, Noop, Policy, Unsupported};
 use super::spec::{ExecMode, SocketMode};
 use super::values::{
-    ArgList, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, Loose, MemorySize, Millis,
-    parse_port,
+    ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, Loose,
+    MemorySize, Millis, parse_port,
 };
 
 /// One app as written in an ecosystem file or given as CLI flags; `None` = not given
@@ -35,6 +35,8 @@ pub struct RawApp {
     pub env_named: BTreeMap<String, BTreeMap<String, String>>,
     pub out_file: Option<PathBuf>,
     pub error_file: Option<PathBuf>,
+    /// PM2's combined file: every line of stdout and stderr.
+    pub log_file: Option<CombinedLog>,
     pub merge_logs: Option<bool>,
     pub log_date_format: Option<String>,
     pub time: Option<bool>,
@@ -171,6 +173,7 @@ impl RawApp {
             "env" => self.env = Some(env_map(key, v)?),
             "out_file" => self.out_file = Some(typed(key, v)?),
             "error_file" => self.error_file = Some(typed(key, v)?),
+            "log_file" => self.log_file = Some(typed(key, v)?),
             "merge_logs" => self.merge_logs = Some(typed(key, v)?),
             "log_date_format" => self.log_date_format = Some(typed(key, v)?),
             "time" => self.time = Some(typed(key, v)?),

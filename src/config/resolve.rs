@@ -13,7 +13,7 @@ use super::spec::{
     AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, Runtime, SocketMode, StopSpec,
     defaults,
 };
-use super::values::ListenSpec;
+use super::values::{CombinedLog, ListenSpec};
 use nix::sys::signal::Signal;
 
 /// Longest unix socket path (sun_path is 108 bytes with its NUL).
@@ -499,9 +499,36 @@ fn resolve_logs(
         (None, Some(true)) => Some(defaults::TIME_FORMAT.to_owned()),
         (None, _) => None,
     };
+    let out_file = path("out_file", &raw.out_file, "out")?;
+    let error_file = path("error_file", &raw.error_file, "error")?;
+    let log_file = match &raw.log_file {
+        None | Some(CombinedLog::Off) => None,
+        // PM2's `log_file: true` / `--log` without a path.
+        Some(CombinedLog::Default) => Some(ctx.home.join("logs").join(format!("{name}.log"))),
+        Some(CombinedLog::Path(p)) => {
+            Some(path("log_file", &Some(p.clone()), "")?).filter(|p| p != Path::new("/dev/null"))
+        }
+    };
+    if let Some(log) = &log_file {
+        for (key, other) in [("out_file", &out_file), ("error_file", &error_file)] {
+            if log == other {
+                return Err(FieldError::value(
+                    "log_file",
+                    format!(
+                        "{} is also the {key}: each of its lines would be written twice",
+                        log.display()
+                    ),
+                )
+                .with_hint(
+                    "for one file of both streams, give out_file and error_file the same path",
+                ));
+            }
+        }
+    }
     Ok(LogSpec {
-        out_file: path("out_file", &raw.out_file, "out")?,
-        error_file: path("error_file", &raw.error_file, "error")?,
+        out_file,
+        error_file,
+        log_file,
         merge: raw.merge_logs.unwrap_or(false),
         date_format,
     })

@@ -169,6 +169,10 @@ pub struct LogSpec {
     pub out_file: PathBuf,
     /// stderr log; same naming rule.
     pub error_file: PathBuf,
+    /// PM2's combined log: every line of stdout and stderr, as in their own files; same
+    /// naming rule. None: no such file.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
     pub merge: bool,
     /// PM2 moment-style format for a line prefix (`time: true` gives `YYYY-MM-DDTHH:mm:ss`).
     pub date_format: Option<String>,

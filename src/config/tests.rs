@@ -571,14 +571,6 @@ fn malformed_inputs() {
             ],
         ),
         (
-            "- name: api\n  script: app.js\n  log_file: combined.log\n",
-            vec![
-                "ecosystem.yaml:3:",
-                "log_file is not supported (only log_file: false is accepted)",
-                "hint: use out_file and error_file",
-            ],
-        ),
-        (
             "- name: api\n  script: app.js\n  cron_restart: '0 * * * *'\n",
             vec![
                 "ecosystem.yaml:3:",
@@ -1195,4 +1187,77 @@ fn behaviour_keys_typos_and_bad_values_are_still_refused_next_to_skipped_keys() 
             .to_string();
         assert!(e.starts_with(want), "{text:?}: {e}");
     }
+}
+
+/// PM2's `log_file` / `log`: a combined file of both streams, `true` for the default
+/// path, `false` or NULL for none; never the out or error file itself.
+#[test]
+fn log_file_is_the_combined_file_of_both_streams() {
+    let f = fx();
+    let logs = |extra: &str| {
+        f.one(&format!("- name: api\n  script: app.js\n{extra}"))
+            .logs
+    };
+    assert_eq!(logs("").log_file, None);
+    assert_eq!(
+        logs("  log_file: true\n").log_file,
+        Some(f.root().join("home/logs/api.log"))
+    );
+    assert_eq!(logs("  log: false\n").log_file, None);
+    assert_eq!(
+        logs("  log: logs/all.log\n").log_file,
+        Some(f.root().join("logs/all.log"))
+    );
+    assert_eq!(logs("  log_file: 'NULL'\n").log_file, None);
+    assert_eq!(logs("  log_file: /dev/null\n").log_file, None);
+    assert_eq!(logs("  log_file: NULL\n").log_file, None);
+    for (extra, want) in [
+        (
+            "  out_file: same.log\n  log_file: same.log\n",
+            "ecosystem.yaml:4: app \"api\": log_file: ",
+        ),
+        (
+            "  log_file: 3\n",
+            "ecosystem.yaml:3: app \"api\": log_file: expected a path, true or false, got 3",
+        ),
+        (
+            "  log_file: ''\n",
+            "ecosystem.yaml:3: app \"api\": log_file: expected a path",
+        ),
+        (
+            "  log: a.log\n  log_file: b.log\n",
+            "log_file and log are the same setting",
+        ),
+    ] {
+        let e = f.err(&format!("- name: api\n  script: app.js\n{extra}"));
+        assert!(e.contains(want), "{extra:?}: {e}");
+    }
+    let e = f.err("- name: api\n  script: app.js\n  error_file: same.log\n  log_file: same.log\n");
+    assert!(
+        e.contains("is also the error_file: each of its lines would be written twice"),
+        "{e}"
+    );
+    assert!(e.contains("hint: for one file of both streams"), "{e}");
+
+    // `-l/--log [PATH]` on the command line.
+    let cli = |log: Option<Option<&str>>| {
+        let flags = AppFlags {
+            log_file: log.map(|p| p.map(PathBuf::from)),
+            ..AppFlags::default()
+        };
+        resolve_cli(RawApp::from_flags(&flags, Path::new("app.js"), &[]), &f.ctx)
+            .map(|a| a.logs.log_file)
+    };
+    assert_eq!(cli(None).unwrap(), None);
+    assert_eq!(
+        cli(Some(None)).unwrap(),
+        Some(f.root().join("home/logs/app.log"))
+    );
+    assert_eq!(
+        cli(Some(Some("x.log"))).unwrap(),
+        Some(f.root().join("x.log"))
+    );
+    assert_eq!(cli(Some(Some("NULL"))).unwrap(), None);
+    let e = cli(Some(Some(""))).unwrap_err().to_string();
+    assert_eq!(e, "--log: is empty");
 }

@@ -160,7 +160,14 @@ macro_rules! loose_value {
 }
 
 loose_value!(
-    Instances, MemorySize, Millis, ListenSpec, KillSignal, ArgList, ExitCodes
+    Instances,
+    MemorySize,
+    Millis,
+    ListenSpec,
+    KillSignal,
+    ArgList,
+    ExitCodes,
+    CombinedLog
 );
 
 impl FromStr for ExecMode {
@@ -622,6 +629,30 @@ impl FromLoose for PathBuf {
             Loose::Str(s) if s.is_empty() => Err("expected a path, got an empty string".into()),
             Loose::Str(_) => String::from_loose(v).map(PathBuf::from),
             _ => Err(format!("expected a path, got {}", v.describe())),
+        }
+    }
+}
+
+/// `log_file` (PM2's combined file of stdout and stderr): `true` for the default path,
+/// `false` for none, or a path. Only real booleans are switches, as in PM2: the string
+/// `"true"` is a file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CombinedLog {
+    Default,
+    Off,
+    Path(PathBuf),
+}
+
+impl FromLoose for CombinedLog {
+    fn from_loose(v: &Loose) -> Result<Self, String> {
+        match v {
+            Loose::Bool(true) => Ok(CombinedLog::Default),
+            Loose::Bool(false) => Ok(CombinedLog::Off),
+            Loose::Str(_) => PathBuf::from_loose(v).map(CombinedLog::Path),
+            _ => Err(format!(
+                "expected a path, true or false, got {}",
+                v.describe()
+            )),
         }
     }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::Stream;
 use super::timestamp::{DateFormat, Stamper};
+use crate::config::LogSpec;
 use crate::sync::lock;
 
 /// Buffered bytes per file before a write is forced, flush or not.
@@ -273,34 +274,44 @@ impl LogHub {
         }
     }
 
-    /// A sink for one worker stream. `path` is the app's `out_file` or `error_file` as
-    /// configured; the instance suffix is applied here ([`instance_log_path`]). Fails
-    /// if `date_format` is invalid or the file cannot be created; the caller must then
-    /// still drain the pipe, or the worker blocks when it fills: a sink for
-    /// `/dev/null` never fails on the file (it opens none) and still mirrors to the
-    /// console.
+    /// A sink for one worker stream of app `app`, as its `logs` say: the stream's own
+    /// file (`out_file` or `error_file`), and `log_file` (PM2's file of both streams),
+    /// which gets every line too; the instance suffix is applied here
+    /// ([`instance_log_path`]). Fails if the date format is invalid or a file cannot be
+    /// created; the caller must then still drain the pipe, or the worker blocks when it
+    /// fills: a sink for `/dev/null` never fails on the file (it opens none) and still
+    /// mirrors to the console.
     pub fn sink(
         &self,
         app: &str,
         instance: u32,
         stream: Stream,
-        path: &Path,
-        merge: bool,
-        date_format: Option<&str>,
+        logs: &LogSpec,
     ) -> io::Result<LineSink> {
-        let stamper = date_format
+        let path = match stream {
+            Stream::Out => &logs.out_file,
+            Stream::Err => &logs.error_file,
+        };
+        let merge = logs.merge;
+        let stamper = logs
+            .date_format
+            .as_deref()
             .map(|f| {
                 DateFormat::parse(f)
                     .map(Stamper::new)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
             })
             .transpose()?;
-        let path = instance_log_path(path, instance, merge);
-        let file = if path == Path::new("/dev/null") {
-            None
-        } else {
-            Some(self.shared_file(path)?)
+        let open = |path: &Path| {
+            let path = instance_log_path(path, instance, merge);
+            if path == Path::new("/dev/null") {
+                Ok(None)
+            } else {
+                self.shared_file(path).map(Some)
+            }
         };
+        let file = open(path)?;
+        let combined = logs.log_file.as_deref().map(open).transpose()?.flatten();
         let follow = Follow {
             tx: self.inner.followers.clone(),
             app: Arc::from(app),
@@ -314,6 +325,7 @@ impl LogHub {
         });
         Ok(LineSink {
             file,
+            combined,
             console,
             follow,
             stamper,
@@ -453,10 +465,14 @@ impl Console {
     }
 }
 
-/// Where one worker stream's lines go: its (possibly shared) file, and the console
-/// when the hub mirrors. Made by [`LogHub::sink`], driven by [`pump`](super::pump).
+/// Where one worker stream's lines go: its (possibly shared) file, the app's combined
+/// file of both streams, and the console when the hub mirrors. Made by
+/// [`LogHub::sink`], driven by [`pump`](super::pump).
 pub struct LineSink {
     file: Option<Arc<SharedFile>>,
+    /// PM2's `log_file`, shared with the worker's other stream (and, merged, with the
+    /// other instances): each line goes in whole under its lock, as in `file`.
+    combined: Option<Arc<SharedFile>>,
     console: Option<Console>,
     follow: Follow,
     stamper: Option<Stamper>,
@@ -468,6 +484,7 @@ impl std::fmt::Debug for LineSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LineSink")
             .field("path", &self.file.as_ref().map(|f| &f.path))
+            .field("combined", &self.combined.as_ref().map(|f| &f.path))
             .field("console", &self.console.is_some())
             .field("timestamped", &self.stamper.is_some())
             .finish()
@@ -485,7 +502,7 @@ impl LineSink {
         }
         self.line.extend_from_slice(line);
         self.line.push(b'\n');
-        if let Some(file) = &self.file {
+        for file in self.file.iter().chain(&self.combined) {
             file.append(&self.line);
         }
         if let Some(console) = &mut self.console {
@@ -494,10 +511,10 @@ impl LineSink {
         self.follow.send(line);
     }
 
-    /// Pushes buffered lines of this sink's file (and of the other writers of a merged
-    /// file) to the kernel.
+    /// Pushes buffered lines of this sink's files (and of the other writers of a merged
+    /// or combined file) to the kernel.
     pub fn flush(&mut self) {
-        if let Some(file) = &self.file {
+        for file in self.file.iter().chain(&self.combined) {
             file.flush();
         }
     }
@@ -514,6 +531,17 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    /// Logs where both streams go to `path`, and no combined file.
+    fn spec(path: &Path, merge: bool, date_format: Option<&str>) -> LogSpec {
+        LogSpec {
+            out_file: path.to_path_buf(),
+            error_file: path.to_path_buf(),
+            log_file: None,
+            merge,
+            date_format: date_format.map(str::to_owned),
+        }
     }
 
     #[test]
@@ -557,7 +585,7 @@ mod tests {
         std::fs::write(dir.path().join("a/b/api-out-1.log"), "old\n").unwrap();
         let hub = LogHub::new(false);
         let mut sink = hub
-            .sink("api", 1, Stream::Out, &base, false, Some("[T]YYYY"))
+            .sink("api", 1, Stream::Out, &spec(&base, false, Some("[T]YYYY")))
             .unwrap();
         sink.write_line(b"hello");
         sink.write_line(b"\xff\xfe");
@@ -569,10 +597,11 @@ mod tests {
         assert_eq!(&got[want.len()..], b"\xff\xfe\n");
 
         let deep = dir.path().join("x/y/z/err.log");
-        hub.sink("api", 0, Stream::Err, &deep, true, None).unwrap();
+        hub.sink("api", 0, Stream::Err, &spec(&deep, true, None))
+            .unwrap();
         assert!(deep.exists());
         assert!(
-            hub.sink("api", 0, Stream::Err, &deep, true, Some("YYYY\n"))
+            hub.sink("api", 0, Stream::Err, &spec(&deep, true, Some("YYYY\n")))
                 .is_err()
         );
     }
@@ -582,15 +611,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("merged.log");
         let hub = LogHub::new(false);
-        let a = hub.sink("api", 0, Stream::Out, &path, true, None).unwrap();
-        let b = hub.sink("api", 1, Stream::Err, &path, true, None).unwrap();
+        let a = hub
+            .sink("api", 0, Stream::Out, &spec(&path, true, None))
+            .unwrap();
+        let b = hub
+            .sink("api", 1, Stream::Err, &spec(&path, true, None))
+            .unwrap();
         assert!(Arc::ptr_eq(
             a.file.as_ref().unwrap(),
             b.file.as_ref().unwrap()
         ));
         drop((a, b));
         assert!(hub.live_files().is_empty());
-        let mut c = hub.sink("api", 2, Stream::Out, &path, true, None).unwrap();
+        let mut c = hub
+            .sink("api", 2, Stream::Out, &spec(&path, true, None))
+            .unwrap();
         c.write_line(b"buffered until drop");
         drop(c);
         assert_eq!(
@@ -608,7 +643,7 @@ mod tests {
         let mut threads = Vec::new();
         for (i, tag) in ["alpha", "beta"].into_iter().enumerate() {
             let sink = hub
-                .sink("api", i as u32, Stream::Out, &path, true, None)
+                .sink("api", i as u32, Stream::Out, &spec(&path, true, None))
                 .unwrap();
             threads.push(std::thread::spawn(move || {
                 // Each pump on its own thread and runtime: truly parallel writers.
@@ -658,7 +693,12 @@ mod tests {
             return;
         }
         let hub = LogHub::new(false);
-        let Ok(sink) = hub.sink("api", 0, Stream::Out, Path::new("/dev/full"), true, None) else {
+        let Ok(sink) = hub.sink(
+            "api",
+            0,
+            Stream::Out,
+            &spec(Path::new("/dev/full"), true, None),
+        ) else {
             return; // not writable in this sandbox
         };
         let input: Vec<u8> = (0..10_000)
@@ -680,7 +720,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
         let hub = LogHub::new(false);
-        let mut sink = hub.sink("api", 0, Stream::Out, &path, true, None).unwrap();
+        let mut sink = hub
+            .sink("api", 0, Stream::Out, &spec(&path, true, None))
+            .unwrap();
         sink.write_line(b"before");
         sink.flush();
         let rotated = dir.path().join("out.log.1");
@@ -705,11 +747,74 @@ mod tests {
         std::fs::remove_file(dir.path()).unwrap();
     }
 
+    /// PM2's `log_file`: both streams' lines in one more file, whole, and each stream's
+    /// lines still in its own file.
+    #[test]
+    fn a_combined_file_gets_every_line_of_both_streams_whole() {
+        const LINES: usize = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let (out, err, all) = (
+            dir.path().join("out.log"),
+            dir.path().join("err.log"),
+            dir.path().join("all.log"),
+        );
+        let hub = LogHub::new(false);
+        let logs = LogSpec {
+            out_file: out,
+            error_file: err,
+            log_file: Some(all),
+            merge: false,
+            date_format: None,
+        };
+        let threads: Vec<_> = [(Stream::Out, "out"), (Stream::Err, "err")]
+            .into_iter()
+            .map(|(stream, tag)| {
+                let mut sink = hub.sink("api", 0, stream, &logs).unwrap();
+                std::thread::spawn(move || {
+                    for n in 0..LINES {
+                        sink.write_line(format!("{tag} {n} {}", "x".repeat(n % 300)).as_bytes());
+                        if n % 7 == 0 {
+                            sink.flush();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // The instance suffix applies to the combined file as to the others (PM2's rule).
+        let all = std::fs::read_to_string(dir.path().join("all-0.log")).unwrap();
+        let mut next = HashMap::from([("out", 0), ("err", 0)]);
+        for line in all.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let tag = parts.next().unwrap();
+            let n: usize = parts.next().unwrap().parse().expect("a whole line");
+            assert_eq!(parts.next().unwrap(), "x".repeat(n % 300), "torn: {line:?}");
+            let want = next
+                .get_mut(tag)
+                .unwrap_or_else(|| panic!("torn: {line:?}"));
+            assert_eq!(n, *want, "each stream's lines in order");
+            *want += 1;
+        }
+        assert_eq!(next, HashMap::from([("out", LINES), ("err", LINES)]));
+        for (path, tag) in [("out-0.log", "out "), ("err-0.log", "err ")] {
+            let text = std::fs::read_to_string(dir.path().join(path)).unwrap();
+            assert_eq!(text.lines().count(), LINES);
+            assert!(text.lines().all(|l| l.starts_with(tag)), "{path}");
+        }
+    }
+
     #[test]
     fn dev_null_writes_nothing() {
         let hub = LogHub::new(false);
         let mut sink = hub
-            .sink("api", 0, Stream::Out, Path::new("/dev/null"), false, None)
+            .sink(
+                "api",
+                0,
+                Stream::Out,
+                &spec(Path::new("/dev/null"), false, None),
+            )
             .unwrap();
         assert!(sink.file.is_none());
         sink.write_line(b"gone");

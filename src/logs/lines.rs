@@ -199,6 +199,17 @@ mod tests {
         out
     }
 
+    /// Both streams to `path`, no combined file.
+    fn logs(path: &std::path::Path, merge: bool) -> crate::config::LogSpec {
+        crate::config::LogSpec {
+            out_file: path.to_path_buf(),
+            error_file: path.to_path_buf(),
+            log_file: None,
+            merge,
+            date_format: None,
+        }
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -283,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.log");
         let hub = LogHub::new(false);
-        let sink = hub.sink("api", 0, Stream::Out, &path, true, None).unwrap();
+        let sink = hub.sink("api", 0, Stream::Out, &logs(&path, true)).unwrap();
 
         let mut rng = Rng(42);
         let mut input = Vec::new();
@@ -327,7 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pipe.log");
         let hub = LogHub::new(false);
-        let sink = hub.sink("api", 3, Stream::Err, &path, false, None).unwrap();
+        let sink = hub
+            .sink("api", 3, Stream::Err, &logs(&path, false))
+            .unwrap();
         let (rx, tx) = nix::unistd::pipe().unwrap();
         let mut tx = std::fs::File::from(tx);
         // More than a pipe holds, written from a thread that then closes its end.
@@ -356,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("err.log");
         let hub = LogHub::new(false);
-        let sink = hub.sink("api", 0, Stream::Err, &path, true, None).unwrap();
+        let sink = hub.sink("api", 0, Stream::Err, &logs(&path, true)).unwrap();
         let written = rt().block_on(async {
             let (mut tx, rx) = tokio::io::duplex(512);
             let pump = tokio::spawn(pump(rx, sink));

@@ -13,10 +13,16 @@
 //! ```no_run
 //! # async fn demo(rx: tokio::net::unix::pipe::Receiver) -> std::io::Result<()> {
 //! use drover::logs::{LogHub, Stream, pump};
+//! let logs = drover::config::LogSpec {
+//!     out_file: "logs/api-out.log".into(),
+//!     error_file: "logs/api-error.log".into(),
+//!     log_file: None,
+//!     merge: false,
+//!     date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+//! };
 //! let hub = LogHub::new(false);
-//! let sink = hub.sink("api", 0, Stream::Out, "logs/api-out.log".as_ref(), false,
-//!                     Some("YYYY-MM-DD HH:mm:ss Z"))?;   // writes logs/api-out-0.log
-//! let stats = pump(rx, sink).await;                      // returns at EOF
+//! let sink = hub.sink("api", 0, Stream::Out, &logs)?;   // writes logs/api-out-0.log
+//! let stats = pump(rx, sink).await;                     // returns at EOF
 //! # let _ = stats; Ok(()) }
 //! ```
 

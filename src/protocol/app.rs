@@ -34,6 +34,9 @@ pub struct AppConfig {
     pub socket: SocketMode,
     pub out_file: PathBuf,
     pub error_file: PathBuf,
+    /// PM2's combined log of both streams (absent from older peers: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
     pub merge_logs: bool,
     pub log_date_format: Option<String>,
     pub autorestart: bool,
@@ -125,6 +128,7 @@ impl From<&AppSpec> for AppConfig {
             socket: (*socket).into(),
             out_file: logs.out_file.clone(),
             error_file: logs.error_file.clone(),
+            log_file: logs.log_file.clone(),
             merge_logs: logs.merge,
             log_date_format: logs.date_format.clone(),
             autorestart: restart.autorestart,
@@ -177,6 +181,7 @@ impl TryFrom<AppConfig> for AppSpec {
             logs: config::LogSpec {
                 out_file: app.out_file,
                 error_file: app.error_file,
+                log_file: app.log_file,
                 merge: app.merge_logs,
                 date_format: app.log_date_format,
             },
@@ -246,6 +251,7 @@ mod tests {
             logs: config::LogSpec {
                 out_file: "/home/u/.drover/logs/api-out.log".into(),
                 error_file: "/home/u/.drover/logs/api-error.log".into(),
+                log_file: Some("/home/u/.drover/logs/api.log".into()),
                 merge: true,
                 date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
             },
@@ -277,7 +283,8 @@ mod tests {
         r#""cwd":"/srv/api","instances":4,"exec_mode":"cluster","#,
         r#""env":{"NODE_ENV":"production","PORT":"3000"},"listen":"[::1]:3000","#,
         r#""socket":"shared","out_file":"/home/u/.drover/logs/api-out.log","#,
-        r#""error_file":"/home/u/.drover/logs/api-error.log","merge_logs":true,"#,
+        r#""error_file":"/home/u/.drover/logs/api-error.log","#,
+        r#""log_file":"/home/u/.drover/logs/api.log","merge_logs":true,"#,
         r#""log_date_format":"YYYY-MM-DD HH:mm:ss Z","autorestart":false,"#,
         r#""min_uptime_ms":1500,"max_restarts":7,"restart_delay_ms":250,"#,
         r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,

@@ -255,6 +255,10 @@ struct AppRecord {
     socket: SocketRecord,
     out_file: PathBuf,
     error_file: PathBuf,
+    /// Left out when there is none, so a dump without one stays readable by a drover
+    /// that predates the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_file: Option<PathBuf>,
     merge_logs: bool,
     log_date_format: Option<String>,
     autorestart: bool,
@@ -369,6 +373,7 @@ impl AppRecord {
                 LogSpec {
                     out_file,
                     error_file,
+                    log_file,
                     merge,
                     date_format,
                 },
@@ -422,6 +427,7 @@ impl AppRecord {
             },
             out_file: out_file.clone(),
             error_file: error_file.clone(),
+            log_file: log_file.clone(),
             merge_logs: *merge,
             log_date_format: date_format.clone(),
             autorestart: *autorestart,
@@ -477,6 +483,7 @@ impl AppRecord {
             logs: LogSpec {
                 out_file: self.out_file,
                 error_file: self.error_file,
+                log_file: self.log_file,
                 merge: self.merge_logs,
                 date_format: self.log_date_format,
             },
@@ -537,6 +544,7 @@ mod tests {
             logs: LogSpec {
                 out_file: "/var/log/api-out.log".into(),
                 error_file: "/var/log/api-error.log".into(),
+                log_file: Some("/var/log/api.log".into()),
                 merge: true,
                 date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
             },
@@ -576,6 +584,7 @@ mod tests {
             logs: LogSpec {
                 out_file: "/home/u/.drover/logs/worker-out.log".into(),
                 error_file: "/home/u/.drover/logs/worker-error.log".into(),
+                log_file: None,
                 merge: false,
                 date_format: None,
             },
@@ -621,6 +630,11 @@ mod tests {
         let older = GOLDEN.replace("  shutdown_with_message: false\n", "");
         assert_ne!(older, GOLDEN);
         assert_eq!(decode(&older).unwrap(), golden_apps());
+        let older = GOLDEN.replace("  log_file: /var/log/api.log\n", "");
+        assert_ne!(older, GOLDEN);
+        let mut apps = golden_apps();
+        apps[0].spec.logs.log_file = None;
+        assert_eq!(decode(&older).unwrap(), apps);
     }
 
     fn home() -> tempfile::TempDir {

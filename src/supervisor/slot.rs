@@ -476,22 +476,8 @@ impl Slot {
         }
 
         let hub = self.shared.logs();
-        let out = hub.sink(
-            &app.name,
-            self.instance,
-            Stream::Out,
-            &app.logs.out_file,
-            app.logs.merge,
-            app.logs.date_format.as_deref(),
-        );
-        let err = hub.sink(
-            &app.name,
-            self.instance,
-            Stream::Err,
-            &app.logs.error_file,
-            app.logs.merge,
-            app.logs.date_format.as_deref(),
-        );
+        let out = hub.sink(&app.name, self.instance, Stream::Out, &app.logs);
+        let err = hub.sink(&app.name, self.instance, Stream::Err, &app.logs);
         match (out, err) {
             (Ok(out), Ok(err)) => {
                 self.shared.track_pump(tokio::spawn(async move {

@@ -886,3 +886,68 @@ fn start_of_a_running_ecosystem_file_reloads_it_with_the_new_settings() {
         .output(&["start", script.to_str().unwrap(), "--name", "web"]);
     assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
 }
+
+/// PM2's `-l/--log [PATH]` and `log_file`: one more file per instance (or one, merged)
+/// with every line of both streams, whole; `logs` still shows each line once, and
+/// `flush` empties the combined file too.
+#[test]
+fn log_file_combines_stdout_and_stderr_and_logs_still_shows_each_line_once() {
+    let d = Daemon::new();
+    let app = d.home.write(
+        "mix.sh",
+        "#!/bin/sh\ni=0\nwhile [ $i -lt 300 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done\nexec sleep 300\n",
+    );
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.ok(&["start", app.to_str().unwrap(), "-i", "2", "--log"]);
+    let merged = d.home.path().join("all/both.log");
+    d.ok(&[
+        "start",
+        app.to_str().unwrap(),
+        "--name",
+        "merged",
+        "-i",
+        "2",
+        "--merge-logs",
+        "-l",
+        merged.to_str().unwrap(),
+    ]);
+    let whole = |text: &str, want: usize| {
+        let mut next = [0usize, 0usize];
+        for line in text.lines() {
+            let (tag, n) = line.split_once(' ').expect("a whole line");
+            let i = ["out", "err"]
+                .iter()
+                .position(|t| *t == tag)
+                .unwrap_or_else(|| panic!("torn line {line:?}"));
+            assert!(n.parse::<usize>().is_ok(), "torn line {line:?}");
+            next[i] += 1;
+        }
+        assert_eq!(next, [want, want], "{text}");
+    };
+    for i in 0..2 {
+        let path = d.home.path().join(format!("logs/mix-{i}.log"));
+        let text = wait_for("the combined file of an instance", DEADLINE, || {
+            let text = std::fs::read_to_string(&path).ok()?;
+            (text.lines().count() == 600).then_some(text)
+        });
+        whole(&text, 300);
+        let out = d.home.read(&format!("logs/mix-out-{i}.log"));
+        assert_eq!(out.lines().filter(|l| l.starts_with("out ")).count(), 300);
+        assert!(!out.contains("err "), "{out}");
+    }
+    let text = wait_for("the merged combined file", DEADLINE, || {
+        let text = std::fs::read_to_string(&merged).ok()?;
+        (text.lines().count() == 1200).then_some(text)
+    });
+    whole(&text, 600);
+
+    // `logs` reads the out and error files: each line once, not again from log_file.
+    let out = d.ok(&["logs", "mix", "--nostream", "--lines", "1000"]);
+    assert_eq!(out.matches("out 17\n").count(), 2, "{out}");
+    assert_eq!(out.matches("err 17\n").count(), 2, "{out}");
+    let described = d.ok(&["describe", "mix"]);
+    assert!(described.contains("logs/mix-0.log"), "{described}");
+
+    d.ok(&["flush", "merged"]);
+    assert_eq!(std::fs::read_to_string(&merged).unwrap(), "");
+}

@@ -20,7 +20,7 @@ impl Supervisor {
                     listen: a.listeners.get().map(|l| lock(l).bound().to_string()),
                     workers: self.workers(Some(&app_ids)),
                     dropped_log_lines: self
-                        .log_files(&app_ids)
+                        .log_files(&app_ids, true)
                         .iter()
                         .map(|f| self.shared.logs().dropped_lines_in(&f.path))
                         .sum(),
@@ -30,14 +30,19 @@ impl Supervisor {
         Ok(Response::Apps { apps })
     }
 
-    pub(super) fn log_files(&self, ids: &[u32]) -> Vec<LogFile> {
+    /// The files the workers `ids` write, each once. `combined`: with the apps'
+    /// `log_file`s (stream `log`), which `logs` leaves out: their lines are in the
+    /// out and err files too.
+    pub(super) fn log_files(&self, ids: &[u32], combined: bool) -> Vec<LogFile> {
         let mut files = Vec::new();
         for app in &self.apps {
             for slot in app.slots.iter().filter(|s| ids.contains(&s.id)) {
-                for (stream, base) in [
-                    ("out", &app.spec.logs.out_file),
-                    ("err", &app.spec.logs.error_file),
-                ] {
+                let logs = &app.spec.logs;
+                let combined = logs.log_file.as_ref().filter(|_| combined);
+                for (stream, base) in [("out", &logs.out_file), ("err", &logs.error_file)]
+                    .into_iter()
+                    .chain(combined.map(|f| ("log", f)))
+                {
                     let path = instance_log_path(base, slot.handle.instance, app.spec.logs.merge);
                     // A merged file is listed once, under its first worker.
                     if files.iter().any(|f: &LogFile| f.path == path) {

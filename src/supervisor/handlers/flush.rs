@@ -9,7 +9,7 @@ impl Supervisor {
         let ids = self.resolve(target)?;
         self.shared.logs().flush_all();
         let mut emptied = 0;
-        for file in self.log_files(&ids) {
+        for file in self.log_files(&ids, true) {
             match std::fs::OpenOptions::new()
                 .write(true)
                 .truncate(true)

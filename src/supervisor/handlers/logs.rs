@@ -25,7 +25,7 @@ impl Supervisor {
             (Target::All, Err(_)) => Vec::new(),
             (_, Err(f)) => return Err(f),
         };
-        let files = self.log_files(&ids);
+        let files = self.log_files(&ids, false);
         self.shared.logs().flush_all();
         let names: BTreeMap<(String, u32), u32> = self
             .apps
