@@ -52,6 +52,9 @@ pub struct AppFlags {
     /// the out and error files; without PATH, $DROVER_HOME/logs/<name>.log.
     #[arg(short = 'l', long = "log", value_name = "PATH", num_args = 0..=1)]
     pub log_file: Option<Option<PathBuf>>,
+    /// Write no log file at all (every stream to /dev/null).
+    #[arg(long)]
+    pub disable_logs: bool,
     /// One log file for all instances instead of one per instance.
     #[arg(long)]
     pub merge_logs: bool,
@@ -119,6 +122,7 @@ impl AppFlags {
             out_file,
             error_file,
             log_file,
+            disable_logs,
             merge_logs,
             log_date_format,
             time,
@@ -146,6 +150,7 @@ impl AppFlags {
             ("--output", out_file.is_some()),
             ("--error", error_file.is_some()),
             ("--log", log_file.is_some()),
+            ("--disable-logs", *disable_logs),
             ("--merge-logs", *merge_logs),
             ("--log-date-format", log_date_format.is_some()),
             ("--time", *time),
@@ -221,6 +226,7 @@ impl RawApp {
                 None => CombinedLog::Default,
                 Some(path) => CombinedLog::Path(path.clone()),
             }),
+            disable_logs: flags.disable_logs.then_some(true),
             merge_logs: flags.merge_logs.then_some(true),
             log_date_format: flags.log_date_format.clone(),
             time: flags.time.then_some(true),

@@ -54,6 +54,11 @@ pub(crate) const KNOWN: &[Known] = &[
         aliases: &["log"],
         note: "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
     },
+    Known {
+        key: "disable_logs",
+        aliases: &[],
+        note: "every stream to `/dev/null`; `drover logs --follow` still shows the lines",
+    },
     known("merge_logs", &["combine_logs"]),
     known("log_date_format", &[]),
     known("time", &[]),
@@ -298,12 +303,6 @@ pub(crate) const UNSUPPORTED: &[Unsupported] = &[
         Noop::Str("raw"),
         "PM2 writes JSON log lines, and whatever parses them would find raw lines",
         "drover writes raw lines; `drover logs --json` prints them as JSON",
-    ),
-    refuse(
-        "disable_logs",
-        Noop::Bool(false),
-        "not implemented yet",
-        "set out_file and error_file to NULL",
     ),
     Unsupported {
         key: "pid_file",

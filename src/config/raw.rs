@@ -37,6 +37,8 @@ pub struct RawApp {
     pub error_file: Option<PathBuf>,
     /// PM2's combined file: every line of stdout and stderr.
     pub log_file: Option<CombinedLog>,
+    /// PM2's: no log file at all.
+    pub disable_logs: Option<bool>,
     pub merge_logs: Option<bool>,
     pub log_date_format: Option<String>,
     pub time: Option<bool>,
@@ -174,6 +176,7 @@ impl RawApp {
             "out_file" => self.out_file = Some(typed(key, v)?),
             "error_file" => self.error_file = Some(typed(key, v)?),
             "log_file" => self.log_file = Some(typed(key, v)?),
+            "disable_logs" => self.disable_logs = Some(typed(key, v)?),
             "merge_logs" => self.merge_logs = Some(typed(key, v)?),
             "log_date_format" => self.log_date_format = Some(typed(key, v)?),
             "time" => self.time = Some(typed(key, v)?),

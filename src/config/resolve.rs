@@ -499,6 +499,33 @@ fn resolve_logs(
         (None, Some(true)) => Some(defaults::TIME_FORMAT.to_owned()),
         (None, _) => None,
     };
+    if raw.disable_logs == Some(true) {
+        let given = [
+            ("out_file", raw.out_file.is_some()),
+            ("error_file", raw.error_file.is_some()),
+            (
+                "log_file",
+                matches!(
+                    raw.log_file,
+                    Some(CombinedLog::Default | CombinedLog::Path(_))
+                ),
+            ),
+        ];
+        if let Some((key, _)) = given.into_iter().find(|(_, given)| *given) {
+            return Err(FieldError::value(
+                "disable_logs",
+                format!("discards every stream, but {key} names a file"),
+            )
+            .with_hint(format!("remove {key}, or disable_logs")));
+        }
+        return Ok(LogSpec {
+            out_file: "/dev/null".into(),
+            error_file: "/dev/null".into(),
+            log_file: None,
+            merge: raw.merge_logs.unwrap_or(false),
+            date_format,
+        });
+    }
     let out_file = path("out_file", &raw.out_file, "out")?;
     let error_file = path("error_file", &raw.error_file, "error")?;
     let log_file = match &raw.log_file {

@@ -1261,3 +1261,41 @@ fn log_file_is_the_combined_file_of_both_streams() {
     let e = cli(Some(Some(""))).unwrap_err().to_string();
     assert_eq!(e, "--log: is empty");
 }
+
+/// PM2's `disable_logs` / `--disable-logs`: every stream to /dev/null; naming a file
+/// as well is a contradiction, refused.
+#[test]
+fn disable_logs_discards_every_stream() {
+    let f = fx();
+    let logs = f
+        .one("- name: api\n  script: app.js\n  disable_logs: true\n")
+        .logs;
+    assert_eq!(logs.out_file, Path::new("/dev/null"));
+    assert_eq!(logs.error_file, Path::new("/dev/null"));
+    assert_eq!(logs.log_file, None);
+    let logs = f
+        .one("- name: api\n  script: app.js\n  disable_logs: false\n")
+        .logs;
+    assert_eq!(logs.out_file, f.root().join("home/logs/api-out.log"));
+    let logs = f
+        .one("- name: api\n  script: app.js\n  disable_logs: true\n  log_file: false\n")
+        .logs;
+    assert_eq!(logs.out_file, Path::new("/dev/null"));
+    let e = f.err("- name: api\n  script: app.js\n  disable_logs: true\n  out_file: o.log\n");
+    assert!(
+        e.starts_with("ecosystem.yaml:3: app \"api\": disable_logs: discards every stream, but out_file names a file"),
+        "{e}"
+    );
+    let flags = AppFlags {
+        disable_logs: true,
+        log_file: Some(None),
+        ..AppFlags::default()
+    };
+    let e = resolve_cli(RawApp::from_flags(&flags, Path::new("app.js"), &[]), &f.ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--disable-logs: discards every stream, but log_file names a file"),
+        "{e}"
+    );
+}

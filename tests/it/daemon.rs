@@ -950,4 +950,20 @@ fn log_file_combines_stdout_and_stderr_and_logs_still_shows_each_line_once() {
 
     d.ok(&["flush", "merged"]);
     assert_eq!(std::fs::read_to_string(&merged).unwrap(), "");
+
+    // --disable-logs: no file at all, while the app runs.
+    d.ok(&[
+        "start",
+        app.to_str().unwrap(),
+        "--name",
+        "quiet",
+        "--disable-logs",
+    ]);
+    d.wait_online("quiet", 1);
+    let files: Vec<String> = std::fs::read_dir(d.home.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("quiet"))
+        .collect();
+    assert!(files.is_empty(), "{files:?}");
 }
