@@ -45,22 +45,54 @@ fn load_specs(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         env_name: args.app.env.clone(),
     };
-    let loaded = if crate::js_ecosystem::is_js_ecosystem(&args.target) {
-        args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-        let json = crate::js_ecosystem::evaluate(&args.target).map_err(Error::Usage)?;
-        config::load_js_exports(&json, &args.target, &ctx)?
-    } else if config::is_ecosystem_path(&args.target) {
-        args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-        config::load_file(&args.target, &ctx)?
-    } else {
-        args.app.check_with_script(&args.target)?;
-        let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
-        return Ok(vec![config::resolve_cli(raw, &ctx)?]);
+    let loaded = match Source::of(&args.target) {
+        Source::JsFile => {
+            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+            let json = crate::js_ecosystem::evaluate(&args.target).map_err(Error::Usage)?;
+            config::load_js_exports(&json, &args.target, &ctx)?
+        }
+        Source::File => {
+            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+            config::load_file(&args.target, &ctx)?
+        }
+        Source::Script => {
+            args.app.check_with_script(&args.target)?;
+            let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
+            return Ok(vec![config::resolve_cli(raw, &ctx)?]);
+        }
     };
     if let Some(warning) = loaded.skipped.warning() {
         eprintln!("drover: warning: {warning}");
     }
     Ok(loaded.apps)
+}
+
+/// What the target of `run` or `start` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `*.config.js` / `.cjs` / `.mjs`, evaluated by node.
+    JsFile,
+    /// YAML or JSON.
+    File,
+    /// A script, a program, or a command string (`"python3 -m http.server"`).
+    Script,
+}
+
+impl Source {
+    /// By the name, as PM2 decides, except that words with spaces that name no file are
+    /// a command (`"cat conf.json"` is no ecosystem file).
+    pub fn of(target: &Path) -> Source {
+        let command = target.to_string_lossy().contains(char::is_whitespace) && !target.exists();
+        if command {
+            Source::Script
+        } else if crate::js_ecosystem::is_js_ecosystem(target) {
+            Source::JsFile
+        } else if config::is_ecosystem_path(target) {
+            Source::File
+        } else {
+            Source::Script
+        }
+    }
 }
 
 /// The caller's environment, which workers inherit under their app's env.

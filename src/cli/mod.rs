@@ -117,7 +117,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A script (app.js, server.py, ./bin) or an ecosystem file (.yaml, .yml, .json).
+    /// A script (app.js, server.py, ./bin), a command ("python3 -m http.server", run
+    /// without a shell), or an ecosystem file (.yaml, .yml, .json, *.config.js).
     pub target: PathBuf,
     #[command(flatten)]
     pub app: crate::config::AppFlags,

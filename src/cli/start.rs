@@ -33,10 +33,9 @@ pub fn run(args: StartArgs, home: &std::path::Path, how: Option<OnRunning>) -> R
         apps: apps.iter().map(AppConfig::from).collect(),
         env: apps::caller_env(),
         update_env: args.update_env,
-        running: how.unwrap_or(if crate::config::is_ecosystem_path(&args.run.target) {
-            OnRunning::Reload
-        } else {
-            OnRunning::Report
+        running: how.unwrap_or(match apps::Source::of(&args.run.target) {
+            apps::Source::JsFile | apps::Source::File => OnRunning::Reload,
+            apps::Source::Script => OnRunning::Report,
         }),
     };
     let mut client = Client::connect_or_spawn(home)?;

@@ -13,7 +13,7 @@ use super::spec::{
     AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, Runtime, SocketMode, StopSpec,
     defaults,
 };
-use super::values::{CombinedLog, ListenSpec};
+use super::values::{CombinedLog, ListenSpec, shell_syntax, split_args};
 use nix::sys::signal::Signal;
 
 /// Longest unix socket path (sun_path is 108 bytes with its NUL).
@@ -35,6 +35,7 @@ pub(crate) fn resolve(
             "add for example `script: app.js` (a path relative to cwd, or a program on PATH)",
         )
     })?;
+    let (script_given, leading_args) = command_words(&script_given, &cwd)?;
     let script = find_script(&script_given, &cwd)?;
 
     let name = match &raw.name {
@@ -54,7 +55,7 @@ pub(crate) fn resolve(
         }
     };
 
-    let command = resolve_command(&raw, &script_given, script)?;
+    let command = resolve_command(&raw, &script_given, script, leading_args)?;
 
     let exec_mode = raw.exec_mode.unwrap_or(if raw.instances.is_some() {
         ExecMode::Cluster
@@ -285,6 +286,32 @@ fn shown_path(given: &Path, abs: &Path, problem: &str) -> String {
     }
 }
 
+/// PM2 runs a script that is no file but has spaces in it as a command
+/// (`python3 -m http.server`). drover runs it without a shell: the first word is the
+/// program (found as a script is), the others are arguments before `args`. Shell syntax
+/// is refused rather than passed along as text a shell would have read differently.
+fn command_words(given: &Path, cwd: &Path) -> Result<(PathBuf, Vec<String>), FieldError> {
+    let text = given.to_string_lossy();
+    if !text.contains(char::is_whitespace) || cwd.join(given).exists() {
+        return Ok((given.to_path_buf(), Vec::new()));
+    }
+    if let Some(c) = shell_syntax(&text) {
+        return Err(FieldError::value(
+            "script",
+            format!("{text:?} runs as a command without a shell, and {c:?} is shell syntax"),
+        )
+        .with_hint(
+            "to run it in a shell: script: bash, args: [-c, '…'] (drover start bash -- -c '…')",
+        ));
+    }
+    let mut words = split_args(&text).map_err(|m| FieldError::value("script", m))?;
+    if words.is_empty() {
+        return Err(FieldError::value("script", "is empty"));
+    }
+    let program = words.remove(0);
+    Ok((PathBuf::from(program), words))
+}
+
 /// The script's absolute path: relative to cwd, or a bare name found on PATH.
 /// Returns the path and whether it came from PATH.
 fn find_script(given: &Path, cwd: &Path) -> Result<(PathBuf, bool), FieldError> {
@@ -365,10 +392,12 @@ pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `leading_args`: the words after the program of a command string, before `args`.
 fn resolve_command(
     raw: &RawApp,
     given: &Path,
     (script, on_path): (PathBuf, bool),
+    leading_args: Vec<String>,
 ) -> Result<Command, FieldError> {
     let interpreter = match raw.interpreter.as_deref().map(str::trim) {
         Some("") => {
@@ -406,7 +435,8 @@ fn resolve_command(
             "has no effect: the script runs without an interpreter",
         ));
     }
-    let args = raw.args.clone().map(|a| a.0).unwrap_or_default();
+    let mut args = leading_args;
+    args.extend(raw.args.clone().map(|a| a.0).unwrap_or_default());
     if args
         .iter()
         .chain(&interpreter_args)

@@ -1299,3 +1299,54 @@ fn disable_logs_discards_every_stream() {
         "{e}"
     );
 }
+
+/// PM2 runs a script string with spaces that is no file as a command: drover splits it
+/// as a shell would (quotes kept together), finds the first word as a script, and puts
+/// the rest before `args`; the name is the program's.
+#[test]
+fn a_command_string_runs_its_program_with_its_words() {
+    let f = fx();
+    let app = f.one("- script: \"sh -c 'echo \\\"a b\\\"; exit 0'\"\n  args: [x]\n");
+    assert_eq!(app.name, "sh");
+    assert!(app.command.script.is_absolute() && app.command.script.ends_with("sh"));
+    assert_eq!(app.command.interpreter, None);
+    assert_eq!(app.command.args, vec!["-c", "echo \"a b\"; exit 0", "x"]);
+    // The program is found like a script: relative to cwd, with its interpreter.
+    let app = f.one("- script: app.js --port 3\n");
+    assert_eq!(app.name, "app");
+    assert_eq!(app.command.script, f.root().join("app.js"));
+    assert_eq!(app.command.interpreter.as_deref(), Some("node"));
+    assert_eq!(app.command.args, vec!["--port", "3"]);
+    // A file whose name has spaces is that file.
+    fs::write(f.root().join("my app.js"), "").unwrap();
+    let app = f.one("- script: my app.js\n  name: mine\n");
+    assert_eq!(app.command.script, f.root().join("my app.js"));
+    assert!(app.command.args.is_empty());
+    // From the command line too, with the args after `--` last.
+    let raw = RawApp::from_flags(
+        &AppFlags::default(),
+        Path::new("sh -c 'exit 0'"),
+        &["after".into()],
+    );
+    let app = resolve_cli(raw, &f.ctx).unwrap();
+    assert_eq!(app.command.args, vec!["-c", "exit 0", "after"]);
+
+    for (script, want) in [
+        (
+            "node app.js > out.log",
+            "script: \"node app.js > out.log\" runs as a command without a shell, and '>' is shell syntax",
+        ),
+        ("sh -c \"echo $HOME\"", "'$' is shell syntax"),
+        ("node app.js | tee x", "'|' is shell syntax"),
+        ("sh -c 'exit 0", "script: unterminated ' quote"),
+        ("nosuchprogram --flag", "script \"nosuchprogram\" not found"),
+    ] {
+        let e = f.err(&format!("- name: x\n  script: {script:?}\n"));
+        assert!(e.contains(want), "{script}: {e}");
+    }
+    let e = f.err("- name: x\n  script: 'node a.js && b'\n");
+    assert!(
+        e.contains("hint: to run it in a shell: script: bash"),
+        "{e}"
+    );
+}

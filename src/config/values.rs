@@ -519,6 +519,42 @@ pub(crate) fn split_args(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The first character of `s` a shell would treat as syntax rather than as text: an
+/// operator (`| & ; < > ( )`), a glob (`*`), or an expansion (`$`, `` ` ``, also inside
+/// double quotes). None when [`split_args`] gives the words a shell would.
+pub(crate) fn shell_syntax(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            chars.next();
+                        }
+                        '$' | '`' => return Some(c),
+                        _ => {}
+                    }
+                }
+            }
+            '|' | '&' | ';' | '<' | '>' | '(' | ')' | '*' | '$' | '`' => return Some(c),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `stop_exit_codes`: one code or a list (`0`, `[0, 3]`, `"0,3"`), each 0–255.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExitCodes(pub Vec<i32>);

@@ -967,3 +967,48 @@ fn log_file_combines_stdout_and_stderr_and_logs_still_shows_each_line_once() {
         .collect();
     assert!(files.is_empty(), "{files:?}");
 }
+
+/// `drover logs <app> --nostream` once it holds `needle`.
+fn logs_with(d: &Daemon, app: &str, needle: &str) -> String {
+    wait_for(
+        &format!("{needle:?} in the logs of {app}"),
+        DEADLINE,
+        || {
+            let out = d.ok(&["logs", app, "--nostream", "--lines", "50"]);
+            out.contains(needle).then_some(out)
+        },
+    )
+}
+
+/// The spec `describe --json` gives for `app`.
+fn spec_of(d: &Daemon, app: &str) -> serde_json::Value {
+    let apps: serde_json::Value =
+        serde_json::from_str(&d.ok(&["describe", app, "--json"])).unwrap();
+    apps[0]["spec"].clone()
+}
+
+/// PM2's `start "python3 -m http.server"`: a command string runs its program with its
+/// words (no shell), named after the program; words that look like a file name are not
+/// an ecosystem file; shell syntax is refused, starting nothing.
+#[test]
+fn a_command_string_runs_as_its_program_with_its_words() {
+    let d = Daemon::new();
+    d.ok(&["start", "sh -c 'echo \"from a command\"; exec sleep 300'"]);
+    d.wait_online("sh", 1);
+    logs_with(&d, "sh", "from a command");
+    let spec = spec_of(&d, "sh");
+    assert!(spec["script"].as_str().unwrap().ends_with("/sh"), "{spec}");
+    assert_eq!(spec["args"][0], "-c");
+    assert_eq!(spec["interpreter"], serde_json::Value::Null);
+
+    d.home.write("conf.json", "{\"a\": 1}\n");
+    d.ok(&["start", "cat conf.json", "--no-autorestart"]);
+    logs_with(&d, "cat", "{\"a\": 1}");
+
+    let out = d
+        .home
+        .output(&["start", "sh -c 'exit 0' > out.log", "--name", "redirect"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("'>' is shell syntax"), "{}", out.stderr);
+    assert!(d.list().iter().all(|w| w["name"] != "redirect"));
+}
