@@ -409,7 +409,9 @@ fn resolve_command(
         Some(i) if i.eq_ignore_ascii_case("none") => None,
         Some(i) => Some(i.to_owned()),
         None if on_path => None,
-        None => infer_interpreter(given).map(str::to_owned),
+        None => infer_interpreter(given)
+            .or_else(|| is_bare_node_file(given, &script).then_some("node"))
+            .map(str::to_owned),
     };
     if interpreter.is_none() && !on_path && !is_executable_file(&script) {
         return Err(FieldError::at_key(
@@ -463,6 +465,20 @@ fn infer_interpreter(script: &Path) -> Option<&'static str> {
         "sh" => Some("bash"),
         _ => None,
     }
+}
+
+/// PM2 runs a file of a type it does not know with node. drover does so for a file
+/// without extension that is not executable and has no `#!` line (a Node script saved
+/// as `bin/server`, say); an executable file or one with `#!` is its own program.
+fn is_bare_node_file(given: &Path, script: &Path) -> bool {
+    given.extension().is_none() && !is_executable_file(script) && !starts_with_shebang(script)
+}
+
+fn starts_with_shebang(path: &Path) -> bool {
+    let mut start = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+        .is_ok_and(|()| start == *b"#!")
 }
 
 /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.

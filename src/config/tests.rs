@@ -1350,3 +1350,32 @@ fn a_command_string_runs_its_program_with_its_words() {
         "{e}"
     );
 }
+
+/// PM2 runs a file of no known type with node: drover does for an extension-less file
+/// that is neither executable nor starts with `#!`; those are their own program.
+#[test]
+fn an_extension_less_script_runs_with_node_unless_it_is_a_program() {
+    let f = fx();
+    fs::write(f.root().join("server"), "#!/bin/sh\n").unwrap();
+    fs::write(f.root().join("node-app"), "console.log(1)\n").unwrap();
+    fs::write(f.root().join("not-exec-sh"), "#!/bin/sh\necho\n").unwrap();
+    let app = f.one("- script: node-app\n");
+    assert_eq!(app.command.interpreter.as_deref(), Some("node"));
+    assert_eq!(app.command.script, f.root().join("node-app"));
+    // Executable (with its #!): exec'd directly.
+    let app = f.one("- script: ./server\n");
+    assert_eq!(app.command.interpreter, None);
+    // `#!` but not executable: it is a program that cannot run, as before.
+    let e = f.err("- script: ./not-exec-sh\n");
+    assert!(
+        e.contains("is not executable and has no interpreter"),
+        "{e}"
+    );
+    assert!(e.contains("chmod +x"), "{e}");
+    // A file of another type than node's stays an error: only no extension means node.
+    let e = f.err("- script: data.txt\n");
+    assert!(e.contains("is not executable"), "{e}");
+    // An explicit interpreter wins.
+    let app = f.one("- script: node-app\n  interpreter: python3\n");
+    assert_eq!(app.command.interpreter.as_deref(), Some("python3"));
+}

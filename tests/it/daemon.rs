@@ -1012,3 +1012,33 @@ fn a_command_string_runs_as_its_program_with_its_words() {
     assert!(out.stderr.contains("'>' is shell syntax"), "{}", out.stderr);
     assert!(d.list().iter().all(|w| w["name"] != "redirect"));
 }
+
+/// PM2 runs an extension-less file with node; drover does when it is not executable and
+/// has no `#!`. An executable file is exec'd itself; a `#!` file that is not executable
+/// is refused with the fix.
+#[test]
+fn an_extension_less_file_runs_with_node_unless_it_is_a_program() {
+    let d = Daemon::new();
+    d.home.write(
+        "server",
+        "console.log('node ran ' + process.release.name);\nsetInterval(() => {}, 1000);\n",
+    );
+    d.ok(&["start", "server"]);
+    d.wait_online("server", 1);
+    logs_with(&d, "server", "node ran node");
+    assert_eq!(spec_of(&d, "server")["interpreter"], "node");
+
+    let tool = d
+        .home
+        .write("tool", "#!/bin/sh\necho \"direct $0\"\nexec sleep 300\n");
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d.ok(&["start", "./tool"]);
+    logs_with(&d, "tool", "direct ");
+    assert_eq!(spec_of(&d, "tool")["interpreter"], serde_json::Value::Null);
+
+    d.home.write("script", "#!/bin/sh\nexec sleep 300\n");
+    let out = d.home.output(&["start", "./script"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("is not executable"), "{}", out.stderr);
+    assert!(out.stderr.contains("chmod +x"), "{}", out.stderr);
+}
