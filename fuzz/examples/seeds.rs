@@ -44,6 +44,8 @@ fn main() {
                 apps: specs.iter().map(AppConfig::from).collect(),
                 env: env.clone(),
                 update_env: false,
+                running: Default::default(),
+                parallel: 1,
             },
         ),
         (

@@ -78,6 +78,8 @@ fuzz_target!(|data: &[u8]| {
                 apps: specs.iter().map(AppConfig::from).collect(),
                 env: Default::default(),
                 update_env: false,
+                running: Default::default(),
+                parallel: 1,
             };
             let line = encode(&req);
             let back: Request =

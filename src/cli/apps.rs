@@ -1,6 +1,6 @@
-//! What `drover run`, `drover start` and `restart --update-env` hand to a supervisor:
-//! the apps their arguments name, validated, and the caller's environment, which the
-//! workers inherit.
+//! What `drover run`, `drover start`, and a lifecycle command given an ecosystem file,
+//! hand to a supervisor: the apps their arguments name, validated, and the caller's
+//! environment, which the workers inherit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +11,8 @@ use super::RunArgs;
 use crate::config::{self, AppSpec, ResolveContext};
 use crate::error::Error;
 
-/// The apps to run: every app of an ecosystem file, or one app from a script and flags.
+/// The apps to run: the apps of an ecosystem file (`--only` some of them), or one app
+/// from a script and flags.
 pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
     let apps = load_specs(args, home)?;
     for app in &apps {
@@ -38,44 +39,48 @@ fn port_fight(app: &AppSpec) -> Option<String> {
 }
 
 fn load_specs(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let ctx = ResolveContext {
-        home: home.to_path_buf(),
-        cwd,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        env_name: args.app.env.clone(),
-    };
-    let loaded = match Source::of(&args.target) {
-        Source::JsFile => {
-            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-            let json = crate::js_ecosystem::evaluate(&args.target).map_err(Error::Usage)?;
-            config::load_js_exports(&json, &args.target, &ctx)?
-        }
-        Source::File => {
-            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-            config::load_file(&args.target, &ctx)?
-        }
+    let ctx = context(home, args.app.env.clone())?;
+    match Source::of(&args.target) {
         Source::Script => {
             args.app.check_with_script(&args.target)?;
             let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
-            return Ok(vec![config::resolve_cli(raw, &ctx)?]);
+            Ok(vec![config::resolve_cli(raw, &ctx)?])
         }
-    };
-    if let Some(warning) = loaded.skipped.warning() {
-        eprintln!("drover: warning: {warning}");
+        Source::Ecosystem(kind) => {
+            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+            let mut files = vec![ecosystem(kind, &args.target, &ctx)?];
+            only(&mut files, args.app.only.as_deref())?;
+            Ok(files.remove(0).1)
+        }
     }
-    Ok(loaded.apps)
 }
 
-/// What the target of `run` or `start` names.
+/// What resolution needs from here: DROVER_HOME, our cwd, the CPUs, `--env`.
+pub fn context(home: &Path, env_name: Option<String>) -> Result<ResolveContext, Error> {
+    Ok(ResolveContext {
+        home: home.to_path_buf(),
+        cwd: std::env::current_dir().context("cannot read the current directory")?,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        env_name,
+    })
+}
+
+/// What a target of `run` or `start` names, or a target of a lifecycle command names
+/// once it is known to be no app's name or id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// `*.config.js` / `.cjs` / `.mjs`, evaluated by node.
-    JsFile,
-    /// YAML or JSON.
-    File,
+    Ecosystem(Ecosystem),
     /// A script, a program, or a command string (`"python3 -m http.server"`).
     Script,
+}
+
+/// Where an ecosystem file's apps come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ecosystem {
+    /// `*.config.js` / `.cjs` / `.mjs`, evaluated by node.
+    Js,
+    /// YAML or JSON.
+    Text,
 }
 
 impl Source {
@@ -86,13 +91,70 @@ impl Source {
         if command {
             Source::Script
         } else if crate::js_ecosystem::is_js_ecosystem(target) {
-            Source::JsFile
+            Source::Ecosystem(Ecosystem::Js)
         } else if config::is_ecosystem_path(target) {
-            Source::File
+            Source::Ecosystem(Ecosystem::Text)
         } else {
             Source::Script
         }
     }
+}
+
+/// The name an ecosystem file is shown by, and its validated apps.
+pub type FileApps = (String, Vec<AppSpec>);
+
+/// Loads the ecosystem file `target`, validating every app; the
+/// skipped-keys warning is printed here, once.
+pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result<FileApps, Error> {
+    let loaded = match kind {
+        Ecosystem::Js => {
+            let json = crate::js_ecosystem::evaluate(target).map_err(Error::Usage)?;
+            config::load_js_exports(&json, target, ctx)?
+        }
+        Ecosystem::Text => config::load_file(target, ctx)?,
+    };
+    if let Some(warning) = loaded.skipped.warning() {
+        eprintln!("drover: warning: {warning}");
+    }
+    Ok((target.display().to_string(), loaded.apps))
+}
+
+/// `--only a,b` (PM2 also splits at spaces): keep those apps of the files, each of
+/// which must be an app of one of them.
+pub fn only(files: &mut [FileApps], only: Option<&str>) -> Result<(), Error> {
+    let Some(only) = only else {
+        return Ok(());
+    };
+    let names: Vec<&str> = only.split([',', ' ']).filter(|n| !n.is_empty()).collect();
+    if names.is_empty() {
+        return Err(Error::Usage("--only: expected app names (a,b)".into()));
+    }
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "--only {only} picks apps of an ecosystem file, and no target is one"
+        )));
+    }
+    for name in &names {
+        if !files
+            .iter()
+            .any(|(_, apps)| apps.iter().any(|a| a.name == *name))
+        {
+            let shown: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+            let has: Vec<&str> = files
+                .iter()
+                .flat_map(|(_, apps)| apps.iter().map(|a| a.name.as_str()))
+                .collect();
+            return Err(Error::Usage(format!(
+                "{}: --only {name}: no app of that name (it has {})",
+                shown.join(", "),
+                has.join(", ")
+            )));
+        }
+    }
+    for (_, apps) in files.iter_mut() {
+        apps.retain(|a| names.contains(&a.name.as_str()));
+    }
+    Ok(())
 }
 
 /// The caller's environment, which workers inherit under their app's env.

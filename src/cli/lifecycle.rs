@@ -1,26 +1,29 @@
-//! `stop`, `restart`, `delete`, `scale`, `flush`, `reload-logs`, `save`: one request each
-//! to the running supervisor.
+//! `stop`, `restart`, `reload`, `delete`, `scale`, `flush`, `reload-logs`, `save`: one
+//! request per target to the running supervisor (`cli::targets` reads the targets).
 
 use std::path::Path;
 
 use clap::Args;
 
+use super::targets::{self, TargetWords};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{Request, Target};
+use crate::protocol::{AppConfig, OnRunning, Request, Target};
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
-    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
-    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub words: TargetWords,
 }
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
-    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
-    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
-    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub words: TargetWords,
+    /// With an ecosystem file: its env_<NAME> on top of env (the apps take the file's
+    /// settings, as `start FILE` gives them).
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
     /// Give the workers this shell's environment instead of the one they were started with.
     #[arg(long)]
     pub update_env: bool,
@@ -28,9 +31,12 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct ReloadArgs {
-    /// App names, worker ids, `all`, or /regex/ of names (several at once, as PM2).
-    #[arg(value_parser = parse_target, required = true, num_args = 1..)]
-    pub targets: Vec<Target>,
+    #[command(flatten)]
+    pub words: TargetWords,
+    /// With an ecosystem file: its env_<NAME> on top of env (the apps take the file's
+    /// settings, as `start FILE` gives them).
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
     /// How many workers to replace at a time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub parallel: u32,
@@ -91,45 +97,88 @@ fn parse_target(s: &str) -> Result<Target, String> {
 }
 
 pub fn stop(args: TargetArgs, home: &Path) -> Result<(), Error> {
-    each(home, args.targets, |target| Request::Stop { target })
-}
-
-pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
-    let env = args.update_env.then(super::apps::caller_env);
-    each(home, args.targets, |target| Request::Restart {
-        target,
-        env: env.clone(),
-    })
-}
-
-pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
-    let env = args.update_env.then(super::apps::caller_env);
-    each(home, args.targets, |target| Request::Reload {
-        target,
-        parallel: args.parallel,
-        env: env.clone(),
-    })
+    let picked = targets::pick(&args.words, None, home)?;
+    let names = targets::with_known_file_apps(&picked, home)?;
+    each(
+        home,
+        names.into_iter().map(|target| Request::Stop { target }),
+    )
 }
 
 pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
-    each(home, args.targets, |target| Request::Delete { target })
+    let picked = targets::pick(&args.words, None, home)?;
+    let names = targets::with_known_file_apps(&picked, home)?;
+    each(
+        home,
+        names.into_iter().map(|target| Request::Delete { target }),
+    )
 }
 
-/// One request per target, all at once (each on its own connection, so a stop that waits
-/// on one app does not delay the others), answers printed in the targets' order. Every
-/// failure is reported; the first one decides the exit status.
-fn each(
-    home: &Path,
-    targets: Vec<Target>,
-    request: impl Fn(Target) -> Request,
-) -> Result<(), Error> {
-    if let [target] = &targets[..] {
-        return simple(home, request(target.clone()));
+pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
+    let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    let env = args.update_env.then(super::apps::caller_env);
+    let mut requests: Vec<Request> = picked
+        .targets
+        .iter()
+        .map(|target| Request::Restart {
+            target: target.clone(),
+            env: env.clone(),
+        })
+        .collect();
+    requests.extend(redeploy(&picked, OnRunning::Restart, 1, args.update_env));
+    each(home, requests)
+}
+
+pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
+    let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    let env = args.update_env.then(super::apps::caller_env);
+    let mut requests: Vec<Request> = picked
+        .targets
+        .iter()
+        .map(|target| Request::Reload {
+            target: target.clone(),
+            parallel: args.parallel,
+            env: env.clone(),
+        })
+        .collect();
+    requests.extend(redeploy(
+        &picked,
+        OnRunning::Reload,
+        args.parallel,
+        args.update_env,
+    ));
+    each(home, requests)
+}
+
+/// `restart FILE` / `reload FILE` are PM2's startOrRestart / startOrReload: the file's
+/// apps take its settings (what `start FILE` does with them), those not running start.
+fn redeploy(
+    picked: &targets::Picked,
+    how: OnRunning,
+    parallel: u32,
+    update_env: bool,
+) -> Option<Request> {
+    let apps = picked.file_apps();
+    (!apps.is_empty()).then(|| Request::Start {
+        apps: apps.iter().map(AppConfig::from).collect(),
+        env: super::apps::caller_env(),
+        update_env,
+        running: how,
+        parallel,
+    })
+}
+
+/// The requests, all at once (each on its own connection, so a stop that waits on one
+/// app does not delay the others), answers printed in their order. Every failure is
+/// reported; the first one decides the exit status.
+fn each(home: &Path, requests: impl IntoIterator<Item = Request>) -> Result<(), Error> {
+    let requests: Vec<Request> = requests.into_iter().collect();
+    if let [request] = &requests[..] {
+        return simple(home, request.clone());
     }
-    let calls: Vec<_> = targets
+    let calls: Vec<_> = requests
         .into_iter()
-        .map(|target| {
-            let request = request(target);
+        .map(|request| {
             let home = home.to_path_buf();
             std::thread::spawn(move || Client::connect(&home)?.call(&request))
         })

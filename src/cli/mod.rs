@@ -2,9 +2,11 @@
 //! one-request commands). Shared by several commands, and using none of them:
 //! - `host`: hosting the supervisor in this process (`run`, `daemon`): the lock on
 //!   DROVER_HOME, the runtime, the control socket, the signals, its diagnostics;
-//! - `apps`: what `run`, `start` and `restart --update-env` hand to a supervisor: the
-//!   apps their arguments name, and the caller's environment;
-//! - `render`: what the commands that print share.
+//! - `apps`: what `run`, `start` and a lifecycle command given a file hand to a
+//!   supervisor: the apps their arguments name, and the caller's environment;
+//! - `render`: what the commands that print share;
+//! - `targets`: what the targets of `stop`/`restart`/`reload`/`delete` name (apps,
+//!   scripts, ecosystem files).
 //!
 //! The per-app flags of `run` and `start` are `config::AppFlags`, flattened.
 
@@ -19,6 +21,7 @@ mod logs;
 mod render;
 mod run;
 mod start;
+mod targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,7 +70,9 @@ pub enum Command {
     /// Stop then start workers again, on the same address.
     ///
     /// Returns once every new worker is started, never while an old one is still
-    /// `stopping`, so back-to-back restarts each replace the worker.
+    /// `stopping`, so back-to-back restarts each replace the worker. An ecosystem file's
+    /// apps take its settings first (with --env, its env_<NAME>), and those not running
+    /// start: PM2's startOrRestart.
     Restart(lifecycle::RestartArgs),
     /// Stop workers and remove them from the list.
     ///
@@ -79,6 +84,9 @@ pub enum Command {
     ///
     /// Exits 1, naming the slot and the reason, when a new worker exits or is not ready
     /// within listen_timeout; that slot keeps its old worker and the rest are untouched.
+    /// An ecosystem file's apps take its settings first (with --env, its env_<NAME>),
+    /// and those not running start: PM2's startOrReload, `pm2 reload ecosystem.config.js
+    /// --env production`.
     Reload(lifecycle::ReloadArgs),
     /// Add or remove workers of an app without disturbing the others.
     ///

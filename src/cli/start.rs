@@ -34,9 +34,10 @@ pub fn run(args: StartArgs, home: &std::path::Path, how: Option<OnRunning>) -> R
         env: apps::caller_env(),
         update_env: args.update_env,
         running: how.unwrap_or(match apps::Source::of(&args.run.target) {
-            apps::Source::JsFile | apps::Source::File => OnRunning::Reload,
+            apps::Source::Ecosystem(_) => OnRunning::Reload,
             apps::Source::Script => OnRunning::Report,
         }),
+        parallel: 1,
     };
     let mut client = Client::connect_or_spawn(home)?;
     print_done(client.call(&request)?);
@@ -48,7 +49,11 @@ pub fn run(args: StartArgs, home: &std::path::Path, how: Option<OnRunning>) -> R
 fn known_app(args: &StartArgs, home: &std::path::Path) -> Result<Option<Target>, Error> {
     let target = &args.run.target;
     let word = target.to_string_lossy();
-    if target.exists() || word.contains('/') || !args.run.app.given().is_empty() {
+    if target.exists()
+        || word.contains('/')
+        || apps::Source::of(target) != apps::Source::Script
+        || !args.run.app.given().is_empty()
+    {
         return Ok(None);
     }
     let Ok(mut client) = Client::connect(home) else {

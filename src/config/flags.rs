@@ -10,7 +10,7 @@ use super::raw::RawApp;
 use super::values::{ArgList, CombinedLog, FromLoose, Loose};
 
 /// The options of one app, with PM2's spellings. With an ecosystem file only `--env`
-/// applies; the others describe a script given on the command line.
+/// and `--only` apply; the others describe a script given on the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AppFlags {
     /// App name (default: the script's file name without extension).
@@ -28,6 +28,9 @@ pub struct AppFlags {
     /// Use the ecosystem file's env_<NAME> on top of env.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// Only these apps of the ecosystem file (a,b).
+    #[arg(long, value_name = "NAMES")]
+    pub only: Option<String>,
     /// Interpreter (default from the extension: node, python3, bash; `none` to exec).
     #[arg(long)]
     pub interpreter: Option<String>,
@@ -106,7 +109,7 @@ pub struct AppFlags {
 }
 
 impl AppFlags {
-    /// The flags given that describe a script (every one but `--env`), as spelled on the
+    /// The flags given that describe a script (all but `--env` and `--only`), as spelled on the
     /// command line. The destructuring names every field, so a new field that is not
     /// listed here does not compile (unused binding) rather than being silently ignored.
     pub fn given(&self) -> Vec<&'static str> {
@@ -116,6 +119,7 @@ impl AppFlags {
             listen,
             socket,
             env: _,
+            only: _,
             interpreter,
             interpreter_args,
             cwd,
@@ -188,22 +192,29 @@ impl AppFlags {
         }
         let one = given.len() == 1;
         Err(ConfigError::usage(format!(
-            "{} describe{} a script; with an ecosystem file, set {} in the file (only --env applies)",
+            "{} describe{} a script; with an ecosystem file, set {} in the file (only --env and --only apply)",
             given.join(", "),
             if one { "s" } else { "" },
             if one { "it" } else { "them" },
         )))
     }
 
-    /// `--env` selects a section of an ecosystem file: a script has none.
+    /// `--env` selects a section of an ecosystem file, `--only` some of its apps: a
+    /// script has neither.
     pub fn check_with_script(&self, script: &Path) -> Result<(), ConfigError> {
-        match &self.env {
-            None => Ok(()),
-            Some(env) => Err(ConfigError::usage(format!(
+        if let Some(env) = &self.env {
+            return Err(ConfigError::usage(format!(
                 "--env {env} selects env_{env} of an ecosystem file; {} is a script (set variables in your shell or an ecosystem file)",
                 script.display()
-            ))),
+            )));
         }
+        if let Some(only) = &self.only {
+            return Err(ConfigError::usage(format!(
+                "--only {only} picks apps of an ecosystem file; {} is a script",
+                script.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -314,7 +325,7 @@ mod tests {
         let flags = every_flag();
         assert!(flags.len() >= 22, "{flags:?}");
         for (flag, argv) in &flags {
-            let want: Vec<&str> = if flag == "--env" {
+            let want: Vec<&str> = if flag == "--env" || flag == "--only" {
                 vec![]
             } else {
                 vec![flag.as_str()]
@@ -331,7 +342,7 @@ mod tests {
         let mut want: Vec<&str> = flags
             .iter()
             .map(|(f, _)| f.as_str())
-            .filter(|f| *f != "--env")
+            .filter(|f| *f != "--env" && *f != "--only")
             .collect();
         let mut got = all.given();
         want.sort_unstable();
@@ -339,7 +350,7 @@ mod tests {
         assert_eq!(got, want);
         let e = all.check_with_ecosystem_file(true).unwrap_err().to_string();
         assert!(e.contains("--name, --instances,"), "{e}");
-        assert!(e.ends_with(", -- <args> describe a script; with an ecosystem file, set them in the file (only --env applies)"), "{e}");
+        assert!(e.ends_with(", -- <args> describe a script; with an ecosystem file, set them in the file (only --env and --only apply)"), "{e}");
     }
 
     #[test]
@@ -349,14 +360,14 @@ mod tests {
         assert!(env.check_with_ecosystem_file(false).is_ok());
         assert_eq!(
             env.check_with_ecosystem_file(true).unwrap_err().to_string(),
-            "-- <args> describes a script; with an ecosystem file, set it in the file (only --env applies)"
+            "-- <args> describes a script; with an ecosystem file, set it in the file (only --env and --only apply)"
         );
         assert_eq!(
             parse(&["-i".into(), "4".into()])
                 .check_with_ecosystem_file(false)
                 .unwrap_err()
                 .to_string(),
-            "--instances describes a script; with an ecosystem file, set it in the file (only --env applies)"
+            "--instances describes a script; with an ecosystem file, set it in the file (only --env and --only apply)"
         );
         assert!(
             env.check_with_script(Path::new("app.js"))

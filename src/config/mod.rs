@@ -108,6 +108,12 @@ pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Loaded, ConfigErro
     load_str(&text, path, ctx)
 }
 
+/// The absolute path a script given as `given` stands for, as the apps' `script`s are
+/// resolved (relative to `cwd`, `.` and `..` folded, symlinks kept).
+pub fn script_path(given: &Path, cwd: &Path) -> PathBuf {
+    resolve::normalize(&cwd.join(given))
+}
+
 /// Validate an ecosystem file's text. `origin` is the file's name as shown in
 /// messages; relative paths in the file resolve against its directory.
 pub fn load_str(text: &str, origin: &Path, ctx: &ResolveContext) -> Result<Loaded, ConfigError> {

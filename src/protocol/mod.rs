@@ -106,6 +106,10 @@ pub enum Request {
         /// What becomes of an app of the batch that is already running.
         #[serde(default)]
         running: OnRunning,
+        /// Workers replaced at a time when running apps are reloaded (`reload FILE
+        /// --parallel N`; absent from older clients: 1).
+        #[serde(default = "one")]
+        parallel: u32,
     },
     Stop {
         target: Target,
@@ -152,6 +156,10 @@ pub enum Request {
     },
     Resurrect,
     Kill,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `start` of an app that runs already: say so (a script: PM2's "already launched"),

@@ -1042,3 +1042,134 @@ fn an_extension_less_file_runs_with_node_unless_it_is_a_program() {
     assert!(out.stderr.contains("is not executable"), "{}", out.stderr);
     assert!(out.stderr.contains("chmod +x"), "{}", out.stderr);
 }
+
+/// The value of env `GREETING` that the workers of `app` answer with.
+fn greeting(d: &Daemon, app: &str) -> String {
+    let addr = listen_of(&d.wait_online(app, 1)[0]);
+    wait_serving(addr);
+    get_json(addr, "/env?name=GREETING")["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// PM2's `pm2 stop app.js`, `pm2 reload ecosystem.config.js --env production`: a script
+/// names the apps that run it, an ecosystem file the apps it defines (`--only` some),
+/// and a word that is an app's name stays a name even when a file has it too.
+#[test]
+fn a_script_or_an_ecosystem_file_names_apps_for_stop_restart_reload_delete() {
+    let d = Daemon::new();
+    let script = fixture("http_worker.js");
+    let eco = format!(
+        "apps:\n  - name: a\n    script: {s}\n    listen: 127.0.0.1:0\n    env:\n      GREETING: one\n    env_production:\n      GREETING: prod\n  - name: b\n    script: {s}\n    listen: 127.0.0.1:0\n    env:\n      GREETING: one\n",
+        s = script.display()
+    );
+    d.home.write("eco.yaml", &eco);
+    // c runs its own copy of the script, by a relative path.
+    std::fs::copy(&script, d.home.path().join("c.js")).unwrap();
+    d.ok(&["start", "eco.yaml"]);
+    d.ok(&["start", "c.js", "--listen", "127.0.0.1:0"]);
+    d.wait_online("a", 1);
+    d.wait_online("b", 1);
+    d.wait_online("c", 1);
+
+    let out = d.ok(&["stop", "eco.yaml"]);
+    assert!(
+        out.contains("stopped a") && out.contains("stopped b"),
+        "{out}"
+    );
+    assert_eq!(d.statuses("a"), ["stopped"]);
+    assert_eq!(d.statuses("b"), ["stopped"]);
+    assert_eq!(d.statuses("c"), ["online"]);
+
+    // restart FILE --only: that app of the file, with the file's settings.
+    d.ok(&["restart", "eco.yaml", "--only", "a"]);
+    assert_eq!(greeting(&d, "a"), "one");
+    assert_eq!(d.statuses("b"), ["stopped"]);
+
+    // reload FILE --env production: every app of the file takes env_production; the
+    // stopped one starts (PM2's startOrReload).
+    d.ok(&[
+        "reload",
+        "eco.yaml",
+        "--env",
+        "production",
+        "--parallel",
+        "2",
+    ]);
+    assert_eq!(greeting(&d, "a"), "prod");
+    assert_eq!(greeting(&d, "b"), "one");
+
+    // A script names the apps that run it, relative or absolute.
+    let out = d.ok(&["stop", "c.js"]);
+    assert!(out.contains("stopped c"), "{out}");
+    assert_eq!(d.statuses("a"), ["online"]);
+    let abs = d.home.path().join("c.js");
+    d.ok(&["restart", abs.to_str().unwrap()]);
+    d.wait_online("c", 1);
+    let out = d.home.output(&["stop", script.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(d.statuses("a"), ["stopped"]);
+    assert_eq!(d.statuses("b"), ["stopped"]);
+    d.ok(&["restart", "a", "b"]);
+
+    // Names first: a file named like an app does not hide the app.
+    d.home.write("a", "not an app\n");
+    let out = d.ok(&["stop", "a"]);
+    assert!(out.contains("stopped a"), "{out}");
+
+    // What is refused, naming the file: --only of an app the file lacks, --env it lacks,
+    // --env or --only without a file; a script nobody runs.
+    for (args, code, needle) in [
+        (
+            &["restart", "eco.yaml", "--only", "a,x"][..],
+            2,
+            "eco.yaml: --only x: no app of that name (it has a, b)",
+        ),
+        (
+            &["reload", "eco.yaml", "--env", "staging"],
+            2,
+            "env_staging",
+        ),
+        (
+            &["reload", "b", "--env", "production"],
+            2,
+            "--env production selects env_production of an ecosystem file, and no target is one",
+        ),
+        (&["stop", "b", "--only", "b"], 2, "no target is one"),
+        (&["stop", "a"], 0, "stopped a"),
+        (&["delete", "a"], 0, "deleted a"),
+    ] {
+        let out = d.home.output(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(needle) || out.stdout.contains(needle),
+            "{args:?}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    d.home.write("idle.js", "setInterval(() => {}, 1000);\n");
+    let out = d.home.output(&["stop", "idle.js"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("none runs"), "{}", out.stderr);
+
+    // delete FILE removes the file's apps the supervisor has (a is gone already), and
+    // nothing else.
+    let out = d.ok(&["delete", "eco.yaml"]);
+    assert!(out.contains("deleted b"), "{out}");
+    let names: Vec<String> = d
+        .list()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["c"]);
+    let out = d.home.output(&["stop", "eco.yaml"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("eco.yaml: none of its apps is known (a, b)"),
+        "{}",
+        out.stderr
+    );
+}

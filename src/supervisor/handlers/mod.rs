@@ -132,8 +132,9 @@ impl Supervisor {
                 env,
                 update_env,
                 running,
+                parallel,
             } => match apps.into_iter().map(AppSpec::try_from).collect() {
-                Ok(apps) => self.start(apps, env, update_env, running),
+                Ok(apps) => self.start(apps, env, update_env, running, parallel),
                 // Checked by the CLI: only a foreign or broken client gets here.
                 Err(message) => Err(Failure {
                     kind: ErrorKind::BadRequest,

@@ -26,6 +26,7 @@ impl Supervisor {
         env: BTreeMap<String, String>,
         update_env: bool,
         on_running: OnRunning,
+        parallel: u32,
     ) -> Result<Answer, Failure> {
         let mut redeploys: Vec<Redeploy> = Vec::new();
         let mut refused = Vec::new();
@@ -66,7 +67,7 @@ impl Supervisor {
                     } else {
                         (*app.env).clone()
                     };
-                    match self.redeploy(i, spec, new_env, on_running) {
+                    match self.redeploy(i, spec, new_env, on_running, parallel) {
                         Ok(work) => redeploys.push(work),
                         Err(line) => refused.push(line),
                     }
@@ -157,14 +158,15 @@ impl Supervisor {
     }
 
     /// Gives running app `i` its new settings (same address) and replaces its workers
-    /// (reload, or restart): the future yields the slots a smaller `instances` removed and
-    /// the replacement's answer.
+    /// (reload, `parallel` at a time, or restart): the future yields the slots a smaller
+    /// `instances` removed and the replacement's answer.
     fn redeploy(
         &mut self,
         i: usize,
         spec: AppSpec,
         env: BTreeMap<String, String>,
         how: OnRunning,
+        parallel: u32,
     ) -> Result<Redeploy, String> {
         let app = &self.apps[i];
         if app.spec.listen != spec.listen || app.spec.socket != spec.socket {
@@ -183,7 +185,7 @@ impl Supervisor {
         let target = Target::Name(name);
         let replace = match how {
             OnRunning::Restart => self.restart(&target, None),
-            OnRunning::Reload | OnRunning::Report => self.reload(&target, 1, None),
+            OnRunning::Reload | OnRunning::Report => self.reload(&target, parallel, None),
         }
         .map_err(|f| f.message)?;
         Ok(Box::pin(async move {
