@@ -77,6 +77,8 @@ pub enum Source {
 /// Where an ecosystem file's apps come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ecosystem {
+    /// `-`: the file is on stdin (YAML or JSON).
+    Stdin,
     /// `*.config.js` / `.cjs` / `.mjs`, evaluated by node.
     Js,
     /// YAML or JSON.
@@ -88,7 +90,9 @@ impl Source {
     /// a command (`"cat conf.json"` is no ecosystem file).
     pub fn of(target: &Path) -> Source {
         let command = target.to_string_lossy().contains(char::is_whitespace) && !target.exists();
-        if command {
+        if target == Path::new("-") {
+            Source::Ecosystem(Ecosystem::Stdin)
+        } else if command {
             Source::Script
         } else if crate::js_ecosystem::is_js_ecosystem(target) {
             Source::Ecosystem(Ecosystem::Js)
@@ -103,10 +107,15 @@ impl Source {
 /// The name an ecosystem file is shown by, and its validated apps.
 pub type FileApps = (String, Vec<AppSpec>);
 
-/// Loads the ecosystem file `target`, validating every app; the
+/// Loads the ecosystem file `target` (a path, or `-`), validating every app; the
 /// skipped-keys warning is printed here, once.
 pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result<FileApps, Error> {
     let loaded = match kind {
+        Ecosystem::Stdin => {
+            let text = std::io::read_to_string(std::io::stdin())
+                .map_err(|e| Error::Usage(format!("-: cannot read stdin: {e}")))?;
+            config::load_stdin(&text, ctx)?
+        }
         Ecosystem::Js => {
             let json = crate::js_ecosystem::evaluate(target).map_err(Error::Usage)?;
             config::load_js_exports(&json, target, ctx)?
@@ -116,7 +125,11 @@ pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result
     if let Some(warning) = loaded.skipped.warning() {
         eprintln!("drover: warning: {warning}");
     }
-    Ok((target.display().to_string(), loaded.apps))
+    let shown = match kind {
+        Ecosystem::Stdin => config::STDIN.to_owned(),
+        _ => target.display().to_string(),
+    };
+    Ok((shown, loaded.apps))
 }
 
 /// `--only a,b` (PM2 also splits at spaces): keep those apps of the files, each of

@@ -126,7 +126,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A script (app.js, server.py, ./bin), a command ("python3 -m http.server", run
-    /// without a shell), or an ecosystem file (.yaml, .yml, .json, *.config.js).
+    /// without a shell), an ecosystem file (.yaml, .yml, .json, *.config.js), or `-`
+    /// for an ecosystem file on stdin (YAML or JSON).
     pub target: PathBuf,
     #[command(flatten)]
     pub app: crate::config::AppFlags,

@@ -1,13 +1,14 @@
 //! What the arguments of `stop`, `restart`, `reload` and `delete` name, as PM2 reads
 //! them: app names and worker ids (names first), `all`, `/regex/`, and, when a word is
 //! no app's name or id but a file: a script (the apps that run it) or an ecosystem file
-//! (the apps it defines, `--only` some of them, `--env` applied).
+//! (the apps it defines, `--only` some of them, `--env` applied); `-` is an ecosystem
+//! file on stdin.
 
 use std::path::Path;
 
 use clap::Args;
 
-use super::apps::{self, FileApps, Source};
+use super::apps::{self, Ecosystem, FileApps, Source};
 use crate::config::{self, AppSpec};
 use crate::error::Error;
 use crate::ipc::client::{Client, ClientError};
@@ -17,7 +18,7 @@ use crate::protocol::{AppInfo, ErrorKind, Request, Response, Target};
 #[derive(Debug, Args)]
 pub struct TargetWords {
     /// App names, worker ids, `all`, /regex/ of names, a script (the apps that run it),
-    /// or an ecosystem file (its apps); several at once, as PM2.
+    /// an ecosystem file (its apps) or `-` (one on stdin); several at once, as PM2.
     #[arg(value_parser = check_word, required = true, num_args = 1..)]
     pub targets: Vec<String>,
     /// With an ecosystem file: only these of its apps (a,b).
@@ -56,10 +57,15 @@ pub fn pick(words: &TargetWords, env_name: Option<&str>, home: &Path) -> Result<
     let mut picked = Picked::default();
     // Asked for only when a word is a file: most commands name apps.
     let mut running: Option<Vec<AppInfo>> = None;
+    let mut stdin_read = false;
     for word in &words.targets {
         let target: Target = word.parse().map_err(Error::Usage)?;
         let path = Path::new(word);
         let kind = match Source::of(path) {
+            Source::Ecosystem(Ecosystem::Stdin) if stdin_read => {
+                return Err(Error::Usage("- (stdin) can be given once".into()));
+            }
+            Source::Ecosystem(Ecosystem::Stdin) => Some(Ecosystem::Stdin),
             _ if !path.is_file() || matches!(target, Target::All | Target::Pattern(_)) => {
                 picked.targets.push(target);
                 continue;
@@ -87,6 +93,7 @@ pub fn pick(words: &TargetWords, env_name: Option<&str>, home: &Path) -> Result<
             }
         };
         if let Some(kind) = kind {
+            stdin_read |= kind == Ecosystem::Stdin;
             picked.files.push(apps::ecosystem(kind, path, &ctx)?);
         }
     }

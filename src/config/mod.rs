@@ -108,6 +108,17 @@ pub fn load_file(path: &Path, ctx: &ResolveContext) -> Result<Loaded, ConfigErro
     load_str(&text, path, ctx)
 }
 
+/// How [`load_stdin`] names the file it reads in messages.
+pub const STDIN: &str = "<stdin>";
+
+/// Validate an ecosystem file read from stdin (PM2's `-`): YAML, or JSON (which YAML
+/// reads too, once its tabs are spaces). Errors name `<stdin>`, with line and key;
+/// relative paths resolve against `ctx.cwd`.
+pub fn load_stdin(text: &str, ctx: &ResolveContext) -> Result<Loaded, ConfigError> {
+    let json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    load_text(text, Path::new(STDIN), ctx, json)
+}
+
 /// The absolute path a script given as `given` stands for, as the apps' `script`s are
 /// resolved (relative to `cwd`, `.` and `..` folded, symlinks kept).
 pub fn script_path(given: &Path, cwd: &Path) -> PathBuf {

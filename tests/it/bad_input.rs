@@ -133,6 +133,43 @@ fn pm2_only_keys_and_deploy_are_warned_about_once_and_the_app_runs() {
     assert_eq!(run.count_stderr("warning"), 1, "{}", run.stderr());
 }
 
+/// A bad ecosystem file on stdin (`drover run -`) is named `<stdin>`, with line and key,
+/// and nothing starts.
+#[test]
+fn a_bad_file_on_stdin_names_stdin_line_and_key() {
+    let home = Home::new();
+    let marker = home.path().join("started");
+    let script = home.write(
+        "app.sh",
+        &format!("#!/bin/sh\ntouch {}\nsleep 5\n", marker.display()),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (text, needle) in [
+        (
+            "apps:\n  - name: a\n    script: app.sh\n    instances: lots\n",
+            "drover: <stdin>:4: app \"a\": instances: expected",
+        ),
+        (
+            "{\"apps\": [{\"name\": \"a\",\n  \"script\": \"app.sh\",\n  \"intances\": 2}]}\n",
+            "drover: <stdin>:3: app \"a\": unknown key \"intances\" (did you mean \"instances\"?)",
+        ),
+        ("", "<stdin>: the file is empty"),
+    ] {
+        let mut child = home
+            .command(&["run", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(needle), "{text:?}: {stderr}");
+    }
+    assert!(!marker.exists(), "nothing may start from a bad file");
+}
+
 #[test]
 fn a_bad_app_among_good_ones_starts_nothing() {
     rejected(
