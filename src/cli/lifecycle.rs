@@ -25,7 +25,7 @@ pub struct RestartArgs {
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
     /// Give the workers this shell's environment instead of the one they were started with.
-    #[arg(long)]
+    #[arg(short = 'a', long)]
     pub update_env: bool,
 }
 
@@ -42,7 +42,7 @@ pub struct ReloadArgs {
     pub parallel: u32,
     /// Give the new workers this shell's environment instead of the one the app was
     /// started with.
-    #[arg(long)]
+    #[arg(short = 'a', long)]
     pub update_env: bool,
 }
 

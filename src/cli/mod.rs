@@ -104,6 +104,7 @@ pub enum Command {
     /// Empty log files.
     Flush(lifecycle::FlushArgs),
     /// Reopen every log file (after logrotate moved them).
+    #[command(visible_alias = "reloadLogs")]
     ReloadLogs,
     /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
     Save(lifecycle::SaveArgs),

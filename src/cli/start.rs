@@ -13,7 +13,7 @@ pub struct StartArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Give a stopped app this shell's environment instead of the one it was started with.
-    #[arg(long)]
+    #[arg(short = 'a', long)]
     pub update_env: bool,
 }
 

@@ -74,7 +74,7 @@ pub struct AppFlags {
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub max_memory_restart: Option<String>,
     /// Time between the kill signal and SIGKILL (ms, or 1s, 500ms).
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    #[arg(short = 'k', long, value_name = "DURATION", allow_hyphen_values = true)]
     pub kill_timeout: Option<String>,
     /// Signal that asks a worker to stop (default SIGINT).
     #[arg(long, value_name = "SIGNAL")]
