@@ -334,6 +334,22 @@ mod tests {
         }
     }
 
+    /// README's "Coming from PM2" names every app flag, so its flags table is complete.
+    #[test]
+    fn readme_coming_from_pm2_names_every_app_flag() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme.find("## Coming from PM2").expect("the section");
+        let end = start + 3 + readme[start + 3..].find("\n## ").unwrap();
+        let section = &readme[start..end];
+        for (flag, _) in every_flag() {
+            assert!(
+                section.contains(&format!("`{flag}`")) || section.contains(&format!("/{flag}`")),
+                "{flag} is not in README's Coming from PM2"
+            );
+        }
+    }
+
     #[test]
     fn all_flags_at_once_are_all_reported() {
         let flags = every_flag();

@@ -1,15 +1,20 @@
 //! The keys an app entry may have: the ones drover implements (with PM2's aliases),
 //! the PM2 keys drover does not implement, each with what drover does about it (skip it
-//! with a warning, or refuse the file), and `env_<name>`.
+//! with a warning, or refuse the file), and `env_<name>`. README's "Coming from PM2"
+//! keys table is generated from these tables (`tests` here fails when they differ), and
+//! a test checks every key of PM2's schema is in one of them.
 
 /// A key drover implements: canonical name, PM2's aliases (lib/API/schema.json), and
 /// what a PM2 user should know about it (empty: it does what PM2's does).
 pub(crate) struct Known {
     pub key: &'static str,
     pub aliases: &'static [&'static str],
-    /// For README's "Coming from PM2" table.
-    #[allow(dead_code)]
+    /// For README's "Coming from PM2" table, which the tests generate.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub note: &'static str,
+    /// drover's own key, not PM2's.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub own: bool,
 }
 
 const fn known(key: &'static str, aliases: &'static [&'static str]) -> Known {
@@ -17,101 +22,109 @@ const fn known(key: &'static str, aliases: &'static [&'static str]) -> Known {
         key,
         aliases,
         note: "",
+        own: false,
+    }
+}
+
+const fn noted(key: &'static str, aliases: &'static [&'static str], note: &'static str) -> Known {
+    Known {
+        key,
+        aliases,
+        note,
+        own: false,
+    }
+}
+
+const fn own(key: &'static str, note: &'static str) -> Known {
+    Known {
+        key,
+        aliases: &[],
+        note,
+        own: true,
     }
 }
 
 /// Keys drover implements.
 pub(crate) const KNOWN: &[Known] = &[
     known("name", &[]),
-    Known {
-        key: "script",
-        aliases: &["exec"],
-        note: "a command string (`python3 -m http.server`) runs that program with those arguments, without a shell; a file without extension, not executable and without `#!`, runs with node",
-    },
+    noted(
+        "script",
+        &["exec"],
+        "a command string (`python3 -m http.server`) runs that program with those arguments, without a shell; a file without extension, not executable and without `#!`, runs with node",
+    ),
     known("args", &[]),
     known("interpreter", &["exec_interpreter"]),
-    Known {
-        key: "interpreter_args",
-        aliases: &["node_args", "interpreterArgs"],
-        note: "",
-    },
+    known("interpreter_args", &["node_args", "interpreterArgs"]),
     known("cwd", &[]),
     known("instances", &[]),
-    Known {
-        key: "exec_mode",
-        aliases: &[],
-        note: "cluster: the workers share one listener the supervisor binds (any language)",
-    },
-    Known {
-        key: "env",
-        aliases: &[],
-        note: "an object or list value becomes its JSON text, as PM2",
-    },
+    noted(
+        "exec_mode",
+        &[],
+        "cluster: the workers share one listener the supervisor binds (any language)",
+    ),
+    noted(
+        "env",
+        &[],
+        "an object or list value becomes its JSON text, as PM2",
+    ),
     known("out_file", &["out", "output", "out_log"]),
     known("error_file", &["error", "err", "err_file", "err_log"]),
-    Known {
-        key: "log_file",
-        aliases: &["log"],
-        note: "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
-    },
-    Known {
-        key: "disable_logs",
-        aliases: &[],
-        note: "every stream to `/dev/null`; `drover logs --follow` still shows the lines",
-    },
+    noted(
+        "log_file",
+        &["log"],
+        "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
+    ),
+    noted(
+        "disable_logs",
+        &[],
+        "every stream to `/dev/null`; `drover logs --follow` still shows the lines",
+    ),
     known("merge_logs", &["combine_logs"]),
     known("log_date_format", &[]),
     known("time", &[]),
     known("autorestart", &[]),
-    Known {
-        key: "min_uptime",
-        aliases: &[],
-        note: "",
-    },
-    Known {
-        key: "max_restarts",
-        aliases: &[],
-        note: "counts consecutive unstable runs, at any age of the app (PM2 only near its start)",
-    },
+    known("min_uptime", &[]),
+    noted(
+        "max_restarts",
+        &[],
+        "counts consecutive unstable runs, at any age of the app (PM2 only near its start)",
+    ),
     known("restart_delay", &[]),
     known("exp_backoff_restart_delay", &[]),
     known("stop_exit_codes", &[]),
     known("kill_timeout", &[]),
-    Known {
-        key: "kill_signal",
-        aliases: &[],
-        note: "PM2's `--kill-signal`; SIGINT by default, SIGTERM for gunicorn",
-    },
     known("instance_var", &[]),
     known("increment_var", &[]),
-    Known {
-        key: "max_memory_restart",
-        aliases: &[],
-        note: "the RSS of the worker's whole process tree",
-    },
-    Known {
-        key: "port",
-        aliases: &[],
-        note: "sets env `PORT`; in cluster mode also the address the workers share",
-    },
-    Known {
-        key: "wait_ready",
-        aliases: &[],
-        note: "`process.send('ready')` in Node, `READY=1` on `$NOTIFY_SOCKET` in any language",
-    },
+    noted(
+        "max_memory_restart",
+        &[],
+        "the RSS of the worker's whole process tree",
+    ),
+    noted(
+        "port",
+        &[],
+        "sets env `PORT`; in cluster mode also the address the workers share",
+    ),
+    noted(
+        "wait_ready",
+        &[],
+        "`process.send('ready')` in Node, `READY=1` on `$NOTIFY_SOCKET` in any language",
+    ),
     known("listen_timeout", &[]),
     known("shutdown_with_message", &[]),
     // drover's own keys
-    Known {
-        key: "listen",
-        aliases: &[],
-        note: "drover's own: the address the workers share",
-    },
-    Known {
-        key: "socket",
-        aliases: &[],
-        note: "drover's own: reuseport or shared",
-    },
+    own(
+        "listen",
+        "the address the workers share: a port, `host:port`, `[v6]:port`, `unix:/path`",
+    ),
+    own(
+        "socket",
+        "how the workers share it: `reuseport` (a listener each) or `shared`",
+    ),
+    own(
+        "kill_signal",
+        "the stop signal of this app (PM2 has one for all, `PM2_KILL_SIGNAL`); SIGINT, SIGTERM for gunicorn",
+    ),
 ];
 
 /// The value of an unimplemented key that asks for what drover does anyway, so a PM2
@@ -145,7 +158,7 @@ pub(crate) struct Unsupported {
     pub aliases: &'static [&'static str],
     pub noop: Noop,
     pub policy: Policy,
-    /// Why, for README's table.
+    /// Why, for the refusal and README's table.
     pub why: &'static str,
     /// What to do instead, shown with a refusal.
     pub hint: Option<&'static str>,
@@ -295,7 +308,7 @@ pub(crate) const UNSUPPORTED: &[Unsupported] = &[
     refuse(
         "execute_command",
         Noop::Bool(false),
-        "PM2 forces fork mode with it, and the app would run in cluster mode",
+        "PM2 forces fork mode with it: with `instances`, drover would run the app in cluster mode",
         "set exec_mode: fork",
     ),
     refuse(
@@ -388,3 +401,191 @@ pub(crate) const TOP_LEVEL: &[&str] = &["apps", "pm2"];
 /// PM2's top-level section for `pm2 deploy`: skipped with a warning, like a [`Policy::Skip`]
 /// key (it describes deploying the apps, not running them).
 pub(crate) const DEPLOY: &str = "deploy";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of PM2's lib/API/schema.json (Unitech/pm2 master), with its aliases,
+    /// and `max` (in PM2's own example files; PM2 ignores it).
+    const PM2_KEYS: &[&str] = &[
+        "script",
+        "exec",
+        "name",
+        "name_prefix",
+        "filter_env",
+        "namespace",
+        "install_url",
+        "cwd",
+        "args",
+        "exec_interpreter",
+        "interpreter",
+        "node_args",
+        "interpreterArgs",
+        "interpreter_args",
+        "out_file",
+        "out",
+        "output",
+        "out_log",
+        "error_file",
+        "error",
+        "err",
+        "err_file",
+        "err_log",
+        "log_file",
+        "log",
+        "disable_logs",
+        "log_type",
+        "log_date_format",
+        "time",
+        "env",
+        "max_memory_restart",
+        "pid_file",
+        "pid",
+        "restart_delay",
+        "exp_backoff_restart_delay",
+        "source_map_support",
+        "disable_source_map_support",
+        "wait_ready",
+        "instances",
+        "kill_timeout",
+        "shutdown_with_message",
+        "listen_timeout",
+        "cron_restart",
+        "cron",
+        "merge_logs",
+        "combine_logs",
+        "vizion",
+        "autostart",
+        "autorestart",
+        "stop_exit_codes",
+        "watch_delay",
+        "watch",
+        "ignore_watch",
+        "watch_options",
+        "min_uptime",
+        "max_restarts",
+        "execute_command",
+        "exec_mode",
+        "force",
+        "append_env_to_name",
+        "post_update",
+        "trace",
+        "disable_trace",
+        "v8",
+        "event_loop_inspector",
+        "deep_monitoring",
+        "increment_var",
+        "instance_var",
+        "pmx",
+        "automation",
+        "treekill",
+        "port",
+        "username",
+        "uid",
+        "user",
+        "gid",
+        "windowsHide",
+        "kill_retry_time",
+        "write",
+        "io",
+        "max",
+    ];
+
+    #[test]
+    fn every_pm2_key_is_honoured_skipped_or_refused() {
+        for key in PM2_KEYS {
+            assert!(
+                matches!(classify(key), KeyKind::Known(_) | KeyKind::Unsupported(_)),
+                "{key} is in no table"
+            );
+        }
+        assert!(matches!(classify("env_production"), KeyKind::NamedEnv(n) if n == "production"));
+        // Each name in one table only.
+        let names = all_names();
+        for name in &names {
+            assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+        }
+    }
+
+    fn names(key: &str, aliases: &[&str]) -> String {
+        std::iter::once(key)
+            .chain(aliases.iter().copied())
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// README's "Coming from PM2" keys table, from the tables above.
+    fn readme_table() -> String {
+        let mut rows = vec![
+            "| key (PM2's aliases) | drover | |".to_owned(),
+            "|---|---|---|".to_owned(),
+        ];
+        let mut row = |names: String, verdict: String, why: &str| {
+            rows.push(format!("| {names} | {verdict} | {why} |"));
+        };
+        for k in KNOWN.iter().filter(|k| !k.own) {
+            row(names(k.key, k.aliases), "honoured".into(), k.note);
+        }
+        row(
+            "`env_<name>`".into(),
+            "honoured".into(),
+            "`--env <name>` merges it over `env`",
+        );
+        for k in KNOWN.iter().filter(|k| k.own) {
+            row(names(k.key, k.aliases), "drover's own".into(), k.note);
+        }
+        for policy in [Policy::Skip, Policy::Refuse] {
+            for u in UNSUPPORTED.iter().filter(|u| u.policy == policy) {
+                let noop = match u.noop {
+                    Noop::Never => String::new(),
+                    Noop::Bool(b) => format!("`{}: {b}`", u.key),
+                    Noop::AnyBool => "`true` or `false`".into(),
+                    Noop::Str(s) => format!("`{}: {s}`", u.key),
+                };
+                let verdict = match (policy, noop.is_empty()) {
+                    (Policy::Skip, true) => "skipped, warned".to_owned(),
+                    (Policy::Skip, false) => format!("skipped, warned (silent for {noop})"),
+                    (Policy::Refuse, true) => "refused".to_owned(),
+                    (Policy::Refuse, false) => format!("refused, but {noop} is accepted"),
+                };
+                let why = match u.hint {
+                    Some(hint) => format!("{}; instead: {hint}", u.why),
+                    None => u.why.to_owned(),
+                };
+                row(names(u.key, u.aliases), verdict, &why);
+            }
+        }
+        let table = rows.join("\n") + "\n";
+        assert!(
+            !table.lines().any(|l| l.matches('|').count() != 4),
+            "a cell holds a `|`:\n{table}"
+        );
+        table
+    }
+
+    /// README's table is this one: `UPDATE_README=1 cargo test readme_keys` rewrites it.
+    #[test]
+    fn readme_keys_table_is_generated_from_these_tables() {
+        const BEGIN: &str = "<!-- pm2-keys: generated from src/config/keys.rs, do not edit -->\n";
+        const END: &str = "<!-- pm2-keys: end -->\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let start = readme.find(BEGIN).expect("README has the begin marker") + BEGIN.len();
+        let end = start
+            + readme[start..]
+                .find(END)
+                .expect("README has the end marker");
+        let want = readme_table();
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
+            std::fs::write(path, updated).unwrap();
+        } else {
+            assert!(
+                readme[start..end] == want,
+                "README's PM2 keys table is out of date: run UPDATE_README=1 cargo test readme_keys"
+            );
+        }
+    }
+}
