@@ -16,17 +16,21 @@
 //!   - `supervisor::handlers`: one file per control request.
 //!   - `supervisor::shared`: what slots, reaper, notify socket and sampler share.
 //!   - [`supervisor::spawn`]: the only place that builds a worker's command.
+//!   - `supervisor::node_channel`: a Node worker's IPC channel (readiness, the shared
+//!     listener a cluster app without `listen:` asks for, `shutdown_with_message`).
 //!   - [`supervisor::dump`]: `save`/`resurrect`'s file, versioned, with its own types.
 //! - [`js_ecosystem`]: `ecosystem.config.js` evaluated by the local node, bounded, into
 //!   the JSON that [`config`] reads.
 //! - [`ipc`]: the control socket: the server (permissions, peer uid, memory caps) and
 //!   the synchronous client the CLI uses (it starts the background supervisor on demand).
 //! - [`protocol`]: the versioned Request/Response messages between CLI and supervisor.
-//! - [`sockets`]: binds each app's listener once; describes what a worker gets as fd 3.
+//! - [`sockets`]: binds each app's listener once (at start, or at a Node cluster app's
+//!   first request: [`sockets::ListenerCell`]); describes what a worker gets as fd 3.
 //! - [`logs`]: worker output → whole, timestamped lines in files (and the console).
 //! - [`sampler`]: RSS/CPU of each worker's process tree, once a second; knows nothing
 //!   of the supervisor (it reports through [`sampler::Watched`]).
-//! - [`shim`]: the Node preload that turns `listen(PORT)` into `listen({fd: 3})`.
+//! - [`shim`]: the preloads: Node's turns `listen(PORT)` into the shared listener;
+//!   Python's gives uvicorn a graceful shutdown and keeps fromfd'd TCP sockets TCP.
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
 //! - [`error`]: one error enum, mapped to exit codes in one place ([`error::Exit`]).
