@@ -212,7 +212,10 @@ pub(crate) fn resolve(
         None => defaults::INSTANCE_VAR.to_owned(),
     };
 
-    let logs = resolve_logs(&raw, &name, &cwd, ctx)?;
+    // PM2's file names: a fork app of one instance writes `<name>-out.log`; several
+    // instances (and cluster mode) get `-<i>` each, unless merge_logs.
+    let merge_default = exec_mode == ExecMode::Fork && instances == 1;
+    let logs = resolve_logs(&raw, &name, &cwd, ctx, merge_default)?;
 
     let restart = RestartSpec {
         autorestart: raw.autorestart.unwrap_or(true),
@@ -524,6 +527,7 @@ fn resolve_logs(
     name: &str,
     cwd: &Path,
     ctx: &ResolveContext,
+    merge_default: bool,
 ) -> Result<LogSpec, FieldError> {
     let path = |key: &str, given: &Option<PathBuf>, suffix: &str| -> Result<PathBuf, FieldError> {
         match given {
@@ -568,7 +572,7 @@ fn resolve_logs(
             out_file: "/dev/null".into(),
             error_file: "/dev/null".into(),
             log_file: None,
-            merge: raw.merge_logs.unwrap_or(false),
+            merge: raw.merge_logs.unwrap_or(merge_default),
             date_format,
         });
     }
@@ -602,7 +606,7 @@ fn resolve_logs(
         out_file,
         error_file,
         log_file,
-        merge: raw.merge_logs.unwrap_or(false),
+        merge: raw.merge_logs.unwrap_or(merge_default),
         date_format,
     })
 }

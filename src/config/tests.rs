@@ -95,8 +95,11 @@ fn pm2_shape_with_defaults() {
         app.logs.error_file,
         f.root().join("home/logs/api-error.log")
     );
-    assert!(!app.logs.merge);
+    // A fork app of one instance writes PM2's <name>-out.log, with no instance suffix.
+    assert!(app.logs.merge);
     assert_eq!(app.logs.date_format, None);
+    let cluster = f.one("apps:\n  - name: api\n    script: app.js\n    instances: 2\n");
+    assert!(!cluster.logs.merge);
 }
 
 #[test]

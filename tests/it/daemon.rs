@@ -629,7 +629,7 @@ fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
     let pid = workers[0]["pid"].as_i64().unwrap();
     wait_for("its log line", DEADLINE, || {
         d.home
-            .read("logs/sends-out-0.log")
+            .read("logs/sends-out.log")
             .contains("sent ready")
             .then_some(())
     });
@@ -638,7 +638,7 @@ fn a_node_app_without_a_port_or_wait_ready_may_call_process_send() {
     assert_eq!(worker["pid"].as_i64(), Some(pid));
     assert!(
         !d.home
-            .read("logs/sends-error-0.log")
+            .read("logs/sends-error.log")
             .contains("not a function")
     );
 }
@@ -667,12 +667,12 @@ fn shutdown_with_message_asks_a_node_app_to_stop_over_its_channel() {
     d.ok(&["stop", "polite"]);
     // It stopped on the message, well before kill_timeout's SIGKILL (1.6 s).
     assert!(stopped.elapsed() < std::time::Duration::from_millis(1500));
-    let log = d.home.read("logs/polite-out-0.log");
+    let log = d.home.read("logs/polite-out.log");
     assert!(log.contains("got message \"shutdown\""), "{log}");
     assert!(!log.contains("got SIGINT"), "{log}");
     // Without the key the signal is sent, as before (and it ignores it: SIGKILL ends it).
     d.ok(&["stop", "plain"]);
-    let log = d.home.read("logs/plain-out-0.log");
+    let log = d.home.read("logs/plain-out.log");
     assert!(
         log.contains("got SIGINT") && !log.contains("got message"),
         "{log}"

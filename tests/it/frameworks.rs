@@ -223,7 +223,7 @@ fn a_tcp_listener_taken_with_fromfd_af_unix_stays_tcp() {
     d.ok(&["start", app.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     d.wait_online("family", 1);
     let line = wait_for("its line", DEADLINE, || {
-        let log = d.home.read("logs/family-out-0.log");
+        let log = d.home.read("logs/family-out.log");
         log.contains("family").then_some(log)
     });
     assert!(line.contains("family AF_INET proto 6"), "{line}");

@@ -352,9 +352,16 @@ fn internals_wait_ready_event() {
         d.ok(&args);
         // PM2 looks after 5 s; the state is the same from the start to 8 s.
         wait_for("a listening worker", DEADLINE, || {
-            log_of(&d, "http-wait-start_nocb-out-0.log")
-                .contains("Listening on port")
-                .then_some(())
+            log_of(
+                &d,
+                if cluster {
+                    "http-wait-start_nocb-out-0.log"
+                } else {
+                    "http-wait-start_nocb-out.log"
+                },
+            )
+            .contains("Listening on port")
+            .then_some(())
         });
         assert_eq!(d.statuses("http-wait-start_nocb"), ["launching"]);
         d.ok(&["delete", "all"]);
@@ -371,6 +378,11 @@ fn cli_actions() {
     );
     d.ok(&["start", "echo.js"]);
     should(&d, "online", 1);
+    // A fork app of one instance writes PM2's <name>-out.log (no instance suffix).
+    wait_for("logs/echo-out.log", DEADLINE, || {
+        path(&d, "logs/echo-out.log").exists().then_some(())
+    });
+    assert!(!path(&d, "logs/echo-out-0.log").exists());
     // An id or a name that is not there is an error, and nothing changes.
     assert!(!d.home.output(&["stop", "12412"]).status.success());
     assert!(!d.home.output(&["stop", "asdsdaecho.js"]).status.success());

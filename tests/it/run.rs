@@ -498,7 +498,7 @@ fn script_args_after_double_dash_reach_the_worker() {
         running.stderr()
     );
     assert_eq!(
-        home.read("few-0.log").lines().count(),
+        home.read("few.log").lines().count(),
         7,
         "the worker got `7` as its argument"
     );
