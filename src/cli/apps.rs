@@ -3,7 +3,7 @@
 //! environment, which the workers inherit.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -11,16 +11,87 @@ use super::RunArgs;
 use crate::config::{self, AppSpec, ResolveContext};
 use crate::error::Error;
 
-/// The apps to run: the apps of an ecosystem file (`--only` some of them), or one app
-/// from a script and flags.
+/// The apps to run: those of every target in order (an ecosystem file's, `--only` some
+/// of them; one app per script, from it and the flags).
 pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
-    let apps = load_specs(args, home)?;
-    for app in &apps {
+    let targets: Vec<&Path> = args.targets.iter().map(PathBuf::as_path).collect();
+    Ok(load_each(args, &targets, home)?
+        .into_iter()
+        .flat_map(|t| t.apps)
+        .collect())
+}
+
+/// The apps one target of `run` or `start` describes.
+#[derive(Debug)]
+pub struct TargetApps {
+    pub source: Source,
+    pub apps: Vec<AppSpec>,
+}
+
+/// The apps of each of `targets` (some of `args.targets`), validated together: the
+/// flags describe every script, `--only` picks among all the files, and no two apps
+/// may have one name.
+pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<TargetApps>, Error> {
+    if targets.len() > 1
+        && let Some(name) = &args.app.name
+    {
+        return Err(Error::Usage(format!(
+            "--name {name} names one app, and {} targets were given: start them one at a time, or name them in an ecosystem file",
+            targets.len()
+        )));
+    }
+    let ctx = context(home, args.app.env.clone())?;
+    let mut each = Vec::new();
+    let mut files = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let source = Source::of(target);
+        match source {
+            Source::Script => {
+                args.app.check_with_script(target)?;
+                let raw = config::RawApp::from_flags(&args.app, target, &args.args);
+                each.push(TargetApps {
+                    source,
+                    apps: vec![config::resolve_cli(raw, &ctx)?],
+                });
+            }
+            Source::Ecosystem(kind) => {
+                args.app.check_with_ecosystem_file(!args.args.is_empty())?;
+                if kind == Ecosystem::Stdin && targets[..i].iter().any(|t| *t == Path::new("-")) {
+                    return Err(Error::Usage("- (stdin) can be given once".into()));
+                }
+                files.push((each.len(), ecosystem(kind, target, &ctx)?));
+                each.push(TargetApps {
+                    source,
+                    apps: Vec::new(),
+                });
+            }
+        }
+    }
+    let (slots, mut file_apps): (Vec<usize>, Vec<FileApps>) = files.into_iter().unzip();
+    only(&mut file_apps, args.app.only.as_deref())?;
+    for (slot, (_, apps)) in slots.into_iter().zip(file_apps) {
+        each[slot].apps = apps;
+    }
+    let mut seen: Vec<(&str, &Path)> = Vec::new();
+    for (t, target) in each.iter().zip(targets) {
+        for app in &t.apps {
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == app.name) {
+                return Err(Error::Usage(format!(
+                    "two apps named {}: from {} and {}; give them names of their own (--name, or name: in a file)",
+                    app.name,
+                    first.display(),
+                    target.display()
+                )));
+            }
+            seen.push((&app.name, target));
+        }
+    }
+    for app in each.iter().flat_map(|t| &t.apps) {
         if let Some(warning) = port_fight(app) {
             eprintln!("drover: warning: {warning}");
         }
     }
-    Ok(apps)
+    Ok(each)
 }
 
 /// Several workers and no address to share: each worker that binds a port of its own
@@ -36,23 +107,6 @@ fn port_fight(app: &AppSpec) -> Option<String> {
             app.name, app.instances
         )
     })
-}
-
-fn load_specs(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
-    let ctx = context(home, args.app.env.clone())?;
-    match Source::of(&args.target) {
-        Source::Script => {
-            args.app.check_with_script(&args.target)?;
-            let raw = config::RawApp::from_flags(&args.app, &args.target, &args.args);
-            Ok(vec![config::resolve_cli(raw, &ctx)?])
-        }
-        Source::Ecosystem(kind) => {
-            args.app.check_with_ecosystem_file(!args.args.is_empty())?;
-            let mut files = vec![ecosystem(kind, &args.target, &ctx)?];
-            only(&mut files, args.app.only.as_deref())?;
-            Ok(files.remove(0).1)
-        }
-    }
 }
 
 /// What resolution needs from here: DROVER_HOME, our cwd, the CPUs, `--env`.

@@ -128,8 +128,10 @@ pub enum Command {
 pub struct RunArgs {
     /// A script (app.js, server.py, ./bin), a command ("python3 -m http.server", run
     /// without a shell), an ecosystem file (.yaml, .yml, .json, *.config.js), or `-`
-    /// for an ecosystem file on stdin (YAML or JSON).
-    pub target: PathBuf,
+    /// for an ecosystem file on stdin (YAML or JSON); several at once, as PM2 (the
+    /// flags then describe each script).
+    #[arg(required = true, num_args = 1..)]
+    pub targets: Vec<PathBuf>,
     #[command(flatten)]
     pub app: crate::config::AppFlags,
     /// Arguments passed to the script (after `--`).

@@ -1,6 +1,8 @@
 //! `drover start` and `drover resurrect`: hand apps to the background supervisor,
 //! starting it first if needed.
 
+use std::path::Path;
+
 use clap::Args;
 
 use super::{RunArgs, apps};
@@ -18,57 +20,93 @@ pub struct StartArgs {
 }
 
 /// `how`: what becomes of apps that run already; `None` is `start`'s rule: an ecosystem
-/// file reloads them (one command that deploys), a script reports them.
-pub fn run(args: StartArgs, home: &std::path::Path, how: Option<OnRunning>) -> Result<(), Error> {
-    if let Some(target) = known_app(&args, home)? {
-        // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it.
-        let env = args.update_env.then(apps::caller_env);
-        let mut client = Client::connect(home)?;
-        print_done(client.call(&Request::Restart { target, env })?);
-        return Ok(());
+/// file reloads them (one command that deploys), a script reports them. The targets are
+/// taken in order, as PM2 does; all are read and validated before any reaches the
+/// supervisor.
+pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), Error> {
+    let known = known_apps(&args, home)?;
+    let new: Vec<&Path> = args
+        .run
+        .targets
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(t, _)| t.as_path())
+        .collect();
+    let mut loaded = apps::load_each(&args.run, &new, home)?.into_iter();
+    let env = apps::caller_env();
+    let mut requests = Vec::new();
+    for known in known {
+        let request = match known {
+            // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it.
+            Some(target) => Request::Restart {
+                target,
+                env: args.update_env.then(|| env.clone()),
+            },
+            None => {
+                let target = loaded.next().expect("one load per new target");
+                // `--only` may leave a file none of its apps.
+                if target.apps.is_empty() {
+                    continue;
+                }
+                Request::Start {
+                    apps: target.apps.iter().map(AppConfig::from).collect(),
+                    env: env.clone(),
+                    update_env: args.update_env,
+                    running: how.unwrap_or(match target.source {
+                        apps::Source::Ecosystem(_) => OnRunning::Reload,
+                        apps::Source::Script => OnRunning::Report,
+                    }),
+                    parallel: 1,
+                }
+            }
+        };
+        requests.push(request);
     }
-    // Validated here: a bad file is reported by the CLI and nothing reaches the supervisor.
-    let apps = apps::load(&args.run, home)?;
-    let request = Request::Start {
-        apps: apps.iter().map(AppConfig::from).collect(),
-        env: apps::caller_env(),
-        update_env: args.update_env,
-        running: how.unwrap_or(match apps::Source::of(&args.run.target) {
-            apps::Source::Ecosystem(_) => OnRunning::Reload,
-            apps::Source::Script => OnRunning::Report,
-        }),
-        parallel: 1,
-    };
-    let mut client = Client::connect_or_spawn(home)?;
-    print_done(client.call(&request)?);
+    // One request per connection, as the control socket takes them.
+    for (i, request) in requests.iter().enumerate() {
+        let mut client = if i == 0 && !new.is_empty() {
+            Client::connect_or_spawn(home)?
+        } else {
+            Client::connect(home)?
+        };
+        print_done(client.call(request)?);
+    }
     Ok(())
 }
 
-/// The app `start`'s target names, when it is no file but the name or id of an app the
-/// running supervisor has, and no flag describes a new app.
-fn known_app(args: &StartArgs, home: &std::path::Path) -> Result<Option<Target>, Error> {
-    let target = &args.run.target;
-    let word = target.to_string_lossy();
-    if target.exists()
-        || word.contains('/')
-        || apps::Source::of(target) != apps::Source::Script
-        || !args.run.app.given().is_empty()
-    {
-        return Ok(None);
+/// For each target of `start`, the app it names, when it is no file but the name or id
+/// of an app the running supervisor has, and no flag describes a new app.
+fn known_apps(args: &StartArgs, home: &Path) -> Result<Vec<Option<Target>>, Error> {
+    let words = &args.run.targets;
+    let could_name = |target: &Path| {
+        let word = target.to_string_lossy();
+        !(target.exists() || word.contains('/') || apps::Source::of(target) != apps::Source::Script)
+    };
+    if !args.run.app.given().is_empty() || !words.iter().any(|t| could_name(t)) {
+        return Ok(vec![None; words.len()]);
     }
-    let Ok(mut client) = Client::connect(home) else {
-        return Ok(None);
+    let workers = match Client::connect(home) {
+        Ok(mut client) => match client.call(&Request::List)? {
+            Response::Workers { workers } => workers,
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
     };
-    let Response::Workers { workers } = client.call(&Request::List)? else {
-        return Ok(None);
-    };
-    let known = workers
+    Ok(words
         .iter()
-        .any(|w| w.name == word || w.id.to_string() == word);
-    Ok(known.then(|| word.parse().expect("a non-empty word is a target")))
+        .map(|target| {
+            let word = target.to_string_lossy();
+            let known = could_name(target)
+                && workers
+                    .iter()
+                    .any(|w| w.name == word || w.id.to_string() == word);
+            known.then(|| word.parse().expect("a non-empty word is a target"))
+        })
+        .collect())
 }
 
-pub fn resurrect(home: &std::path::Path) -> Result<(), Error> {
+pub fn resurrect(home: &Path) -> Result<(), Error> {
     let mut client = Client::connect_or_spawn(home)?;
     print_done(client.call(&Request::Resurrect)?);
     Ok(())

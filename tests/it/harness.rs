@@ -468,6 +468,17 @@ impl Daemon {
         out.stdout
     }
 
+    /// Runs a drover command that must fail and returns what it said on stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.home.output(args);
+        assert!(
+            !out.status.success(),
+            "drover {args:?} succeeded: {}",
+            out.stdout
+        );
+        out.stderr
+    }
+
     /// `drover list --json`, parsed.
     pub fn list(&self) -> Vec<serde_json::Value> {
         let out = self.ok(&["list", "--json"]);

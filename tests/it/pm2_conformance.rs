@@ -108,12 +108,9 @@ fn cli_smart_start() {
 
 #[test]
 fn cli_multiparam() {
-    // test/e2e/cli/multiparam.sh (PM2 starts the three scripts in one command; here the
-    // targets of restart, stop and delete are several at once, as there).
+    // test/e2e/cli/multiparam.sh
     let d = with_fixtures();
-    for script in ["child.js", "echo.js", "network.js"] {
-        d.ok(&["start", script]);
-    }
+    d.ok(&["start", "child.js", "echo.js", "network.js"]);
     should(&d, "online", 3);
     d.ok(&["restart", "child", "echo", "network"]);
     should(&d, "online", 3);
@@ -122,6 +119,24 @@ fn cli_multiparam() {
     should(&d, "stopped", 3);
     d.ok(&["delete", "child", "echo", "network"]);
     assert!(d.list().is_empty());
+
+    // Not PM2's: what would start two apps of one name, or name several apps one name,
+    // is refused before anything starts.
+    std::fs::create_dir(path(&d, "lib")).unwrap();
+    d.home.write("lib/echo.js", ECHO_JS);
+    let err = d.fails(&["start", "echo.js", "lib/echo.js"]);
+    assert!(err.contains("two apps named echo"), "{err}");
+    let err = d.fails(&["start", "echo.js", "child.js", "--name", "web"]);
+    assert!(err.contains("--name web names one app"), "{err}");
+    assert!(d.list().is_empty());
+
+    // Known names and new scripts mix: the known app restarts, the script starts.
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 1);
+    d.ok(&["start", "echo", "child.js"]);
+    should(&d, "online", 2);
+    let echo = d.list().into_iter().find(|w| w["name"] == "echo").unwrap();
+    assert_eq!(echo["restarts"], 1);
 }
 
 #[test]

@@ -80,6 +80,28 @@ fn unmodified_node_app_from_the_cli_shares_the_port() {
 }
 
 #[test]
+fn run_takes_several_scripts_and_files_in_one_command() {
+    // PM2's `pm2-runtime start a.js b.js`: each script one app, an ecosystem file its
+    // apps, all under one supervisor.
+    let home = Home::new();
+    let line = |word: &str| format!("console.log('{word} up'); setInterval(() => {{}}, 1000);\n");
+    let a = home.write("a.js", &line("a"));
+    let b = home.write("b.js", &line("b"));
+    home.write("c.js", &line("c"));
+    let eco = home.write("eco.yaml", "apps:\n  - name: c\n    script: c.js\n");
+    let running = home.run(&[
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        eco.to_str().unwrap(),
+    ]);
+    for word in ["a#0 | a up", "b#0 | b up", "c#0 | c up"] {
+        wait_for(word, DEADLINE, || {
+            running.stdout().contains(word).then_some(())
+        });
+    }
+}
+
+#[test]
 fn listen_pid_is_the_workers_own_pid_for_node_and_python() {
     let home = Home::new();
     let eco = home.write(
