@@ -5,11 +5,27 @@
 //! a test checks every key of PM2's schema is in one of them.
 
 /// A key drover implements: canonical name, PM2's aliases (lib/API/schema.json), and
-/// what a PM2 user should know about it (empty: it does what PM2's does).
+/// its documentation. README's "Coming from PM2" table and drover-ecosystem(5) are
+/// generated from these (the tests fail when they differ), and the tests load every
+/// `example` and check every [`Unset::Same`] default against leaving the key out.
 pub(crate) struct Known {
     pub key: &'static str,
     pub aliases: &'static [&'static str],
-    /// For README's "Coming from PM2" table, which the tests generate.
+    /// The value's type, for drover-ecosystem(5).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub ty: &'static str,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub unset: Unset,
+    /// A value, as YAML.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub example: &'static str,
+    /// Other keys the example needs (`key: value` lines), shown with it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub example_with: &'static str,
+    /// What the key does, for drover-ecosystem(5).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub about: &'static str,
+    /// What a PM2 user should know about it (empty: it does what PM2's does).
     #[cfg_attr(not(test), allow(dead_code))]
     pub note: &'static str,
     /// drover's own key, not PM2's.
@@ -17,114 +33,327 @@ pub(crate) struct Known {
     pub own: bool,
 }
 
-const fn known(key: &'static str, aliases: &'static [&'static str]) -> Known {
-    Known {
-        key,
-        aliases,
-        note: "",
-        own: false,
-    }
+/// What an app without the key gets.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Unset {
+    /// This value, as YAML: writing it is the same as leaving the key out.
+    Same(&'static str),
+    /// What no value means, in words (it depends on other keys, or no value says it).
+    Means(&'static str),
 }
 
-const fn noted(key: &'static str, aliases: &'static [&'static str], note: &'static str) -> Known {
-    Known {
-        key,
-        aliases,
-        note,
-        own: false,
-    }
-}
-
-const fn own(key: &'static str, note: &'static str) -> Known {
-    Known {
-        key,
-        aliases: &[],
-        note,
-        own: true,
-    }
-}
+const BLANK: Known = Known {
+    key: "",
+    aliases: &[],
+    ty: "",
+    unset: Unset::Means(""),
+    example: "",
+    example_with: "",
+    about: "",
+    note: "",
+    own: false,
+};
 
 /// Keys drover implements.
 pub(crate) const KNOWN: &[Known] = &[
-    known("name", &[]),
-    noted(
-        "script",
-        &["exec"],
-        "a command string (`python3 -m http.server`) runs that program with those arguments, without a shell; a file without extension, not executable and without `#!`, runs with node",
-    ),
-    known("args", &[]),
-    known("interpreter", &["exec_interpreter"]),
-    known("interpreter_args", &["node_args", "interpreterArgs"]),
-    known("cwd", &[]),
-    known("instances", &[]),
-    noted(
-        "exec_mode",
-        &[],
-        "cluster: the workers share one listener the supervisor binds (any language)",
-    ),
-    noted(
-        "env",
-        &[],
-        "an object or list value becomes its JSON text, as PM2",
-    ),
-    known("out_file", &["out", "output", "out_log"]),
-    known("error_file", &["error", "err", "err_file", "err_log"]),
-    noted(
-        "log_file",
-        &["log"],
-        "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
-    ),
-    noted(
-        "disable_logs",
-        &[],
-        "every stream to `/dev/null`; `drover logs --follow` still shows the lines",
-    ),
-    known("merge_logs", &["combine_logs"]),
-    known("log_date_format", &[]),
-    known("time", &[]),
-    known("autorestart", &[]),
-    known("min_uptime", &[]),
-    noted(
-        "max_restarts",
-        &[],
-        "counts consecutive unstable runs, at any age of the app (PM2 only near its start)",
-    ),
-    known("restart_delay", &[]),
-    known("exp_backoff_restart_delay", &[]),
-    known("stop_exit_codes", &[]),
-    known("kill_timeout", &[]),
-    known("instance_var", &[]),
-    known("increment_var", &[]),
-    noted(
-        "max_memory_restart",
-        &[],
-        "the RSS of the worker's whole process tree",
-    ),
-    noted(
-        "port",
-        &[],
-        "sets env `PORT`; in cluster mode also the address the workers share",
-    ),
-    noted(
-        "wait_ready",
-        &[],
-        "`process.send('ready')` in Node, `READY=1` on `$NOTIFY_SOCKET` in any language",
-    ),
-    known("listen_timeout", &[]),
-    known("shutdown_with_message", &[]),
+    Known {
+        key: "name",
+        ty: "string: letters, digits, `.`, `_`, `-`; at most 64",
+        unset: Unset::Means("the script's file name without its extension"),
+        example: "api",
+        about: "The app's name, unique in the supervisor: commands take it as a target, log files are named after it.",
+        ..BLANK
+    },
+    Known {
+        key: "script",
+        aliases: &["exec"],
+        ty: "path, program on PATH, or command string",
+        unset: Unset::Means("required"),
+        example: "dist/index.js",
+        about: "What each worker runs: a file relative to `cwd`, a program found on PATH, or a command string whose first word is the program and the rest its arguments (split as a shell would, but run without one: shell syntax is refused).",
+        note: "a command string (`python3 -m http.server`) runs that program with those arguments, without a shell; a file without extension, not executable and without `#!`, runs with node",
+        ..BLANK
+    },
+    Known {
+        key: "args",
+        ty: "list of strings, or one string split at spaces (quotes group)",
+        unset: Unset::Means("no arguments"),
+        example: "[--port-from-env, --verbose]",
+        about: "Arguments after the script.",
+        ..BLANK
+    },
+    Known {
+        key: "interpreter",
+        aliases: &["exec_interpreter"],
+        ty: "program name or path, or `none`",
+        unset: Unset::Means(
+            "by the script's extension: node for .js, .cjs, .mjs (and a file with no extension that is not executable), python3 for .py, bash for .sh; otherwise the script runs itself",
+        ),
+        example: "python3",
+        about: "The program that runs the script; `none` runs the script itself (it must be executable).",
+        ..BLANK
+    },
+    Known {
+        key: "interpreter_args",
+        aliases: &["node_args", "interpreterArgs"],
+        ty: "list of strings, or one string split at spaces",
+        unset: Unset::Means("none"),
+        example: "--max-old-space-size=4096",
+        about: "Arguments to the interpreter, before the script.",
+        ..BLANK
+    },
+    Known {
+        key: "cwd",
+        ty: "path",
+        unset: Unset::Means(
+            "the ecosystem file's directory (the shell's current directory for `drover start SCRIPT`)",
+        ),
+        example: "api",
+        about: "The workers' working directory; relative paths of the app (script, log files, a unix socket) are resolved against it. Relative to the file's directory.",
+        ..BLANK
+    },
+    Known {
+        key: "instances",
+        ty: "integer, `max`, or a negative integer",
+        unset: Unset::Means("1 (and exec_mode fork)"),
+        example: "max",
+        about: "How many workers: a count; `max` or 0 one per CPU the process may use; `-N` that many fewer (at least 1). At most 4096. Giving it makes exec_mode default to cluster.",
+        ..BLANK
+    },
+    Known {
+        key: "exec_mode",
+        ty: "`fork` or `cluster` (`fork_mode`, `cluster_mode`)",
+        unset: Unset::Means("cluster when `instances` is given, else fork"),
+        example: "cluster",
+        about: "cluster: the workers share one listening socket (`listen`, `port`, env PORT, or for Node the first port the app listens on). fork: each worker is on its own.",
+        note: "cluster: the workers share one listener the supervisor binds (any language)",
+        ..BLANK
+    },
+    Known {
+        key: "env",
+        ty: "map of names to values",
+        unset: Unset::Means("no variables beyond the caller's environment"),
+        example: "{NODE_ENV: production, PORT: 3000}",
+        about: "Environment variables of the workers, over the environment of the command that started the app. Numbers and booleans become text.",
+        note: "an object or list value becomes its JSON text, as PM2",
+        ..BLANK
+    },
+    Known {
+        key: "out_file",
+        aliases: &["out", "output", "out_log"],
+        ty: "path, or `/dev/null` (`NULL`)",
+        unset: Unset::Means(
+            "`$DROVER_HOME/logs/<name>-out.log`, `<name>-out-<i>.log` per instance unless merge_logs",
+        ),
+        example: "logs/api.out.log",
+        about: "Where the workers' stdout goes.",
+        ..BLANK
+    },
+    Known {
+        key: "error_file",
+        aliases: &["error", "err", "err_file", "err_log"],
+        ty: "path, or `/dev/null` (`NULL`)",
+        unset: Unset::Means(
+            "`$DROVER_HOME/logs/<name>-error.log`, `<name>-error-<i>.log` per instance unless merge_logs",
+        ),
+        example: "logs/api.err.log",
+        about: "Where the workers' stderr goes.",
+        ..BLANK
+    },
+    Known {
+        key: "log_file",
+        aliases: &["log"],
+        ty: "boolean or path",
+        unset: Unset::Same("false"),
+        example: "logs/api.log",
+        about: "One more file with every line of stdout and stderr, in order; `true` for `$DROVER_HOME/logs/<name>.log`.",
+        note: "`true`: `$DROVER_HOME/logs/<name>.log`; `-<i>` per instance unless `merge_logs`, as PM2",
+        ..BLANK
+    },
+    Known {
+        key: "disable_logs",
+        ty: "boolean",
+        unset: Unset::Same("false"),
+        example: "true",
+        about: "Write no log file at all.",
+        note: "every stream to `/dev/null`; `drover logs --follow` still shows the lines",
+        ..BLANK
+    },
+    Known {
+        key: "merge_logs",
+        aliases: &["combine_logs"],
+        ty: "boolean",
+        unset: Unset::Means("true for a fork app of one instance, else false"),
+        example: "true",
+        about: "All instances write the same files, instead of one file per instance (`-<i>`).",
+        ..BLANK
+    },
+    Known {
+        key: "log_date_format",
+        ty: "string of moment.js tokens (`YYYY-MM-DD HH:mm:ss Z`)",
+        unset: Unset::Means("no timestamp"),
+        example: "YYYY-MM-DD HH:mm:ss Z",
+        about: "Prefix each log line with the time it was read, in this format.",
+        ..BLANK
+    },
+    Known {
+        key: "time",
+        ty: "boolean",
+        unset: Unset::Same("false"),
+        example: "true",
+        about: "Prefix each log line with the time (`YYYY-MM-DDTHH:mm:ss`), unless log_date_format says how.",
+        ..BLANK
+    },
+    Known {
+        key: "autorestart",
+        ty: "boolean",
+        unset: Unset::Same("true"),
+        example: "false",
+        about: "Start a worker again when it exits.",
+        ..BLANK
+    },
+    Known {
+        key: "min_uptime",
+        ty: "duration: milliseconds, or `500ms`, `1s`, `2m`, `1h`",
+        unset: Unset::Same("1000"),
+        example: "5s",
+        about: "A worker that exits sooner after its start was unstable: it counts toward max_restarts.",
+        ..BLANK
+    },
+    Known {
+        key: "max_restarts",
+        ty: "integer",
+        unset: Unset::Same("16"),
+        example: "10",
+        about: "After this many unstable runs in a row, the worker is left errored.",
+        note: "counts consecutive unstable runs, at any age of the app (PM2 only near its start)",
+        ..BLANK
+    },
+    Known {
+        key: "restart_delay",
+        ty: "duration",
+        unset: Unset::Same("0"),
+        example: "500ms",
+        about: "Wait this long before starting an exited worker again.",
+        ..BLANK
+    },
+    Known {
+        key: "exp_backoff_restart_delay",
+        ty: "duration",
+        unset: Unset::Means("no backoff"),
+        example: "100",
+        about: "Wait this long before the first restart, 1.5 times longer after each crash, at most 15 s; back to the start after a run of 30 s.",
+        ..BLANK
+    },
+    Known {
+        key: "stop_exit_codes",
+        ty: "exit code 0-255, or a list (`[0, 3]`, `\"0,3\"`)",
+        unset: Unset::Same("[]"),
+        example: "[0]",
+        about: "A worker that exits with one of these codes is not restarted.",
+        ..BLANK
+    },
+    Known {
+        key: "kill_timeout",
+        ty: "duration",
+        unset: Unset::Same("1600"),
+        example: "5s",
+        about: "How long a stopping worker may take after its stop signal (or shutdown message) before it gets SIGKILL.",
+        ..BLANK
+    },
+    Known {
+        key: "instance_var",
+        ty: "environment variable name",
+        unset: Unset::Same("NODE_APP_INSTANCE"),
+        example: "INSTANCE_ID",
+        about: "The variable that holds each worker's instance number (0, 1, …).",
+        ..BLANK
+    },
+    Known {
+        key: "increment_var",
+        ty: "environment variable name",
+        unset: Unset::Means("none"),
+        example: "PORT",
+        example_with: "port: 3000",
+        about: "A numeric variable of env that each instance gets increased by its instance number; `PORT` gives each worker a port of its own instead of a shared listener.",
+        ..BLANK
+    },
+    Known {
+        key: "max_memory_restart",
+        ty: "size: bytes, or `300K`, `512M`, `1G` (K = 1024)",
+        unset: Unset::Means("no limit"),
+        example: "512M",
+        about: "A worker whose resident memory (its whole process tree) stays above this is replaced, through the same zero-downtime path as a reload. Checked every second.",
+        note: "the RSS of the worker's whole process tree",
+        ..BLANK
+    },
+    Known {
+        key: "port",
+        ty: "port 0-65535",
+        unset: Unset::Means("none"),
+        example: "3000",
+        about: "Sets env PORT; in cluster mode also the port the workers share (on `[::]` and 0.0.0.0).",
+        note: "sets env `PORT`; in cluster mode also the address the workers share",
+        ..BLANK
+    },
+    Known {
+        key: "wait_ready",
+        ty: "boolean",
+        unset: Unset::Same("false"),
+        example: "true",
+        about: "A worker is online only once it says so: `process.send('ready')` in Node, `READY=1` on `$NOTIFY_SOCKET` in any language; until then a reload keeps the old worker serving.",
+        note: "`process.send('ready')` in Node, `READY=1` on `$NOTIFY_SOCKET` in any language",
+        ..BLANK
+    },
+    Known {
+        key: "listen_timeout",
+        ty: "duration",
+        unset: Unset::Same("3000"),
+        example: "10s",
+        about: "How long a new worker may take to get ready (to signal it, or to stay up min_uptime): a first start not ready by then counts as online, as in PM2; the new worker of a reload is killed instead, the old one serving on.",
+        ..BLANK
+    },
+    Known {
+        key: "shutdown_with_message",
+        ty: "boolean",
+        unset: Unset::Same("false"),
+        example: "true",
+        about: "Stop a Node worker with `process.send('shutdown')` on its IPC channel instead of a signal (SIGKILL after kill_timeout). Node apps only.",
+        ..BLANK
+    },
     // drover's own keys
-    own(
-        "listen",
-        "the address the workers share: a port, `host:port`, `[v6]:port`, `unix:/path`",
-    ),
-    own(
-        "socket",
-        "how the workers share it: `reuseport` (a listener each) or `shared`",
-    ),
-    own(
-        "kill_signal",
-        "the stop signal of this app (PM2 has one for all, `PM2_KILL_SIGNAL`); SIGINT, SIGTERM for gunicorn",
-    ),
+    Known {
+        key: "listen",
+        ty: "port, `host:port`, `[v6]:port`, or `unix:/path`",
+        unset: Unset::Means("none (in cluster mode: `port`, or env PORT)"),
+        example: "127.0.0.1:3000",
+        about: "The address the workers share: the supervisor binds it, so it stays open while workers restart. A port alone binds `[::]` and 0.0.0.0. Each worker gets it as fd 3 (`LISTEN_FDS=1`, systemd's protocol); Node apps need no change.",
+        note: "the address the workers share: a port, `host:port`, `[v6]:port`, `unix:/path`",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "socket",
+        ty: "`reuseport` or `shared`",
+        unset: Unset::Same("reuseport"),
+        example: "shared",
+        example_with: "listen: 3000",
+        about: "How the workers share the address: `reuseport`, a listening socket each, the kernel spreading connections and a stopping worker's queue never lost; `shared`, one socket all workers accept from.",
+        note: "how the workers share it: `reuseport` (a listener each) or `shared`",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "kill_signal",
+        ty: "signal name: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL",
+        unset: Unset::Same("SIGINT"),
+        example: "SIGTERM",
+        about: "The signal that asks a worker to stop; SIGTERM for gunicorn (its graceful stop) unless set.",
+        note: "the stop signal of this app (PM2 has one for all, `PM2_KILL_SIGNAL`); SIGINT, SIGTERM for gunicorn",
+        own: true,
+        ..BLANK
+    },
 ];
 
 /// The value of an unimplemented key that asks for what drover does anyway, so a PM2

@@ -7,7 +7,8 @@
 //!   the same from a file (serde) and from a flag (`FromStr`)
 //! - `raw`: one app entry as written ([`RawApp`]): key names, aliases, types
 //! - `flags`: the per-app CLI flags ([`AppFlags`], a clap `Args`) → a [`RawApp`]
-//! - `keys`: which keys exist; what becomes of the PM2 keys drover does not implement
+//! - `keys`: which keys exist, documented; what becomes of the PM2 keys drover does not
+//!   implement (drover-ecosystem(5) is generated from them: `man_page`, a test)
 //! - `skipped`: the PM2 keys a file has that drover skips, for its one warning
 //! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
 //! - `locate`: the line of a key, found after the fact
@@ -24,6 +25,8 @@ mod resolve;
 mod skipped;
 mod values;
 
+#[cfg(test)]
+mod man_page;
 #[cfg(test)]
 mod tests;
 

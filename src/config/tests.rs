@@ -1382,3 +1382,47 @@ fn an_extension_less_script_runs_with_node_unless_it_is_a_program() {
     let app = f.one("- script: node-app\n  interpreter: python3\n");
     assert_eq!(app.command.interpreter.as_deref(), Some("python3"));
 }
+
+/// drover-ecosystem(5) tells the truth: every key's example loads, and every default it
+/// states as a value is what leaving the key out gives.
+#[test]
+fn every_documented_example_loads_and_every_stated_default_is_the_default() {
+    let f = fx();
+    fs::create_dir_all(f.root().join("dist")).unwrap();
+    fs::write(f.root().join("dist/index.js"), "").unwrap();
+    fs::create_dir_all(f.root().join("api")).unwrap();
+    fs::write(f.root().join("api/app.js"), "").unwrap();
+    let app = |line: &str| {
+        let mut text = String::from("-");
+        for (key, base) in [("name", " name: t\n"), ("script", " script: app.js\n")] {
+            if !line.starts_with(&format!("{key}:")) {
+                text.push_str(base);
+                text.push(' ');
+            }
+        }
+        format!("{text} {line}\n")
+    };
+    for k in keys::KNOWN {
+        let with = |line: String| {
+            k.example_with
+                .lines()
+                .fold(line, |text, with| format!("{text}\n  {with}"))
+        };
+        let with_example = app(&with(format!("{}: {}", k.key, k.example)));
+        if let Err(e) = f.load(&with_example) {
+            panic!(
+                "the example of {} does not load: {e}\n{with_example}",
+                k.key
+            );
+        }
+        if let keys::Unset::Same(value) = k.unset {
+            let bare = f.one(&app(&with("args: []".into())));
+            let with_default = f.one(&app(&with(format!("{}: {value}", k.key))));
+            assert_eq!(
+                with_default, bare,
+                "{}: {value} is documented as the default, and is not",
+                k.key
+            );
+        }
+    }
+}
