@@ -3,6 +3,10 @@
 //! like a JSON ecosystem file. The file's exports may be an object, a function (called,
 //! its promise awaited) or an ES module's default export.
 //!
+//! PM2 also reads a `.json` file as a JavaScript expression (`vm.runInThisContext`), so
+//! PM2 users' JSON files may have comments, unquoted keys or `[…].join('')`:
+//! [`evaluate_expression`] does the same for a `.json` file that is no JSON.
+//!
 //! The evaluation is bounded ([`TIMEOUT`]), its output goes to a temp file rather than
 //! stdout, and a file that throws, hangs, prints to stdout or exports no `apps` is a
 //! one-line error naming it. Nothing else in drover runs node to read configuration.
@@ -24,10 +28,20 @@ const LOADER: &str = r#"
 const fs = require('fs');
 const path = require('path');
 const url = require('url');
-const [file, out] = process.argv.slice(1);
+const [file, out, mode] = process.argv.slice(1);
 (async () => {
   const abs = path.resolve(file);
   let exported;
+  if (mode === 'expression') {
+    const code = '(' + fs.readFileSync(abs, 'utf8') + '\n)';
+    exported = require('vm').runInNewContext(code, {}, { filename: abs, timeout: 1000 });
+    if (!exported || typeof exported !== 'object') {
+      console.error('is neither JSON nor a JavaScript object or array');
+      process.exit(3);
+    }
+    fs.writeFileSync(out, JSON.stringify(exported, null, 2));
+    process.exit(0);
+  }
   if (abs.endsWith('.mjs')) {
     exported = await import(url.pathToFileURL(abs).href);
   } else {
@@ -67,6 +81,17 @@ pub fn is_js_ecosystem(p: &Path) -> bool {
 /// Evaluates `file` with `node` (found on PATH) and returns the JSON text it exports.
 /// The error is one line (plus the file's first stderr lines), naming the file.
 pub fn evaluate(file: &Path) -> Result<String, String> {
+    run_loader(file, "module")
+}
+
+/// Evaluates a `.json` file that is no JSON as one JavaScript expression (comments,
+/// unquoted keys), as PM2 reads JSON files, and returns the JSON text of its value.
+/// Errors as [`evaluate`]'s.
+pub fn evaluate_expression(file: &Path) -> Result<String, String> {
+    run_loader(file, "expression")
+}
+
+fn run_loader(file: &Path, mode: &str) -> Result<String, String> {
     let name = file.display();
     let out = OutFile::create().map_err(|e| format!("{name}: cannot make a temp file: {e}"))?;
     let out = &out.0;
@@ -75,6 +100,7 @@ pub fn evaluate(file: &Path) -> Result<String, String> {
         .arg(LOADER)
         .arg(file)
         .arg(out)
+        .arg(mode)
         // A config file that reads process.env sees ours, as under PM2.
         .env_remove("NODE_OPTIONS")
         .stdin(Stdio::null())

@@ -40,14 +40,14 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
             targets.len()
         )));
     }
-    let ctx = context(home, args.app.env.clone())?;
+    let ctx = context(home, args.env.clone())?;
     let mut each = Vec::new();
     let mut files = Vec::new();
     for (i, target) in targets.iter().enumerate() {
         let source = Source::of(target);
         match source {
             Source::Script => {
-                args.app.check_with_script(target)?;
+                check_with_script(args, target)?;
                 let raw = config::RawApp::from_flags(&args.app, target, &args.args);
                 each.push(TargetApps {
                     source,
@@ -68,7 +68,7 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
         }
     }
     let (slots, mut file_apps): (Vec<usize>, Vec<FileApps>) = files.into_iter().unzip();
-    only(&mut file_apps, args.app.only.as_deref())?;
+    only(&mut file_apps, args.only.as_deref())?;
     for (slot, (_, apps)) in slots.into_iter().zip(file_apps) {
         each[slot].apps = apps;
     }
@@ -92,6 +92,24 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
         }
     }
     Ok(each)
+}
+
+/// `--env` selects a section of an ecosystem file, `--only` some of its apps: a script
+/// has neither.
+fn check_with_script(args: &RunArgs, script: &Path) -> Result<(), Error> {
+    if let Some(env) = &args.env {
+        return Err(Error::Usage(format!(
+            "--env {env} selects env_{env} of an ecosystem file; {} is a script (set variables in your shell or an ecosystem file)",
+            script.display()
+        )));
+    }
+    if let Some(only) = &args.only {
+        return Err(Error::Usage(format!(
+            "--only {only} picks apps of an ecosystem file; {} is a script",
+            script.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Several workers and no address to share: each worker that binds a port of its own
@@ -174,7 +192,16 @@ pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result
             let json = crate::js_ecosystem::evaluate(target).map_err(Error::Usage)?;
             config::load_js_exports(&json, target, ctx)?
         }
-        Ecosystem::Text => config::load_file(target, ctx)?,
+        Ecosystem::Text => match config::load_file(target, ctx) {
+            Err(e) if is_javascript_json(target) => {
+                // PM2 evaluates a .json file: its users' files may be JavaScript.
+                match crate::js_ecosystem::evaluate_expression(target) {
+                    Ok(json) => config::load_js_exports(&json, target, ctx)?,
+                    Err(_) => return Err(e.into()),
+                }
+            }
+            loaded => loaded?,
+        },
     };
     if let Some(warning) = loaded.skipped.warning() {
         eprintln!("drover: warning: {warning}");
@@ -184,6 +211,17 @@ pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result
         _ => target.display().to_string(),
     };
     Ok((shown, loaded.apps))
+}
+
+/// A `.json` file that neither JSON nor YAML reads: PM2 would read it as JavaScript.
+pub fn is_javascript_json(path: &Path) -> bool {
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    json && std::fs::read_to_string(path).is_ok_and(|text| {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err()
+            && yaml_serde::from_str::<yaml_serde::Value>(&text.replace('\t', " ")).is_err()
+    })
 }
 
 /// `--only a,b` (PM2 also splits at spaces): keep those apps of the files, each of

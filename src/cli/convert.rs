@@ -1,5 +1,6 @@
 //! `drover convert FILE`: an ecosystem file (`ecosystem.config.js` evaluated by node,
-//! or JSON) printed as the YAML drover reads, to move a PM2 setup over once.
+//! or JSON, also a PM2 `.json` file written as JavaScript) printed as the YAML drover
+//! reads, to move a PM2 setup over once.
 
 use std::path::PathBuf;
 
@@ -21,8 +22,17 @@ pub fn run(args: ConvertArgs) -> Result<(), Error> {
     } else if crate::config::is_ecosystem_path(&args.file) {
         let text = std::fs::read_to_string(&args.file)
             .map_err(|e| Error::Usage(format!("{}: cannot read it: {e}", args.file.display())))?;
-        yaml_serde::from_str(&text.replace('\t', " "))
-            .map_err(|e| Error::Usage(format!("{}: {e}", args.file.display())))?
+        match yaml_serde::from_str(&text.replace('\t', " ")) {
+            Ok(value) => value,
+            // A .json file PM2 would evaluate as JavaScript (comments, unquoted keys).
+            Err(e) => match super::apps::is_javascript_json(&args.file)
+                .then(|| crate::js_ecosystem::evaluate_expression(&args.file))
+            {
+                Some(Ok(json)) => serde_json::from_str(&json)
+                    .map_err(|e| Error::Usage(format!("{}: {e}", args.file.display())))?,
+                _ => return Err(Error::Usage(format!("{}: {e}", args.file.display()))),
+            },
+        }
     } else {
         return Err(Error::Usage(format!(
             "{}: not an ecosystem file (*.config.js, .cjs, .mjs, .json, .yaml, .yml)",

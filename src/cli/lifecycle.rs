@@ -6,9 +6,11 @@ use std::path::Path;
 use clap::Args;
 
 use super::targets::{self, TargetWords};
+use super::update;
+use crate::config::{AppFlags, AppSpec};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{AppConfig, OnRunning, Request, Target};
+use crate::protocol::{OnRunning, Request, Target};
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
@@ -27,6 +29,10 @@ pub struct RestartArgs {
     /// Give the workers this shell's environment instead of the one they were started with.
     #[arg(short = 'a', long)]
     pub update_env: bool,
+    /// Settings to change (names, ids, scripts, `all`, /regex/; not with an ecosystem
+    /// file, which has its own): as `start` takes them, except --name.
+    #[command(flatten)]
+    pub app: AppFlags,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +50,10 @@ pub struct ReloadArgs {
     /// started with.
     #[arg(short = 'a', long)]
     pub update_env: bool,
+    /// Settings to change (names, ids, scripts, `all`, /regex/; not with an ecosystem
+    /// file, which has its own): as `start` takes them, except --name.
+    #[command(flatten)]
+    pub app: AppFlags,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +126,12 @@ pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
 
 pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
     let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
+        return simple(
+            home,
+            update::request(&apps, OnRunning::Restart, 1, args.update_env),
+        );
+    }
     let env = args.update_env.then(super::apps::caller_env);
     let mut requests: Vec<Request> = picked
         .targets
@@ -131,6 +147,12 @@ pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
 
 pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
     let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
+        return simple(
+            home,
+            update::request(&apps, OnRunning::Reload, args.parallel, args.update_env),
+        );
+    }
     let env = args.update_env.then(super::apps::caller_env);
     let mut requests: Vec<Request> = picked
         .targets
@@ -150,6 +172,23 @@ pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
     each(home, requests)
 }
 
+/// With flags, the apps the targets name, with the flags over their settings (PM2's
+/// `restart api --node-args=…`); an ecosystem file has its own settings, so flags next
+/// to one are refused. None: no flag given.
+fn with_new_settings(
+    picked: &targets::Picked,
+    flags: &AppFlags,
+    home: &Path,
+) -> Result<Option<Vec<AppSpec>>, Error> {
+    if flags.given().is_empty() {
+        return Ok(None);
+    }
+    if !picked.files.is_empty() {
+        flags.check_with_ecosystem_file(false)?;
+    }
+    update::changed_apps(&picked.targets, flags, &[], home).map(Some)
+}
+
 /// `restart FILE` / `reload FILE` are PM2's startOrRestart / startOrReload: the file's
 /// apps take its settings (what `start FILE` does with them), those not running start.
 fn redeploy(
@@ -159,13 +198,7 @@ fn redeploy(
     update_env: bool,
 ) -> Option<Request> {
     let apps = picked.file_apps();
-    (!apps.is_empty()).then(|| Request::Start {
-        apps: apps.iter().map(AppConfig::from).collect(),
-        env: super::apps::caller_env(),
-        update_env,
-        running: how,
-        parallel,
-    })
+    (!apps.is_empty()).then(|| update::request(&apps, how, parallel, update_env))
 }
 
 /// The requests, all at once (each on its own connection, so a stop that waits on one

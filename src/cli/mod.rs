@@ -6,9 +6,11 @@
 //!   supervisor: the apps their arguments name, and the caller's environment;
 //! - `render`: what the commands that print share;
 //! - `targets`: what the targets of `stop`/`restart`/`reload`/`delete` name (apps,
-//!   scripts, ecosystem files).
+//!   scripts, ecosystem files);
+//! - `update`: flags on `restart`/`reload`/`start` of known apps change their settings.
 //!
-//! The per-app flags of `run` and `start` are `config::AppFlags`, flattened.
+//! The per-app flags of `run`, `start`, `restart` and `reload` are `config::AppFlags`,
+//! flattened.
 
 mod apps;
 mod convert;
@@ -22,6 +24,7 @@ mod render;
 mod run;
 mod start;
 mod targets;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -134,6 +137,12 @@ pub struct RunArgs {
     pub targets: Vec<PathBuf>,
     #[command(flatten)]
     pub app: crate::config::AppFlags,
+    /// Use the ecosystem file's env_<NAME> on top of env.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Only these apps of the ecosystem file (a,b).
+    #[arg(long, value_name = "NAMES")]
+    pub only: Option<String>,
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{RunArgs, apps};
+use super::{RunArgs, apps, update};
 use crate::error::Error;
 use crate::ipc::client::Client;
 use crate::protocol::{AppConfig, OnRunning, Request, Response, Target};
@@ -36,9 +36,15 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
     let mut loaded = apps::load_each(&args.run, &new, home)?.into_iter();
     let env = apps::caller_env();
     let mut requests = Vec::new();
+    let new_settings = !args.run.app.given().is_empty() || !args.run.args.is_empty();
     for known in known {
         let request = match known {
-            // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it.
+            // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it, with
+            // the settings the flags give.
+            Some(target) if new_settings => {
+                let apps = update::changed_apps(&[target], &args.run.app, &args.run.args, home)?;
+                update::request(&apps, OnRunning::Restart, 1, args.update_env)
+            }
             Some(target) => Request::Restart {
                 target,
                 env: args.update_env.then(|| env.clone()),
@@ -76,14 +82,14 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
 }
 
 /// For each target of `start`, the app it names, when it is no file but the name or id
-/// of an app the running supervisor has, and no flag describes a new app.
+/// of an app the running supervisor has (names first, as PM2).
 fn known_apps(args: &StartArgs, home: &Path) -> Result<Vec<Option<Target>>, Error> {
     let words = &args.run.targets;
     let could_name = |target: &Path| {
         let word = target.to_string_lossy();
         !(target.exists() || word.contains('/') || apps::Source::of(target) != apps::Source::Script)
     };
-    if !args.run.app.given().is_empty() || !words.iter().any(|t| could_name(t)) {
+    if !words.iter().any(|t| could_name(t)) {
         return Ok(vec![None; words.len()]);
     }
     let workers = match Client::connect(home) {

@@ -9,8 +9,10 @@ use super::error::ConfigError;
 use super::raw::RawApp;
 use super::values::{ArgList, CombinedLog, FromLoose, Loose};
 
-/// The options of one app, with PM2's spellings. With an ecosystem file only `--env`
-/// and `--only` apply; the others describe a script given on the command line.
+/// The options of one app, with PM2's spellings: they describe a script given on the
+/// command line (`start`, `run`), or change a known app's settings (`restart`,
+/// `reload`, `start <name>`: [`super::update`]). An ecosystem file says all of this
+/// itself, so they are refused next to one.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AppFlags {
     /// App name (default: the script's file name without extension).
@@ -25,12 +27,6 @@ pub struct AppFlags {
     /// How the listener is shared: reuseport (a listener per worker) or shared.
     #[arg(long)]
     pub socket: Option<String>,
-    /// Use the ecosystem file's env_<NAME> on top of env.
-    #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
-    /// Only these apps of the ecosystem file (a,b).
-    #[arg(long, value_name = "NAMES")]
-    pub only: Option<String>,
     /// Interpreter (default from the extension: node, python3, bash; `none` to exec).
     #[arg(long)]
     pub interpreter: Option<String>,
@@ -109,8 +105,7 @@ pub struct AppFlags {
 }
 
 impl AppFlags {
-    /// The flags given that describe a script (all but `--env` and `--only`), as spelled on the
-    /// command line. The destructuring names every field, so a new field that is not
+    /// The flags given, as spelled on the command line. The destructuring names every field, so a new field that is not
     /// listed here does not compile (unused binding) rather than being silently ignored.
     pub fn given(&self) -> Vec<&'static str> {
         let AppFlags {
@@ -118,8 +113,6 @@ impl AppFlags {
             instances,
             listen,
             socket,
-            env: _,
-            only: _,
             interpreter,
             interpreter_args,
             cwd,
@@ -179,9 +172,9 @@ impl AppFlags {
         .collect()
     }
 
-    /// With an ecosystem file only `--env` applies: the flags that describe a script, and
-    /// script arguments (`has_args`), are refused, since accepting and ignoring them would
-    /// surprise.
+    /// With an ecosystem file only `--env` and `--only` apply: the flags that describe a
+    /// script, and script arguments (`has_args`), are refused, since accepting and
+    /// ignoring them would surprise.
     pub fn check_with_ecosystem_file(&self, has_args: bool) -> Result<(), ConfigError> {
         let mut given = self.given();
         if has_args {
@@ -198,24 +191,6 @@ impl AppFlags {
             if one { "it" } else { "them" },
         )))
     }
-
-    /// `--env` selects a section of an ecosystem file, `--only` some of its apps: a
-    /// script has neither.
-    pub fn check_with_script(&self, script: &Path) -> Result<(), ConfigError> {
-        if let Some(env) = &self.env {
-            return Err(ConfigError::usage(format!(
-                "--env {env} selects env_{env} of an ecosystem file; {} is a script (set variables in your shell or an ecosystem file)",
-                script.display()
-            )));
-        }
-        if let Some(only) = &self.only {
-            return Err(ConfigError::usage(format!(
-                "--only {only} picks apps of an ecosystem file; {} is a script",
-                script.display()
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl RawApp {
@@ -223,48 +198,120 @@ impl RawApp {
     /// with the same rules as a file's. Never fails: the first bad value is kept and
     /// [`super::resolve_cli`] reports it, naming the flag.
     pub fn from_flags(flags: &AppFlags, script: &Path, args: &[String]) -> RawApp {
+        RawApp {
+            script: Some(script.to_path_buf()),
+            args: (!args.is_empty()).then(|| ArgList(args.to_vec())),
+            ..RawApp::default()
+        }
+        .with_flags(flags)
+    }
+
+    /// This app with every flag given in `flags` over its keys; a key no flag gives
+    /// stays as it is, and PM2's `null` (`--node-args=null`) takes a key out, so its
+    /// default applies. A switch (`--merge-logs`) given sets its key; one not given
+    /// leaves it. Never fails, as [`RawApp::from_flags`].
+    pub(crate) fn with_flags(self, flags: &AppFlags) -> RawApp {
         let mut invalid = None;
         let inv = &mut invalid;
         let mut raw = RawApp {
-            name: flags.name.clone(),
-            script: Some(script.to_path_buf()),
-            args: (!args.is_empty()).then(|| ArgList(args.to_vec())),
-            interpreter: flags.interpreter.clone(),
-            cwd: flags.cwd.clone(),
-            out_file: flags.out_file.clone(),
-            error_file: flags.error_file.clone(),
-            log_file: flags.log_file.as_ref().map(|path| match path {
-                None => CombinedLog::Default,
-                Some(path) => CombinedLog::Path(path.clone()),
-            }),
-            disable_logs: flags.disable_logs.then_some(true),
-            merge_logs: flags.merge_logs.then_some(true),
-            log_date_format: flags.log_date_format.clone(),
-            time: flags.time.then_some(true),
-            autorestart: Some(!flags.no_autorestart),
-            wait_ready: flags.wait_ready.then_some(true),
-            shutdown_with_message: flags.shutdown_with_message.then_some(true),
-            instances: parsed(inv, "instances", &flags.instances),
-            interpreter_args: parsed(inv, "interpreter_args", &flags.interpreter_args),
-            stop_exit_codes: parsed(inv, "stop_exit_codes", &flags.stop_exit_codes),
-            listen: parsed(inv, "listen", &flags.listen),
-            socket: parsed(inv, "socket", &flags.socket),
-            max_memory_restart: parsed(inv, "max_memory_restart", &flags.max_memory_restart),
-            kill_timeout: parsed(inv, "kill_timeout", &flags.kill_timeout),
-            kill_signal: parsed(inv, "kill_signal", &flags.kill_signal),
-            max_restarts: parsed(inv, "max_restarts", &flags.max_restarts),
-            min_uptime: parsed(inv, "min_uptime", &flags.min_uptime),
-            listen_timeout: parsed(inv, "listen_timeout", &flags.listen_timeout),
-            restart_delay: parsed(inv, "restart_delay", &flags.restart_delay),
-            exp_backoff_restart_delay: parsed(
+            name: flags.name.clone().or(self.name),
+            interpreter: text_over(&flags.interpreter, self.interpreter),
+            cwd: flags.cwd.clone().or(self.cwd),
+            out_file: flags.out_file.clone().or(self.out_file),
+            error_file: flags.error_file.clone().or(self.error_file),
+            log_file: flags
+                .log_file
+                .as_ref()
+                .map(|path| match path {
+                    None => CombinedLog::Default,
+                    Some(path) => CombinedLog::Path(path.clone()),
+                })
+                .or(self.log_file),
+            disable_logs: flags.disable_logs.then_some(true).or(self.disable_logs),
+            merge_logs: flags.merge_logs.then_some(true).or(self.merge_logs),
+            log_date_format: text_over(&flags.log_date_format, self.log_date_format),
+            time: flags.time.then_some(true).or(self.time),
+            autorestart: flags.no_autorestart.then_some(false).or(self.autorestart),
+            wait_ready: flags.wait_ready.then_some(true).or(self.wait_ready),
+            shutdown_with_message: flags
+                .shutdown_with_message
+                .then_some(true)
+                .or(self.shutdown_with_message),
+            instances: over(inv, "instances", &flags.instances, self.instances),
+            interpreter_args: over(
+                inv,
+                "interpreter_args",
+                &flags.interpreter_args,
+                self.interpreter_args,
+            ),
+            stop_exit_codes: over(
+                inv,
+                "stop_exit_codes",
+                &flags.stop_exit_codes,
+                self.stop_exit_codes,
+            ),
+            listen: over(inv, "listen", &flags.listen, self.listen),
+            socket: over(inv, "socket", &flags.socket, self.socket),
+            max_memory_restart: over(
+                inv,
+                "max_memory_restart",
+                &flags.max_memory_restart,
+                self.max_memory_restart,
+            ),
+            kill_timeout: over(inv, "kill_timeout", &flags.kill_timeout, self.kill_timeout),
+            kill_signal: over(inv, "kill_signal", &flags.kill_signal, self.kill_signal),
+            max_restarts: over(inv, "max_restarts", &flags.max_restarts, self.max_restarts),
+            min_uptime: over(inv, "min_uptime", &flags.min_uptime, self.min_uptime),
+            listen_timeout: over(
+                inv,
+                "listen_timeout",
+                &flags.listen_timeout,
+                self.listen_timeout,
+            ),
+            restart_delay: over(
+                inv,
+                "restart_delay",
+                &flags.restart_delay,
+                self.restart_delay,
+            ),
+            exp_backoff_restart_delay: over(
                 inv,
                 "exp_backoff_restart_delay",
                 &flags.exp_backoff_restart_delay,
+                self.exp_backoff_restart_delay,
             ),
-            ..RawApp::default()
+            ..self
         };
-        raw.invalid = invalid;
+        raw.invalid = raw.invalid.or(invalid);
         raw
+    }
+}
+
+/// PM2's word for "back to the default" in a flag's value (its `extendMix`). The paths
+/// of `-o`/`-e`/`-l` are not read this way: there `NULL` discards the stream.
+const UNSET: &str = "null";
+
+/// A flag with a value over a key: not given keeps the key, [`UNSET`] takes it out, a
+/// value replaces it (parsed as [`parsed`] does).
+fn over<T: FromLoose>(
+    invalid: &mut Option<(String, String)>,
+    key: &str,
+    flag: &Option<String>,
+    current: Option<T>,
+) -> Option<T> {
+    match flag.as_deref() {
+        None => current,
+        Some(UNSET) => None,
+        Some(_) => parsed(invalid, key, flag),
+    }
+}
+
+/// [`over`] for a flag whose value is text as given.
+fn text_over(flag: &Option<String>, current: Option<String>) -> Option<String> {
+    match flag.as_deref() {
+        None => current,
+        Some(UNSET) => None,
+        Some(value) => Some(value.to_owned()),
     }
 }
 
@@ -318,19 +365,14 @@ mod tests {
             .collect()
     }
 
-    /// Each flag, alone, is reported under its own spelling (`--env` is the one that
-    /// applies to ecosystem files): the list in `given` matches the flags clap parses.
+    /// Each flag, alone, is reported under its own spelling: the list in `given`
+    /// matches the flags clap parses.
     #[test]
     fn every_flag_is_reported_under_its_own_name() {
         let flags = every_flag();
         assert!(flags.len() >= 22, "{flags:?}");
         for (flag, argv) in &flags {
-            let want: Vec<&str> = if flag == "--env" || flag == "--only" {
-                vec![]
-            } else {
-                vec![flag.as_str()]
-            };
-            assert_eq!(parse(argv).given(), want, "{argv:?}");
+            assert_eq!(parse(argv).given(), vec![flag.as_str()], "{argv:?}");
         }
     }
 
@@ -355,11 +397,7 @@ mod tests {
         let flags = every_flag();
         let argv: Vec<String> = flags.iter().flat_map(|(_, a)| a.clone()).collect();
         let all = parse(&argv);
-        let mut want: Vec<&str> = flags
-            .iter()
-            .map(|(f, _)| f.as_str())
-            .filter(|f| *f != "--env" && *f != "--only")
-            .collect();
+        let mut want: Vec<&str> = flags.iter().map(|(f, _)| f.as_str()).collect();
         let mut got = all.given();
         want.sort_unstable();
         got.sort_unstable();
@@ -370,12 +408,14 @@ mod tests {
     }
 
     #[test]
-    fn only_env_goes_with_an_ecosystem_file() {
-        let env = parse(&["--env".into(), "production".into()]);
-        assert!(env.given().is_empty());
-        assert!(env.check_with_ecosystem_file(false).is_ok());
+    fn no_flag_goes_with_an_ecosystem_file() {
+        let none = AppFlags::default();
+        assert!(none.given().is_empty());
+        assert!(none.check_with_ecosystem_file(false).is_ok());
         assert_eq!(
-            env.check_with_ecosystem_file(true).unwrap_err().to_string(),
+            none.check_with_ecosystem_file(true)
+                .unwrap_err()
+                .to_string(),
             "-- <args> describes a script; with an ecosystem file, set it in the file (only --env and --only apply)"
         );
         assert_eq!(
@@ -385,16 +425,43 @@ mod tests {
                 .to_string(),
             "--instances describes a script; with an ecosystem file, set it in the file (only --env and --only apply)"
         );
-        assert!(
-            env.check_with_script(Path::new("app.js"))
-                .unwrap_err()
-                .to_string()
-                .starts_with("--env production selects env_production of an ecosystem file; app.js is a script")
+    }
+
+    /// Flags over an app change what they give and nothing else.
+    #[test]
+    fn flags_over_an_app_replace_only_what_they_give() {
+        let base = RawApp::from_flags(
+            &parse(&["--kill-timeout".into(), "5s".into(), "--merge-logs".into()]),
+            Path::new("app.js"),
+            &["a".into()],
         );
-        assert!(
-            AppFlags::default()
-                .check_with_script(Path::new("app.js"))
-                .is_ok()
+        let over = base.clone().with_flags(&parse(&[
+            "--node-args".into(),
+            "--harmony".into(),
+            "--no-autorestart".into(),
+        ]));
+        assert_eq!(
+            over.interpreter_args,
+            Some(ArgList(vec!["--harmony".into()]))
+        );
+        assert_eq!(over.autorestart, Some(false));
+        assert_eq!(over.kill_timeout, base.kill_timeout);
+        assert_eq!(over.merge_logs, Some(true));
+        assert_eq!(over.args, Some(ArgList(vec!["a".into()])));
+        assert_eq!(base.clone().with_flags(&AppFlags::default()), base);
+        // PM2's null: back to the default.
+        let reset = over.with_flags(&parse(&[
+            "--node-args=null".into(),
+            "-k".into(),
+            "null".into(),
+        ]));
+        assert_eq!(reset.interpreter_args, None);
+        assert_eq!(reset.kill_timeout, None);
+        assert_eq!(reset.merge_logs, Some(true));
+        let bad = base.with_flags(&parse(&["--min-uptime".into(), "soon".into()]));
+        assert_eq!(
+            bad.invalid.map(|(key, _)| key).as_deref(),
+            Some("min_uptime")
         );
     }
 }

@@ -11,6 +11,7 @@
 //!   implement (drover-ecosystem(5) is generated from them: `man_page`, a test)
 //! - `skipped`: the PM2 keys a file has that drover skips, for its one warning
 //! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
+//! - `update`: a known app's [`AppSpec`] changed by flags (`restart api --node-args …`)
 //! - `locate`: the line of a key, found after the fact
 //! - `error`: [`ConfigError`] and "did you mean"
 
@@ -23,6 +24,7 @@ mod locate;
 mod raw;
 mod resolve;
 mod skipped;
+mod update;
 mod values;
 
 #[cfg(test)]
@@ -42,6 +44,7 @@ pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
 pub use skipped::Skipped;
 pub use spec::*;
+pub use update::update;
 pub use values::{
     ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize,
     Millis,

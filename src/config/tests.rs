@@ -1426,3 +1426,76 @@ fn every_documented_example_loads_and_every_stated_default_is_the_default() {
         }
     }
 }
+
+/// A known app written back as keys resolves to itself, whatever kind of app it is: what
+/// `restart api --node-args …` relies on to change one setting and keep the others.
+#[test]
+fn an_app_written_back_resolves_to_itself() {
+    let f = fx();
+    let files = [
+        "- script: app.js\n",
+        "- script: app.js\n  instances: 3\n  merge_logs: true\n  time: true\n",
+        "- script: worker.py\n  exec_mode: cluster\n  instances: max\n  port: 3000\n",
+        "- script: app.js\n  exec_mode: fork\n  instances: 2\n  increment_var: PORT\n  env: {PORT: 4000}\n",
+        "- script: app.js\n  listen: unix:srv/s.sock\n  kill_signal: SIGTERM\n  kill_timeout: 5s\n",
+        "- script: app.js\n  listen: 127.0.0.1:0\n  socket: shared\n  shutdown_with_message: true\n  wait_ready: true\n  listen_timeout: 9s\n",
+        "- script: server\n  args: [-v, --x=1]\n  out_file: NULL\n  error_file: err.log\n  log_file: true\n",
+        "- script: run.sh\n  interpreter: none\n  disable_logs: true\n  autorestart: false\n  stop_exit_codes: [0, 3]\n",
+        "- script: python3 -m http.server 0\n  max_memory_restart: 300M\n  exp_backoff_restart_delay: 100\n  restart_delay: 50\n",
+        "- script: app.js\n  interpreter_args: --max-old-space-size=64\n  log_date_format: YYYY Z\n  instance_var: INST\n  max_restarts: 3\n  min_uptime: 2s\n",
+        "- script: main.js\n  cwd: srv\n  instances: 2\n",
+    ];
+    for text in files {
+        let spec = f.one(text);
+        let again = crate::config::update(&spec, &AppFlags::default(), &[], &f.ctx).unwrap();
+        assert_eq!(again, spec, "{text}");
+    }
+}
+
+/// Flags change what they say, and the rules of a new app hold for the changed one.
+#[test]
+fn flags_change_a_known_app() {
+    let f = fx();
+    let flags = |argv: &[&str]| {
+        use clap::{Args, FromArgMatches};
+        let cmd = AppFlags::augment_args(clap::Command::new("t").no_binary_name(true));
+        AppFlags::from_arg_matches(&cmd.try_get_matches_from(argv).unwrap()).unwrap()
+    };
+    let spec = f.one("- script: app.js\n  instances: 2\n  kill_timeout: 5s\n");
+    let changed = crate::config::update(
+        &spec,
+        &flags(&["--node-args=--harmony", "-i", "3"]),
+        &[],
+        &f.ctx,
+    )
+    .unwrap();
+    assert_eq!(changed.command.interpreter_args, ["--harmony"]);
+    assert_eq!(changed.instances, 3);
+    assert_eq!(changed.stop, spec.stop);
+    assert_eq!(changed.logs, spec.logs);
+
+    let silent =
+        crate::config::update(&spec, &flags(&["--disable-logs"]), &["x".into()], &f.ctx).unwrap();
+    assert_eq!(silent.logs.out_file, Path::new("/dev/null"));
+    assert_eq!(silent.command.args, ["x"]);
+
+    let py = f.one("- script: worker.py\n");
+    let e = crate::config::update(&py, &flags(&["--shutdown-with-message"]), &[], &f.ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--shutdown-with-message: needs a Node app"),
+        "{e}"
+    );
+    let e = crate::config::update(&spec, &flags(&["-k", "soon"]), &[], &f.ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("--kill-timeout: "), "{e}");
+    let e = crate::config::update(&spec, &flags(&["--name", "other"]), &[], &f.ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("to rename it, delete it and start it again as other"),
+        "{e}"
+    );
+}

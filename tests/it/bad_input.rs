@@ -155,15 +155,8 @@ fn a_bad_file_on_stdin_names_stdin_line_and_key() {
         ),
         ("", "<stdin>: the file is empty"),
     ] {
-        let mut child = home
-            .command(&["run", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = home.output_with_stdin(&["run", "-"], text);
+        let stderr = out.stderr;
         assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
         assert!(stderr.contains(needle), "{text:?}: {stderr}");
     }

@@ -1174,29 +1174,6 @@ fn a_script_or_an_ecosystem_file_names_apps_for_stop_restart_reload_delete() {
     );
 }
 
-/// Runs a drover command with `input` on its stdin.
-fn with_stdin(home: &Home, args: &[&str], input: &str) -> Output {
-    let mut child = home
-        .command(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 /// PM2's `cat ecosystem.json | pm2 start -`: `-` reads the file from stdin, YAML or
 /// JSON, with relative paths from the current directory; `--only` picks apps of it.
 #[test]
@@ -1204,7 +1181,9 @@ fn dash_reads_the_ecosystem_file_from_stdin() {
     let d = Daemon::new();
     std::fs::copy(fixture("http_worker.js"), d.home.path().join("w.js")).unwrap();
     let yaml = "apps:\n  - name: a\n    script: w.js\n    listen: 127.0.0.1:0\n  - name: b\n    script: ./w.js\n    listen: 127.0.0.1:0\n";
-    let out = with_stdin(&d.home, &["start", "-", "--only", "a"], yaml);
+    let out = d
+        .home
+        .output_with_stdin(&["start", "-", "--only", "a"], yaml);
     assert!(out.status.success(), "{}", out.stderr);
     d.wait_online("a", 1);
     assert!(d.statuses("b").is_empty());
@@ -1215,10 +1194,10 @@ fn dash_reads_the_ecosystem_file_from_stdin() {
     );
     // JSON, with tabs, as a target of stop.
     let json = "{\n\t\"apps\": [{\"name\": \"a\", \"script\": \"w.js\", \"listen\": \"127.0.0.1:0\"}]\n}\n";
-    let out = with_stdin(&d.home, &["stop", "-"], json);
+    let out = d.home.output_with_stdin(&["stop", "-"], json);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(d.statuses("a"), ["stopped"]);
-    let out = with_stdin(&d.home, &["stop", "-", "-"], json);
+    let out = d.home.output_with_stdin(&["stop", "-", "-"], json);
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("can be given once"), "{}", out.stderr);
 }

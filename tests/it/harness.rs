@@ -91,11 +91,24 @@ impl Home {
 
     /// Runs a drover command to completion.
     pub fn output(&self, args: &[&str]) -> Output {
-        let out = self
+        self.output_with_stdin(args, "")
+    }
+
+    /// Runs a drover command to completion with `input` on its stdin (PM2's `cat
+    /// ecosystem.json | pm2 start -`).
+    pub fn output_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
             .command(args)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run drover");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // A command that does not read its stdin may exit first: a broken pipe is fine.
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        let out = child.wait_with_output().expect("run drover");
         Output {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

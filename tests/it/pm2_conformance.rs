@@ -532,3 +532,333 @@ fn logs_null_and_date_format() {
     });
     assert_eq!(restart_times(&d), [0]);
 }
+
+/// PM2's test/fixtures/all.json: three apps, one of them 4 cluster workers (6 in all).
+const ALL_JSON: &str = "[{\n  \"name\"      : \"echo\",\n  \"script\"    : \"./echo.js\"\n},{\n  \"name\"      : \"child\",\n  \"script\"    : \"./child.js\",\n  \"instances\" : \"4\",\n  \"error_file\" : \"./child-err.log\",\n  \"out_file\" : \"./child-out.log\"\n},{\n  \"name\"      : \"api-2\",\n  \"script\"    : \"./server.js\"\n}]\n";
+/// PM2's test/fixtures/server.js (its port 8020 made 0).
+const SERVER_JS: &str = "var http = require('http');\n\nhttp.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end(\"hello world\\n\");\n}).listen(0);\n";
+
+/// Every worker's restart count, of the apps named.
+fn restart_times_of(d: &Daemon, names: &[&str]) -> Vec<u64> {
+    d.list()
+        .iter()
+        .filter(|w| names.iter().any(|n| w["name"] == *n))
+        .map(|w| w["restarts"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn process_file_json_file() {
+    // test/e2e/process-file/json-file.sh
+    let d = with_fixtures();
+    d.home.write("server.js", SERVER_JS);
+    d.home.write("all.json", ALL_JSON);
+    // `pm2:` is PM2's other name for `apps:`.
+    d.home.write(
+        "pm2-ecosystem.json",
+        &format!("{{\n  \"pm2\" : {}}}\n", ALL_JSON.trim_end()),
+    );
+    d.ok(&["start", "pm2-ecosystem.json"]);
+    should(&d, "online", 6);
+    d.ok(&["delete", "all.json"]);
+    assert!(d.list().is_empty());
+    d.ok(&["kill"]);
+
+    d.ok(&["start", "all.json"]);
+    should(&d, "online", 6);
+    d.ok(&["stop", "all.json"]);
+    should(&d, "stopped", 6);
+    d.ok(&["delete", "all.json"]);
+    assert!(d.list().is_empty());
+    d.ok(&["start", "all.json"]);
+    should(&d, "online", 6);
+    d.ok(&["restart", "all.json"]);
+    should(&d, "online", 6);
+    assert_eq!(restart_times(&d), [1; 6]);
+    d.ok(&["reload", "all.json"]);
+    should(&d, "online", 6);
+    assert_eq!(restart_times(&d), [2; 6]);
+    // Smart restart: start of a running file replaces its workers.
+    d.ok(&["start", "all.json"]);
+    should(&d, "online", 6);
+    assert_eq!(restart_times(&d), [3; 6]);
+    d.ok(&["stop", "all.json"]);
+    should(&d, "stopped", 6);
+    d.ok(&["start", "all.json"]);
+    should(&d, "online", 6);
+    d.ok(&["kill"]);
+
+    // "JS style": PM2 evaluates a .json file, so it may be JavaScript.
+    d.home.write(
+        "configuration.json",
+        "// TG!\n[{\n  // Application 1\n  name      : \"echo\",\n  script    : [\".\", \"/\", \"e\", \"cho.js\"].join('')\n},{\n  // APplication 2\n  name      : \"child\",\n  script    : \"./child.js\",\n  instances : \"4\",\n  error_file : \"./child-err.log\",\n  out_file : \"./child-out.log\"\n},{\n  name      : \"api-2\",\n  script    : \"./server.js\"\n}]\n",
+    );
+    d.ok(&["start", "configuration.json"]);
+    should(&d, "online", 6);
+    d.ok(&["stop", "configuration.json"]);
+    should(&d, "stopped", 6);
+    d.ok(&["delete", "configuration.json"]);
+    assert!(d.list().is_empty());
+    d.ok(&["start", "configuration.json"]);
+    should(&d, "online", 6);
+    d.ok(&["restart", "configuration.json"]);
+    should(&d, "online", 6);
+    assert_eq!(restart_times(&d), [1; 6]);
+    d.ok(&["delete", "configuration.json"]);
+    assert!(d.list().is_empty());
+    d.ok(&["kill"]);
+
+    // PIPE command.
+    let out = d.home.output_with_stdin(&["start", "-"], ALL_JSON);
+    assert!(out.status.success(), "{}", out.stderr);
+    should(&d, "online", 6);
+    d.ok(&["kill"]);
+
+    // --only <app_name>
+    d.ok(&["start", "all.json", "--only", "echo"]);
+    should(&d, "online", 1);
+    d.ok(&["start", "all.json", "--only", "child"]);
+    should(&d, "online", 5);
+    d.ok(&["restart", "all.json", "--only", "child"]);
+    should(&d, "online", 5);
+    assert_eq!(restart_times_of(&d, &["child"]), [1; 4]);
+    d.ok(&["delete", "all.json", "--only", "echo"]);
+    should(&d, "online", 4);
+    d.ok(&["reload", "all.json", "--only", "child"]);
+    assert_eq!(restart_times_of(&d, &["child"]), [2; 4]);
+    // Multi only.
+    d.ok(&["start", "all.json", "--only", "echo,child"]);
+    should(&d, "online", 5);
+}
+
+#[test]
+fn process_file_yaml_configuration() {
+    // test/e2e/process-file/yaml-configuration.sh
+    let d = with_fixtures();
+    d.home.write(
+        "echo.py",
+        "#!/usr/bin/python\nimport os\nimport time\n\nwhile 1:\n    try:\n        print(os.environ['DEFAULT_STR'])\n    except KeyError:\n        print('RAWPython')\n    time.sleep(1)\n",
+    );
+    d.home.write(
+        "apps.yaml",
+        "apps:\n  - name: test\n    script: echo.js\n  - name: HTTP\n    script: child.js\n    instances: 4\n  - name: PythonApp\n    script: echo.py\n    interpreter: /usr/bin/python3\n    interpreter_args: -u\n    env:\n      DEFAULT_STR: 'PYTHONENV'\n",
+    );
+    d.home
+        .write("malformated.yml", "{\n \"ASDSDASD\": \"ASDSADSAD\"\n}\n");
+    let err = d.fails(&["start", "non-existent.yaml"]);
+    assert!(err.contains("non-existent.yaml"), "{err}");
+    let err = d.fails(&["start", "malformated.yml"]);
+    assert!(err.contains("malformated.yml"), "{err}");
+    assert_eq!(count(&d, "online"), 0);
+
+    d.ok(&["start", "apps.yaml"]);
+    should(&d, "online", 6);
+    d.ok(&["restart", "all"]);
+    assert_eq!(restart_times(&d), [1; 6]);
+    d.ok(&["restart", "apps.yaml"]);
+    assert_eq!(restart_times(&d), [2; 6]);
+    d.ok(&["reload", "all"]);
+    assert_eq!(restart_times(&d), [3; 6]);
+    d.ok(&["reload", "apps.yaml"]);
+    assert_eq!(restart_times(&d), [4; 6]);
+    should(&d, "online", 6);
+    wait_for("the Python app's env", DEADLINE, || {
+        log_of(&d, "PythonApp-out.log")
+            .contains("PYTHONENV")
+            .then_some(())
+    });
+    d.ok(&["stop", "all"]);
+    should(&d, "stopped", 6);
+    d.ok(&["start", "apps.yaml"]);
+    should(&d, "online", 6);
+    d.ok(&["delete", "all"]);
+    assert!(d.list().is_empty());
+}
+
+#[test]
+fn process_file_js_configuration() {
+    // test/e2e/process-file/js-configuration.sh: its deploy: section is skipped, with a
+    // warning.
+    let d = with_fixtures();
+    d.home.write(
+        "app.js",
+        "setInterval(function() {\n  console.log('ok');\n}, 1000);\n",
+    );
+    d.home.write(
+        "ecosystem.config.js",
+        "module.exports = {\n  apps : [\n    {\n      name      : \"API\",\n      script    : \"app.js\",\n      env: {\n        COMMON_VARIABLE: \"true\"\n      },\n      env_production : {\n        NODE_ENV: \"production\"\n      }\n    }\n  ],\n  deploy : {\n    production : {\n      user : \"node\",\n      host : \"212.83.163.1\",\n      ref  : \"origin/master\",\n      repo : \"git@github.com:repo.git\",\n      path : \"/var/www/production\",\n      \"post-deploy\" : \"npm install && pm2 startOrRestart ecosystem.config.js --env production\"\n    }\n  }\n};\n",
+    );
+    let out = d.home.output(&["start", "ecosystem.config.js"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("deploy"), "{}", out.stderr);
+    should(&d, "online", 1);
+}
+
+#[test]
+fn process_file_app_config_update() {
+    // test/e2e/process-file/app-config-update.sh: flags on restart, reload and start of
+    // a known app change its settings.
+    let d = with_fixtures();
+    std::fs::create_dir(path(&d, "app-config-update")).unwrap();
+    d.home.write(
+        "app-config-update/echo.js",
+        "\nvar i = 0;\nsetInterval(function() {\n  console.log('ok', i++);\n}, 2000);\n\nconsole.log('ok');\n",
+    );
+    d.home.write(
+        "app-config-update/args1.json",
+        "{\n  \"script\" : \"echo.js\",\n  \"node_args\" : \"\"\n}\n",
+    );
+    d.home.write(
+        "app-config-update/args2.json",
+        "{\n  \"script\" : \"echo.js\",\n  \"node_args\" : \"--harmony\"\n}\n",
+    );
+    let node_args = |d: &Daemon| -> Vec<String> {
+        let apps: serde_json::Value =
+            serde_json::from_str(&d.ok(&["describe", "echo", "--json"])).unwrap();
+        serde_json::from_value(apps[0]["spec"]["interpreter_args"].clone()).unwrap()
+    };
+    let harmony = vec!["--harmony".to_owned()];
+
+    d.ok(&["start", "app-config-update/args1.json"]);
+    assert!(node_args(&d).is_empty(), "1");
+    d.ok(&["restart", "app-config-update/args2.json"]);
+    assert_eq!(node_args(&d), harmony, "2");
+    d.ok(&["delete", "all"]);
+
+    d.ok(&["start", "app-config-update/echo.js"]);
+    assert!(node_args(&d).is_empty(), "3");
+    d.ok(&[
+        "restart",
+        "app-config-update/echo.js",
+        "--node-args=--harmony",
+    ]);
+    assert_eq!(node_args(&d), harmony, "4");
+    // Variation with start, which restarts a known app.
+    d.ok(&["start", "echo", "--node-args=--no-warnings"]);
+    assert_eq!(node_args(&d), ["--no-warnings"], "5");
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [2]);
+
+    // Not PM2's: an app keeps its name (PM2 renames it with restart --name); the
+    // refusal says how, and changes nothing.
+    let id = d.list()[0]["id"].as_u64().unwrap().to_string();
+    let err = d.fails(&["restart", &id, "--name=new-name"]);
+    assert!(
+        err.contains("to rename it, delete it and start it again as new-name"),
+        "{err}"
+    );
+    let err = d.fails(&["start", &id, "--name=new-name-2"]);
+    assert!(err.contains("to rename it"), "{err}");
+    assert_eq!(d.statuses("echo"), ["online"]);
+    assert_eq!(restart_times(&d), [2]);
+    d.ok(&["delete", "all"]);
+
+    // Reload, cluster mode.
+    d.ok(&["start", "app-config-update/echo.js", "-i", "1"]);
+    assert!(node_args(&d).is_empty());
+    d.ok(&[
+        "reload",
+        "app-config-update/echo.js",
+        "--node-args=--harmony",
+    ]);
+    assert_eq!(node_args(&d), harmony);
+    // null takes the setting out again.
+    d.ok(&["reload", "app-config-update/echo.js", "--node-args=null"]);
+    assert!(node_args(&d).is_empty());
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [2]);
+    // An ecosystem file has its own settings: flags next to one are refused.
+    let err = d.fails(&["reload", "app-config-update/args2.json", "-k", "5s"]);
+    assert!(err.contains("--kill-timeout describes a script"), "{err}");
+}
+
+#[test]
+fn logs_log_entire() {
+    // test/e2e/logs/log-entire.sh: -l writes one file with the lines of both streams,
+    // besides -o and -e, in cluster and fork mode, merged or not, and after reloadLogs,
+    // restart, reload and flush; describe shows it; without -l there is none.
+    let d = with_fixtures();
+    d.home.write(
+        "throw-later.js",
+        "var timer = setInterval(function(){\n  console.log('tick', Date.now());\n}, 100);\n\nsetTimeout(function(){\n  clearInterval(timer);\n  throw new Error('error has been caught')\n}, 350);\n",
+    );
+    let file_of = |name: &str| -> PathBuf {
+        let per_instance = path(&d, &format!("{name}-0.log"));
+        if per_instance.exists() {
+            per_instance
+        } else {
+            path(&d, &format!("{name}.log"))
+        }
+    };
+    let check = |d: &Daemon, entire: bool| {
+        wait_for("tick and Error in the logs", DEADLINE, || {
+            let read = |name: &str| std::fs::read_to_string(file_of(name)).unwrap_or_default();
+            let ok = read("out").contains("tick")
+                && read("err").contains("Error")
+                && (!entire || read("entire").contains("tick") && read("entire").contains("Error"));
+            ok.then_some(())
+        });
+        if !entire {
+            assert!(!file_of("entire").exists());
+        }
+        d.ok(&["kill"]);
+        for name in ["out", "err", "entire"] {
+            let _ = std::fs::remove_file(file_of(name));
+        }
+    };
+    let start = |extra: &[&str], entire: bool| {
+        let mut args = vec!["start", "throw-later.js", "-o", "out.log", "-e", "err.log"];
+        if entire {
+            args.extend(["-l", "entire.log"]);
+        }
+        args.extend_from_slice(extra);
+        d.ok(&args);
+    };
+    for mode in [
+        &["-i", "1"][..],
+        &["-i", "1", "--merge-logs"],
+        &[],
+        &["--merge-logs"],
+    ] {
+        for entire in [true, false] {
+            start(mode, entire);
+            check(&d, entire);
+        }
+    }
+    for then in [
+        &["reload-logs"][..],
+        &["restart", "all"],
+        &["reload", "all"],
+        &["flush"],
+    ] {
+        for entire in [true, false] {
+            start(&["--merge-logs"], entire);
+            // Not PM2's: a reload whose new worker exits before it is ready (this app
+            // throws after 350 ms) says so and exits 1; the logs are the same.
+            if then[0] == "reload" {
+                let _ = d.home.output(then);
+            } else {
+                d.ok(then);
+            }
+            check(&d, entire);
+        }
+    }
+    for entire in [true, false] {
+        start(&["--merge-logs"], entire);
+        let apps = d.ok(&["describe", "throw-later", "--json"]);
+        assert_eq!(apps.contains("entire.log"), entire, "{apps}");
+        check(&d, entire);
+    }
+    d.home.write(
+        "throw-later.json",
+        "{\n  \"apps\" : [{\n    \"name\"        : \"throw-later\",\n    \"script\"      : \"throw-later.js\",\n    \"error_file\"  : \"err.log\",\n    \"out_file\"    : \"out.log\",\n    \"log_file\"    : \"entire.log\",\n    \"merge_logs\"  : true\n  }]\n}\n",
+    );
+    d.home.write(
+        "throw-later1.json",
+        "{\n  \"apps\" : [{\n    \"name\"        : \"throw-later\",\n    \"script\"      : \"throw-later.js\",\n    \"error_file\"  : \"err.log\",\n    \"out_file\"    : \"out.log\",\n    \"merge_logs\"  : true\n  }]\n}\n",
+    );
+    d.ok(&["start", "throw-later.json"]);
+    check(&d, true);
+    d.ok(&["start", "throw-later1.json"]);
+    check(&d, false);
+}

@@ -181,13 +181,22 @@ impl Supervisor {
         app.spec = Arc::new(spec);
         app.env = Arc::new(env);
         self.update_slots(i);
-        let shrink = self.resize(i, instances);
         let target = Target::Name(name);
-        let replace = match how {
-            OnRunning::Restart => self.restart(&target, None),
-            OnRunning::Reload | OnRunning::Report => self.reload(&target, parallel, None),
-        }
-        .map_err(|f| f.message)?;
+        let replace = |this: &mut Self| match how {
+            OnRunning::Restart => this.restart(&target, None),
+            OnRunning::Reload | OnRunning::Report => this.reload(&target, parallel, None),
+        };
+        // Workers the app gains start with the new settings: only the others are
+        // replaced (a fresh worker replaced at once would count a restart it never had).
+        let staying = self.apps[i].slots.iter().filter(|s| !s.leaving).count();
+        let (shrink, replace) = if instances as usize > staying {
+            let replace = replace(self);
+            (self.resize(i, instances), replace)
+        } else {
+            let shrink = self.resize(i, instances);
+            (shrink, replace(self))
+        };
+        let replace = replace.map_err(|f| f.message)?;
         Ok(Box::pin(async move {
             let removed = match shrink {
                 Some(work) => work.await.0,
