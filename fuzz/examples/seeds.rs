@@ -72,6 +72,7 @@ fn main() {
             Request::Reload {
                 target: Target::Name("hello".into()),
                 parallel: 1,
+                env: None,
             },
         ),
         (
@@ -102,7 +103,7 @@ fn main() {
             },
         ),
         ("req_reload_logs", Request::ReloadLogs),
-        ("req_save", Request::Save),
+        ("req_save", Request::Save { force: false }),
         ("req_resurrect", Request::Resurrect),
         ("req_kill", Request::Kill),
     ];
