@@ -63,7 +63,18 @@ const [file, out, mode] = process.argv.slice(1);
   fs.writeFileSync(out, JSON.stringify(exported, null, 2));
   process.exit(0);
 })().catch((e) => {
-  console.error(e && e.stack ? String(e.stack).split('\n')[0] : String(e));
+  // `line N: Name: message`, N the file's line where the stack names it (a syntax
+  // error's stack starts with `file:N`, a throw's has `(file:N:col)`).
+  const abs = path.resolve(file);
+  if (!e || typeof e !== 'object') {
+    console.error(String(e));
+    process.exit(2);
+  }
+  const stack = String(e.stack || '');
+  const at = stack.indexOf(abs + ':');
+  const line = at >= 0 ? parseInt(stack.slice(at + abs.length + 1), 10) : NaN;
+  const what = `${e.name || 'Error'}: ${e.message}`;
+  console.error(Number.isNaN(line) ? what : `line ${line}: ${what}`);
   process.exit(2);
 });
 "#;
@@ -81,19 +92,28 @@ pub fn is_js_ecosystem(p: &Path) -> bool {
 /// Evaluates `file` with `node` (found on PATH) and returns the JSON text it exports.
 /// The error is one line (plus the file's first stderr lines), naming the file.
 pub fn evaluate(file: &Path) -> Result<String, String> {
-    run_loader(file, "module")
+    run_loader(file, &file.display().to_string(), "module")
 }
 
 /// Evaluates a `.json` file that is no JSON as one JavaScript expression (comments,
 /// unquoted keys), as PM2 reads JSON files, and returns the JSON text of its value.
 /// Errors as [`evaluate`]'s.
 pub fn evaluate_expression(file: &Path) -> Result<String, String> {
-    run_loader(file, "expression")
+    run_loader(file, &file.display().to_string(), "expression")
 }
 
-fn run_loader(file: &Path, mode: &str) -> Result<String, String> {
-    let name = file.display();
-    let out = OutFile::create().map_err(|e| format!("{name}: cannot make a temp file: {e}"))?;
+/// [`evaluate_expression`] of text (PM2 evaluates an ecosystem file piped to `pm2 start
+/// -` the same way); errors name it `shown`.
+pub fn evaluate_expression_text(text: &str, shown: &str) -> Result<String, String> {
+    let source = TempFile::create("js")
+        .and_then(|f| std::fs::write(&f.0, text).map(|()| f))
+        .map_err(|e| format!("{shown}: cannot make a temp file: {e}"))?;
+    run_loader(&source.0, shown, "expression")
+}
+
+fn run_loader(file: &Path, name: &str, mode: &str) -> Result<String, String> {
+    let out =
+        TempFile::create("json").map_err(|e| format!("{name}: cannot make a temp file: {e}"))?;
     let out = &out.0;
     let mut child = Command::new("node")
         .arg("-e")
@@ -137,7 +157,16 @@ fn run_loader(file: &Path, mode: &str) -> Result<String, String> {
             .filter(|l| !l.trim().is_empty())
             .take(STDERR_LINES)
             .collect();
-        return Err(format!("{name}: {}", said.join("\n")).trim_end().to_owned());
+        let said = said.join("\n");
+        // The loader's `line N: …` becomes `file:N: …`, as every config error reads.
+        let located = said.strip_prefix("line ").and_then(|rest| {
+            let (n, what) = rest.split_once(": ")?;
+            n.parse::<u32>().ok().map(|n| format!("{name}:{n}: {what}"))
+        });
+        return Err(located
+            .unwrap_or_else(|| format!("{name}: {said}"))
+            .trim_end()
+            .to_owned());
     }
     if !stdout.trim().is_empty() {
         let first = stdout.lines().next().unwrap_or_default();
@@ -156,28 +185,30 @@ fn run_loader(file: &Path, mode: &str) -> Result<String, String> {
     }
 }
 
-/// A fresh file in the temp dir (created exclusively, 0600) for node to write into;
+/// A fresh file in the temp dir (created exclusively, 0600), for node to read or write;
 /// removed on drop.
-struct OutFile(std::path::PathBuf);
+struct TempFile(std::path::PathBuf);
 
-impl OutFile {
-    fn create() -> std::io::Result<OutFile> {
+impl TempFile {
+    fn create(extension: &str) -> std::io::Result<TempFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("drover-eco-{}-{nanos}.json", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "drover-eco-{}-{nanos}.{extension}",
+            std::process::id()
+        ));
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)?;
-        Ok(OutFile(path))
+        Ok(TempFile(path))
     }
 }
 
-impl Drop for OutFile {
+impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }

@@ -476,9 +476,16 @@ impl Drop for AppListeners {
 /// app starts (`listen:`), or when the first of its workers asks for an address (a Node
 /// app in cluster mode without `listen:`: the shim asks over the worker's IPC channel,
 /// see `supervisor::node_channel`), or never (an app that binds its own ports).
+///
+/// Such a Node app may listen on more ports than one (an admin or metrics port next to
+/// the main one), as Node's cluster shares them all: each further address gets one
+/// listener that every worker accepts on (`socket: shared`), bound at the first request
+/// ([`ListenerCell::more`]) and closed with the app's ports.
 #[derive(Debug, Default)]
 pub struct ListenerCell {
     bound: OnceLock<Bound>,
+    /// The further addresses, as asked, with their listener.
+    more: Mutex<Vec<(ListenAddr, OwnedFd)>>,
 }
 
 #[derive(Debug)]
@@ -505,9 +512,37 @@ impl ListenerCell {
         self.bound.get().map(|b| &b.listeners)
     }
 
+    /// The address the app's shared listeners were asked for, once bound.
+    pub fn asked(&self) -> Option<&ListenAddr> {
+        self.bound.get().map(|b| &b.asked)
+    }
+
+    /// A copy of the shared listener of a further address `asked` (see the type's docs),
+    /// bound now if no worker asked for it before.
+    pub fn more(&self, asked: &ListenAddr) -> io::Result<OwnedFd> {
+        let mut more = crate::sync::lock(&self.more);
+        if let Some((_, fd)) = more.iter().find(|(a, _)| a == asked) {
+            return fd.try_clone();
+        }
+        let fd = bind_one(asked, SocketMode::Shared)?;
+        let copy = fd.try_clone()?;
+        tracing::info!(
+            "also listening on {} (asked for {asked}; one listener, shared by the workers)",
+            local_addr(&fd, asked)?
+        );
+        more.push((asked.clone(), fd));
+        Ok(copy)
+    }
+
+    /// Closes the listeners of the further addresses (the app stopped: its ports are
+    /// free); the workers ask again when they start.
+    pub fn close_more(&self) {
+        crate::sync::lock(&self.more).clear();
+    }
+
     /// The listeners for a worker that asks to listen on `asked`: bound now if this is the
     /// app's first such request, the same ones if it asks for the address the first one
-    /// asked for, refused otherwise (one shared address per app). A failed bind leaves the
+    /// asked for, refused otherwise (further addresses are [`ListenerCell::more`]'s). A failed bind leaves the
     /// cell empty, so a later request tries again.
     pub fn get_or_bind(
         &self,

@@ -59,7 +59,9 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
                 if kind == Ecosystem::Stdin && targets[..i].iter().any(|t| *t == Path::new("-")) {
                     return Err(Error::Usage("- (stdin) can be given once".into()));
                 }
-                files.push((each.len(), ecosystem(kind, target, &ctx)?));
+                let (file, warnings) = ecosystem(kind, target, &ctx)?;
+                warn(&warnings);
+                files.push((each.len(), file));
                 each.push(TargetApps {
                     source,
                     apps: Vec::new(),
@@ -179,14 +181,28 @@ impl Source {
 /// The name an ecosystem file is shown by, and its validated apps.
 pub type FileApps = (String, Vec<AppSpec>);
 
-/// Loads the ecosystem file `target` (a path, or `-`), validating every app; the
-/// skipped-keys warning is printed here, once.
-pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result<FileApps, Error> {
+/// Loads the ecosystem file `target` (a path, or `-`), validating every app; with the
+/// warnings a command that applies its settings shows ([`warn`]): PM2 keys it skips, an
+/// `--env` none of its apps has.
+pub fn ecosystem(
+    kind: Ecosystem,
+    target: &Path,
+    ctx: &ResolveContext,
+) -> Result<(FileApps, Vec<String>), Error> {
     let loaded = match kind {
         Ecosystem::Stdin => {
             let text = std::io::read_to_string(std::io::stdin())
                 .map_err(|e| Error::Usage(format!("-: cannot read stdin: {e}")))?;
-            config::load_stdin(&text, ctx)?
+            match config::load_stdin(&text, ctx) {
+                // PM2 evaluates what is piped to it, as a .json file.
+                Err(e) if is_javascript(&text) => {
+                    match crate::js_ecosystem::evaluate_expression_text(&text, config::STDIN) {
+                        Ok(json) => config::load_js_exports(&json, Path::new(config::STDIN), ctx)?,
+                        Err(_) => return Err(e.into()),
+                    }
+                }
+                loaded => loaded?,
+            }
         }
         Ecosystem::Js => {
             let json = crate::js_ecosystem::evaluate(target).map_err(Error::Usage)?;
@@ -203,14 +219,24 @@ pub fn ecosystem(kind: Ecosystem, target: &Path, ctx: &ResolveContext) -> Result
             loaded => loaded?,
         },
     };
-    if let Some(warning) = loaded.skipped.warning() {
-        eprintln!("drover: warning: {warning}");
-    }
+    let warnings = loaded
+        .skipped
+        .warning()
+        .into_iter()
+        .chain(loaded.env_unknown)
+        .collect();
     let shown = match kind {
         Ecosystem::Stdin => config::STDIN.to_owned(),
         _ => target.display().to_string(),
     };
-    Ok((shown, loaded.apps))
+    Ok(((shown, loaded.apps), warnings))
+}
+
+/// Prints the warnings of files whose settings a command applies.
+pub fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("drover: warning: {warning}");
+    }
 }
 
 /// A `.json` file that neither JSON nor YAML reads: PM2 would read it as JavaScript.
@@ -218,10 +244,18 @@ pub fn is_javascript_json(path: &Path) -> bool {
     let json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    json && std::fs::read_to_string(path).is_ok_and(|text| {
-        serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err()
-            && yaml_serde::from_str::<yaml_serde::Value>(&text.replace('\t', " ")).is_err()
-    })
+    json && std::fs::read_to_string(path).is_ok_and(|text| is_javascript(&text))
+}
+
+/// Text that neither JSON nor YAML reads, and that starts as a JavaScript object or
+/// array would (after comments): PM2's JSON files may be JavaScript.
+fn is_javascript(text: &str) -> bool {
+    let code = text.lines().map(str::trim_start).find(|l| {
+        !l.is_empty() && !l.starts_with("//") && !l.starts_with("/*") && !l.starts_with('*')
+    });
+    code.is_some_and(|l| l.starts_with('{') || l.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
+        && yaml_serde::from_str::<yaml_serde::Value>(&text.replace('\t', " ")).is_err()
 }
 
 /// `--only a,b` (PM2 also splits at spaces): keep those apps of the files, each of

@@ -42,6 +42,7 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
                 .map(|a| NewApp {
                     spec: a.spec,
                     env: a.env,
+                    stopped: a.stopped,
                 })
                 .collect()
         } else {

@@ -126,6 +126,7 @@ pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
 
 pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
     let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    super::apps::warn(&picked.warnings);
     if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
         return simple(
             home,
@@ -147,6 +148,7 @@ pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
 
 pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
     let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
+    super::apps::warn(&picked.warnings);
     if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
         return simple(
             home,

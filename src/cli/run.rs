@@ -13,6 +13,7 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
         .map(|spec| NewApp {
             spec,
             env: env.clone(),
+            stopped: false,
         })
         .collect();
     host::init_tracing(false);

@@ -82,7 +82,7 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
 }
 
 /// For each target of `start`, the app it names, when it is no file but the name or id
-/// of an app the running supervisor has (names first, as PM2).
+/// of an app the running supervisor has (names first, as PM2), or `all` of them.
 fn known_apps(args: &StartArgs, home: &Path) -> Result<Vec<Option<Target>>, Error> {
     let words = &args.run.targets;
     let could_name = |target: &Path| {
@@ -103,16 +103,29 @@ fn known_apps(args: &StartArgs, home: &Path) -> Result<Vec<Option<Target>>, Erro
         .iter()
         .map(|target| {
             let word = target.to_string_lossy();
+            // `start all` restarts every app, as PM2 (an app named all is that app).
             let known = could_name(target)
-                && workers
-                    .iter()
-                    .any(|w| w.name == word || w.id.to_string() == word);
+                && (word == "all" && !workers.is_empty()
+                    || workers
+                        .iter()
+                        .any(|w| w.name == word || w.id.to_string() == word));
             known.then(|| word.parse().expect("a non-empty word is a target"))
         })
         .collect())
 }
 
 pub fn resurrect(home: &Path) -> Result<(), Error> {
+    // With nothing saved, a supervisor started for it would only sit there idle.
+    let dump = crate::supervisor::dump::path(home);
+    let saved = [dump.clone(), dump.with_extension("yaml.bak")]
+        .iter()
+        .any(|p| p.symlink_metadata().is_ok());
+    if !saved && Client::connect(home).is_err() {
+        return Err(Error::Failed(format!(
+            "nothing to resurrect: {} does not exist (`drover save` writes it)",
+            dump.display()
+        )));
+    }
     let mut client = Client::connect_or_spawn(home)?;
     print_done(client.call(&Request::Resurrect)?);
     Ok(())

@@ -38,6 +38,9 @@ pub struct Picked {
     pub targets: Vec<Target>,
     /// The ecosystem files named, with their apps (`--only` applied), validated.
     pub files: Vec<FileApps>,
+    /// What the files warn of (skipped PM2 keys, an unknown `--env`): shown by the
+    /// commands that apply their settings (`restart`, `reload`), not by `stop`/`delete`.
+    pub warnings: Vec<String>,
 }
 
 impl Picked {
@@ -94,7 +97,9 @@ pub fn pick(words: &TargetWords, env_name: Option<&str>, home: &Path) -> Result<
         };
         if let Some(kind) = kind {
             stdin_read |= kind == Ecosystem::Stdin;
-            picked.files.push(apps::ecosystem(kind, path, &ctx)?);
+            let (file, warnings) = apps::ecosystem(kind, path, &ctx)?;
+            picked.files.push(file);
+            picked.warnings.extend(warnings);
         }
     }
     if let Some(env) = env_name

@@ -88,7 +88,7 @@ pub(crate) const KNOWN: &[Known] = &[
         aliases: &["exec_interpreter"],
         ty: "program name or path, or `none`",
         unset: Unset::Means(
-            "by the script's extension: node for .js, .cjs, .mjs (and a file with no extension that is not executable), python3 for .py, bash for .sh; otherwise the script runs itself",
+            "by the script's extension: node for .js, .cjs, .mjs (and a file with no extension that is not executable and has no `#!` line), python3 for .py, bash for .sh; otherwise the script runs itself",
         ),
         example: "python3",
         about: "The program that runs the script; `none` runs the script itself (it must be executable).",
@@ -226,8 +226,8 @@ pub(crate) const KNOWN: &[Known] = &[
         ty: "integer",
         unset: Unset::Same("16"),
         example: "10",
-        about: "After this many unstable runs in a row, the worker is left errored.",
-        note: "counts consecutive unstable runs, at any age of the app (PM2 only near its start)",
+        about: "After this many restarts in a row, each after an unstable run, the next unstable run leaves the worker errored (16: 17 runs, as PM2).",
+        note: "counts consecutive unstable restarts, at any age of the app (PM2 only near its start)",
         ..BLANK
     },
     Known {

@@ -84,6 +84,9 @@ pub fn is_ecosystem_path(p: &Path) -> bool {
 pub struct Loaded {
     pub apps: Vec<AppSpec>,
     pub skipped: Skipped,
+    /// `--env <name>` that no app of the file has an `env_<name>` for: the apps run
+    /// with their `env` alone, as under PM2, which only warns.
+    pub env_unknown: Option<String>,
 }
 
 /// Validate the apps a JavaScript ecosystem file exported, as node serialised them
@@ -96,8 +99,8 @@ pub fn load_js_exports(
 ) -> Result<Loaded, ConfigError> {
     match load_text(json, origin, ctx, true) {
         Ok(loaded) => Ok(Loaded {
-            apps: loaded.apps,
             skipped: loaded.skipped.without_lines(),
+            ..loaded
         }),
         Err(mut e) => {
             e.line = None;
@@ -231,26 +234,25 @@ fn load_text(
         names.insert(spec.name.clone(), i);
         specs.push(spec);
     }
-    if let Some(env) = &ctx.env_name
-        && !env_names.contains(env)
-    {
-        let found = if env_names.is_empty() {
-            "no app has an env_<name> section".to_owned()
-        } else {
-            let list: Vec<String> = env_names.iter().map(|n| format!("env_{n}")).collect();
-            format!("found: {}", list.join(", "))
-        };
-        return Err(ConfigError::file(
-            origin,
-            format!(
-                "--env {env}: no app in {} has env_{env} ({found})",
+    let env_unknown = match &ctx.env_name {
+        Some(env) if !env_names.contains(env) => {
+            let found = if env_names.is_empty() {
+                "no app has an env_<name> section".to_owned()
+            } else {
+                let list: Vec<String> = env_names.iter().map(|n| format!("env_{n}")).collect();
+                format!("found: {}", list.join(", "))
+            };
+            Some(format!(
+                "{}: --env {env}: no app has env_{env} ({found}); the apps run with their env alone",
                 origin.display()
-            ),
-        ));
-    }
+            ))
+        }
+        _ => None,
+    };
     Ok(Loaded {
         apps: specs,
         skipped,
+        env_unknown,
     })
 }
 
@@ -300,6 +302,13 @@ impl File<'_> {
             "syntax error"
         };
         err.message = format!("{kind}: {msg}");
+        let tabbed = err
+            .line
+            .and_then(|n| self.text.lines().nth(n.saturating_sub(1)))
+            .is_some_and(|l| l.trim_start_matches(' ').starts_with('\t'));
+        if tabbed {
+            return err.with_hint("YAML indents with spaces, not tabs: replace the tabs");
+        }
         err
     }
 

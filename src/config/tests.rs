@@ -47,6 +47,9 @@ impl Fx {
     fn load(&self, text: &str) -> Result<Vec<AppSpec>, ConfigError> {
         self.load_as("ecosystem.yaml", text)
     }
+    fn load_full(&self, text: &str) -> crate::config::Loaded {
+        load_str(text, Path::new("ecosystem.yaml"), &self.ctx).unwrap()
+    }
     fn one(&self, text: &str) -> AppSpec {
         match self.load(text) {
             Ok(mut apps) => {
@@ -154,11 +157,16 @@ fn env_production_merge() {
     assert_eq!(prod[0].env["FAST"], "true");
     // the worker lacks env_production: not an error (PM2)
     assert!(prod[1].env.is_empty());
+    assert_eq!(f.load_full(text).env_unknown, None);
+    // No app has env_staging: PM2 warns and runs the apps with their env.
     f.ctx.env_name = Some("staging".into());
-    let e = f.err(text);
-    assert!(
-        e.contains("ecosystem.yaml: --env staging: no app in ecosystem.yaml has env_staging (found: env_production)"),
-        "{e}"
+    let loaded = f.load_full(text);
+    assert_eq!(loaded.apps[0].env["NODE_ENV"], "development");
+    assert_eq!(
+        loaded.env_unknown.as_deref(),
+        Some(
+            "ecosystem.yaml: --env staging: no app has env_staging (found: env_production); the apps run with their env alone"
+        )
     );
 }
 
@@ -1498,4 +1506,12 @@ fn flags_change_a_known_app() {
         e.contains("to rename it, delete it and start it again as other"),
         "{e}"
     );
+}
+
+/// A YAML file indented with tabs says so.
+#[test]
+fn tabs_in_yaml_are_named() {
+    let e = fx().err("apps:\n\t- script: app.js\n");
+    assert!(e.contains("ecosystem.yaml:2"), "{e}");
+    assert!(e.contains("YAML indents with spaces, not tabs"), "{e}");
 }

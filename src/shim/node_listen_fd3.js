@@ -27,13 +27,15 @@
 //
 // Cluster mode without a listen address: a Node app started with `-i N` and no
 // `--listen`, which calls listen(3000) itself, as under PM2. drover sets
-// DROVER_LISTEN=ask, and the shim turns the first listen(<TCP port>) into a request over
+// DROVER_LISTEN=ask, and the shim turns each listen(<TCP port>) into a request over
 // the worker's IPC channel ({cmd: 'NODE_DROVER_LISTEN', address, port}); the supervisor
-// binds that address once for the app (its first request), and answers each worker with
-// its slot's listener as a handle, which the server then listens on. Like a Node cluster
-// worker's, that listen is asynchronous. A refusal (the port is taken by another
-// program, a second worker asks for another port) or no answer within ASK_TIMEOUT_MS
-// makes the shim bind as it would without drover, so the app sees Node's own error.
+// binds each address once for the app, and answers each worker with a handle, which the
+// server then listens on: for the app's first address its slot's listener, for others
+// (an admin or metrics port) one listener all workers share, as Node's cluster shares
+// every port. Like a Node cluster worker's, that listen is asynchronous. A refusal (the
+// port is taken by another program) or no answer within ASK_TIMEOUT_MS makes the shim
+// bind as it would without drover, so the app sees Node's own error. The first server
+// is the one the graceful close and readiness below are about.
 //
 // Readiness and the IPC channel: drover gives every Node worker an IPC channel
 // (NODE_CHANNEL_FD, as PM2 and child_process.fork do), so process.send exists and the
@@ -186,11 +188,13 @@
     });
   }
 
-  // Cluster mode without a listen address (DROVER_LISTEN=ask): the first listen() that
-  // asks for a TCP port gets the app's shared listener from the supervisor, as a Node
-  // cluster worker gets its handle from the primary. The listen is asynchronous, as in a
+  // Cluster mode without a listen address (DROVER_LISTEN=ask): each listen() that asks
+  // for a TCP port gets a listener the app's workers share from the supervisor, as a
+  // Node cluster worker gets its handle from the primary. The listen is asynchronous, as in a
   // cluster worker: 'listening' (and the callback) come once the handle is here.
   const ASK_TIMEOUT_MS = 5000;
+  // Each request's number: the answer names it (a worker may ask for several ports).
+  let nextSeq = 1;
 
   // The TCP port and host a listen() call asks for, in Node's forms (lib/net.js):
   // (port[, host][, backlog][, cb]), ({port, host, backlog}[, cb]), () and (cb) for
@@ -216,6 +220,7 @@
   function askForListener(server, args) {
     const want = tcpRequest(args);
     if (!want) return originalListen.apply(server, args);
+    const first = !taken;
     taken = true;
     const last = args[args.length - 1];
     const cb = typeof last === 'function' ? last : null;
@@ -231,21 +236,26 @@
       process.removeListener('internalMessage', onMessage);
       // No shared listener (refused, or no answer): bind as without drover.
       if (!handle) return originalListen.apply(server, args);
-      sharedServer = server;
-      gracefulClose(server);
-      const onListening = globalThis.__droverReadyOnListening;
-      if (onListening) server.once('listening', onListening);
+      if (first) {
+        sharedServer = server;
+        gracefulClose(server);
+        const onListening = globalThis.__droverReadyOnListening;
+        if (onListening) server.once('listening', onListening);
+      }
       const newArgs = [handle];
       if (want.backlog) newArgs.push(want.backlog);
       if (cb) newArgs.push(cb);
       originalListen.apply(server, newArgs);
     }
+    const seq = nextSeq++;
     function onMessage(message, handle) {
-      if (message && message.cmd === 'NODE_DROVER_LISTEN') finish(message.ok && handle ? handle : null);
+      if (message && message.cmd === 'NODE_DROVER_LISTEN' && message.seq === seq) {
+        finish(message.ok && handle ? handle : null);
+      }
     }
     process.on('internalMessage', onMessage);
     const ask = (address) => send.call(process,
-      { cmd: 'NODE_DROVER_LISTEN', address, port: want.port },
+      { cmd: 'NODE_DROVER_LISTEN', address, port: want.port, seq },
       (err) => { if (err) finish(null); });
     const host = want.host;
     if (host === undefined || host === null || host === '') ask(null);
@@ -255,8 +265,9 @@
   }
 
   net.Server.prototype.listen = function listen(...args) {
-    if (taken || this._handle) return originalListen.apply(this, args);
+    if (this._handle) return originalListen.apply(this, args);
     if (viaChannel) return askForListener(this, args);
+    if (taken) return originalListen.apply(this, args);
     const a0 = args[0];
     if (!asksForAddress(args)) {
       if (a0 !== null && typeof a0 === 'object' && a0.fd === FD) release();

@@ -39,6 +39,8 @@ pub struct SavedApp {
     pub spec: AppSpec,
     /// The environment its workers inherited (of the `start` that launched it).
     pub env: BTreeMap<String, String>,
+    /// Every worker was stopped when it was saved: `resurrect` lists it, stopped (PM2).
+    pub stopped: bool,
 }
 
 pub fn path(home: &Path) -> PathBuf {
@@ -280,6 +282,9 @@ struct AppRecord {
     max_memory_restart: Option<u64>,
     /// The environment the workers inherited, under `env`.
     inherited_env: BTreeMap<String, String>,
+    /// Left out unless true, as `log_file`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stopped: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -445,6 +450,7 @@ impl AppRecord {
             increment_var: increment_var.clone(),
             max_memory_restart: *max_memory_restart,
             inherited_env: saved.env.clone(),
+            stopped: saved.stopped,
         })
     }
 
@@ -511,6 +517,7 @@ impl AppRecord {
         Ok(SavedApp {
             spec,
             env: self.inherited_env,
+            stopped: self.stopped,
         })
     }
 }
@@ -614,10 +621,12 @@ mod tests {
                     ("HOME".into(), "/home/u".into()),
                     ("PATH".into(), "/usr/bin:/bin".into()),
                 ]),
+                stopped: false,
             },
             SavedApp {
                 spec: worker,
                 env: BTreeMap::new(),
+                stopped: true,
             },
         ]
     }
@@ -643,6 +652,15 @@ mod tests {
 
     fn read(home: &Path) -> Vec<u8> {
         std::fs::read(path(home)).unwrap()
+    }
+
+    /// A dump from before `stopped:` existed lists every app as running.
+    #[test]
+    fn a_dump_without_stopped_starts_every_app() {
+        let older = GOLDEN.replace("  stopped: true\n", "");
+        let apps = decode(&older).unwrap();
+        assert!(apps.iter().all(|a| !a.stopped));
+        assert_eq!(apps[1].spec, golden_apps()[1].spec);
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct RunOutcome {
 pub struct NewApp {
     pub spec: AppSpec,
     pub env: BTreeMap<String, String>,
+    /// Added at rest: listed as stopped, its port not held (an app saved stopped).
+    pub stopped: bool,
 }
 
 /// One app in the supervisor's table.
@@ -361,7 +363,12 @@ impl Supervisor {
                 pending: None,
             };
             for instance in 0..app.spec.instances {
-                self.add_slot(&mut app, instance);
+                self.add_slot(&mut app, instance, !new.stopped);
+            }
+            if new.stopped
+                && let Some(listeners) = app.listeners.get()
+            {
+                lock(listeners).close_all();
             }
             names.push(app.spec.name.clone());
             self.apps.push(app);
@@ -369,7 +376,8 @@ impl Supervisor {
         Ok(names)
     }
 
-    fn add_slot(&mut self, app: &mut App, instance: u32) {
+    /// Adds a slot to `app`, its first worker started unless `!begin` (at rest).
+    fn add_slot(&mut self, app: &mut App, instance: u32, begin: bool) {
         let id = self.next_id;
         self.next_id += 1;
         let (slot, handle) = Slot::start(
@@ -378,6 +386,7 @@ impl Supervisor {
             instance,
             app.listeners.clone(),
             self.shared.clone(),
+            begin,
         );
         let task = tokio::spawn(slot.run());
         app.slots.push(SlotEntry {
@@ -446,14 +455,16 @@ impl Supervisor {
         let _ = reply.try_send(answer);
     }
 
-    /// An app whose every worker is stopped releases its port (`stop` frees the address).
+    /// An app whose every worker is stopped releases its ports (`stop` frees them).
     fn release_idle_ports(&self) {
         for app in &self.apps {
-            if let Some(listeners) = app.listeners.get()
-                && app.slots.iter().all(|s| s.handle.status.borrow().at_rest)
-            {
+            if !app.slots.iter().all(|s| s.handle.status.borrow().at_rest) {
+                continue;
+            }
+            if let Some(listeners) = app.listeners.get() {
                 lock(listeners).close_all();
             }
+            app.listeners.close_more();
         }
     }
 

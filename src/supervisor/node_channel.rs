@@ -7,8 +7,9 @@
 //! What comes from the worker:
 //! - `"ready"`: the app's `process.send('ready')` (PM2's wait_ready signal);
 //! - `{"cmd":"NODE_DROVER_READY"}`: the shim saw the shared server's 'listening';
-//! - `{"cmd":"NODE_DROVER_LISTEN","address":…,"port":…}`: the shim asks for the listener
-//!   of a Node app in cluster mode without `listen:` (its first `listen(port)`);
+//! - `{"cmd":"NODE_DROVER_LISTEN","address":…,"port":…,"seq":…}`: the shim asks for a
+//!   listener of a Node app in cluster mode without `listen:` (each `listen(port)`); the
+//!   answer carries the request's `seq`, since a worker may ask for several ports at once;
 //! - anything else (the app's own messages, Node's `NODE_HANDLE_ACK`) is read and dropped,
 //!   so the app's `process.send` never fills the socket.
 //!
@@ -39,18 +40,27 @@ use super::slot::SlotMsg;
 pub enum ToWorker {
     /// PM2's `shutdown_with_message`: the app's `process.on('message')` gets 'shutdown'.
     Shutdown,
-    /// The answer to the shim's listen request: the listener (a copy of the slot's), or
-    /// why there is none (the shim then binds by itself, as without drover).
-    Listener(Result<OwnedFd, String>),
+    /// The answer to the shim's listen request `seq`: the listener, or why there is none
+    /// (the shim then binds by itself, as without drover).
+    Listener {
+        seq: u64,
+        answer: Result<OwnedFd, String>,
+    },
 }
 
 /// A message from the worker that the supervisor acts on.
 #[derive(Debug, PartialEq)]
 pub enum FromWorker {
     Ready,
-    Listen(SocketAddr),
+    Listen {
+        addr: SocketAddr,
+        seq: u64,
+    },
     /// A listen request that makes no sense (bad address): answered with an error.
-    BadListen(String),
+    BadListen {
+        why: String,
+        seq: u64,
+    },
 }
 
 /// Longest line kept: a longer message from the app is skipped whole.
@@ -63,6 +73,8 @@ struct Internal {
     address: Option<String>,
     #[serde(default)]
     port: Option<u32>,
+    #[serde(default)]
+    seq: u64,
 }
 
 /// What a line from the worker means to the supervisor, if anything.
@@ -80,9 +92,11 @@ pub fn parse(line: &[u8]) -> Option<FromWorker> {
 }
 
 fn listen_request(request: &Internal) -> FromWorker {
+    let seq = request.seq;
+    let bad = |why: String| FromWorker::BadListen { why, seq };
     let port = match request.port.map(u16::try_from) {
         Some(Ok(port)) => port,
-        _ => return FromWorker::BadListen(format!("bad port {:?}", request.port)),
+        _ => return bad(format!("bad port {:?}", request.port)),
     };
     // No address: Node's own default, both stacks (the sockets module falls back to
     // 0.0.0.0 where the host has no IPv6).
@@ -90,25 +104,28 @@ fn listen_request(request: &Internal) -> FromWorker {
         None | Some("") => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
         Some(text) => match text.parse::<IpAddr>() {
             Ok(ip) => ip,
-            Err(_) => return FromWorker::BadListen(format!("bad address {text:?}")),
+            Err(_) => return bad(format!("bad address {text:?}")),
         },
     };
-    FromWorker::Listen(SocketAddr::new(ip, port))
+    FromWorker::Listen {
+        addr: SocketAddr::new(ip, port),
+        seq,
+    }
 }
 
-/// The line that answers a listen request, and the fd that travels with it.
-fn listener_reply(answer: Result<OwnedFd, String>) -> (Vec<u8>, Option<OwnedFd>) {
+/// The line that answers listen request `seq`, and the fd that travels with it.
+fn listener_reply(seq: u64, answer: Result<OwnedFd, String>) -> (Vec<u8>, Option<OwnedFd>) {
     let (value, fd) = match answer {
         Ok(fd) => (
             serde_json::json!({
                 "cmd": "NODE_HANDLE",
                 "type": "net.Native",
-                "msg": { "cmd": "NODE_DROVER_LISTEN", "ok": true },
+                "msg": { "cmd": "NODE_DROVER_LISTEN", "ok": true, "seq": seq },
             }),
             Some(fd),
         ),
         Err(error) => (
-            serde_json::json!({ "cmd": "NODE_DROVER_LISTEN", "ok": false, "error": error }),
+            serde_json::json!({ "cmd": "NODE_DROVER_LISTEN", "ok": false, "error": error, "seq": seq }),
             None,
         ),
     };
@@ -150,9 +167,11 @@ pub async fn serve(
                         for line in lines.push(&chunk[..n]) {
                             let msg = match parse(&line) {
                                 Some(FromWorker::Ready) => SlotMsg::Ready { pid },
-                                Some(FromWorker::Listen(addr)) => SlotMsg::Listen { pid, addr },
-                                Some(FromWorker::BadListen(why)) => {
-                                    let (line, _) = listener_reply(Err(why));
+                                Some(FromWorker::Listen { addr, seq }) => {
+                                    SlotMsg::Listen { pid, addr, seq }
+                                }
+                                Some(FromWorker::BadListen { why, seq }) => {
+                                    let (line, _) = listener_reply(seq, Err(why));
                                     if write(&stream, &line, None).await.is_err() {
                                         return;
                                     }
@@ -170,7 +189,7 @@ pub async fn serve(
             msg = outgoing.recv(), if outgoing_open => {
                 let (line, fd) = match msg {
                     Some(ToWorker::Shutdown) => (b"\"shutdown\"\n".to_vec(), None),
-                    Some(ToWorker::Listener(answer)) => listener_reply(answer),
+                    Some(ToWorker::Listener { seq, answer }) => listener_reply(seq, answer),
                     None => {
                         // The slot is done with this worker; keep reading until it exits.
                         outgoing_open = false;
@@ -252,7 +271,12 @@ mod tests {
 
     #[test]
     fn what_a_worker_says() {
-        let addr = |s: &str| Some(FromWorker::Listen(s.parse().unwrap()));
+        let addr = |s: &str| {
+            Some(FromWorker::Listen {
+                addr: s.parse().unwrap(),
+                seq: 0,
+            })
+        };
         let cases: &[(&str, Option<FromWorker>)] = &[
             (r#""ready""#, Some(FromWorker::Ready)),
             (r#"{"cmd":"NODE_DROVER_READY"}"#, Some(FromWorker::Ready)),
@@ -269,12 +293,25 @@ mod tests {
                 addr("[::1]:8080"),
             ),
             (
-                r#"{"cmd":"NODE_DROVER_LISTEN","port":70000}"#,
-                Some(FromWorker::BadListen("bad port Some(70000)".into())),
+                r#"{"cmd":"NODE_DROVER_LISTEN","port":9100,"seq":2}"#,
+                Some(FromWorker::Listen {
+                    addr: "[::]:9100".parse().unwrap(),
+                    seq: 2,
+                }),
+            ),
+            (
+                r#"{"cmd":"NODE_DROVER_LISTEN","port":70000,"seq":3}"#,
+                Some(FromWorker::BadListen {
+                    why: "bad port Some(70000)".into(),
+                    seq: 3,
+                }),
             ),
             (
                 r#"{"cmd":"NODE_DROVER_LISTEN","address":"localhost","port":1}"#,
-                Some(FromWorker::BadListen("bad address \"localhost\"".into())),
+                Some(FromWorker::BadListen {
+                    why: "bad address \"localhost\"".into(),
+                    seq: 0,
+                }),
             ),
             // The app's own messages and Node's acknowledgements are not ours.
             (r#""shutdown""#, None),
@@ -304,11 +341,12 @@ mod tests {
 
     #[test]
     fn a_listener_travels_inside_an_internal_message() {
-        let (line, fd) = listener_reply(Err("taken".into()));
+        let (line, fd) = listener_reply(7, Err("taken".into()));
         assert!(fd.is_none());
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["cmd"], "NODE_DROVER_LISTEN");
         assert_eq!(value["ok"], false);
+        assert_eq!(value["seq"], 7);
         assert_eq!(line.last(), Some(&b'\n'));
     }
 }

@@ -6,9 +6,10 @@
 //! Restart rules (PM2's, with one deliberate difference):
 //! - An exit with a code listed in `stop_exit_codes`, or any exit when `autorestart` is
 //!   false, leaves the slot `stopped`.
-//! - A run shorter than `min_uptime` is an unstable restart. `max_restarts` consecutive
-//!   unstable restarts leave the slot `errored`; a run that lasted `min_uptime` resets the
-//!   count. (PM2 only counts crashes within `min_uptime × max_restarts` of the app's
+//! - A run shorter than `min_uptime` is unstable. After `max_restarts` restarts in a
+//!   row that each followed an unstable run, the next unstable run leaves the slot
+//!   `errored` (PM2's count: `max_restarts: 16` is 16 restarts, 17 runs); a run that
+//!   lasted `min_uptime` resets the count. (PM2 only counts crashes within `min_uptime × max_restarts` of the app's
 //!   creation, so an app that starts crash-looping later restarts forever; drover does not.)
 //! - The delay before a respawn is `restart_delay`, or PM2's exponential backoff when
 //!   `exp_backoff_restart_delay` is set (×1.5 per crash, capped at 15 s, reset after a run
@@ -213,7 +214,7 @@ pub struct SlotPolicy {
     /// Replacements of a running (or crashed) worker of this slot, whatever the cause
     /// (PM2's ↺); starting the slot again after a stop is not one.
     restarts: u32,
-    /// Consecutive unstable restarts.
+    /// Consecutive unstable runs.
     unstable: u32,
     /// Current exponential backoff delay, if that policy is on.
     backoff: Option<Duration>,
@@ -796,7 +797,8 @@ impl SlotPolicy {
         } else {
             self.unstable = 0;
         }
-        if self.unstable > 0 && self.unstable >= self.restart.max_restarts {
+        // `unstable - 1` restarts already followed unstable runs.
+        if self.unstable > self.restart.max_restarts {
             self.phase = Phase::Errored;
             return vec![Action::ReleaseListener];
         }
@@ -1020,7 +1022,15 @@ mod tests {
                 expect_actions: |p| vec![KillGroup(p)],
                 expect_wait_ms: Some(50),
             },
-            // Third consecutive unstable restart reaches max_restarts = 3: errored.
+            Row {
+                uptime_ms: 10,
+                status: crash,
+                expect_status: Status::Waiting,
+                expect_actions: |p| vec![KillGroup(p)],
+                expect_wait_ms: Some(100),
+            },
+            // Three restarts after unstable runs were max_restarts = 3: the fourth
+            // unstable run is errored.
             Row {
                 uptime_ms: 10,
                 status: crash,

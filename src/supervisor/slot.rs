@@ -41,11 +41,13 @@ pub enum SlotMsg {
     Ready {
         pid: Pid,
     },
-    /// The Node shim of worker `pid` asks for the app's shared listener on `addr` (a
-    /// cluster app without `listen:`); answered over its IPC channel.
+    /// The Node shim of worker `pid` asks for a listener the app's workers share on
+    /// `addr` (a cluster app without `listen:`); answered over its IPC channel, with the
+    /// request's `seq`.
     Listen {
         pid: Pid,
         addr: SocketAddr,
+        seq: u64,
     },
     /// Stop the worker; `done` hears once the slot is at rest, or that a later restart
     /// superseded the stop.
@@ -129,14 +131,15 @@ pub(crate) fn ready_rule(app: &AppSpec) -> ReadyRule {
 }
 
 impl Slot {
-    /// Creates the slot and starts its first worker before returning, so the caller sees
-    /// it running (or already failed) at once.
+    /// Creates the slot and, with `begin`, starts its first worker before returning, so
+    /// the caller sees it running (or already failed) at once; without, it is stopped.
     pub(crate) fn start(
         app: Arc<AppSpec>,
         env: Arc<BTreeMap<String, String>>,
         instance: u32,
         listeners: Arc<ListenerCell>,
         shared: Arc<Shared>,
+        begin: bool,
     ) -> (Slot, SlotHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let policy = SlotPolicy::new(
@@ -162,7 +165,9 @@ impl Slot {
             stop_waiters: Vec::new(),
             restart_waiters: Vec::new(),
         };
-        slot.apply(Event::Start);
+        if begin {
+            slot.apply(Event::Start);
+        }
         let handle = SlotHandle {
             instance,
             tx,
@@ -204,8 +209,8 @@ impl Slot {
                         self.restart_waiters.extend(done);
                         Event::RestartRequested
                     }
-                    Some(SlotMsg::Listen { pid, addr }) => {
-                        self.answer_listen(pid, addr);
+                    Some(SlotMsg::Listen { pid, addr, seq }) => {
+                        self.answer_listen(pid, addr, seq);
                         continue;
                     }
                     Some(msg) => self.event_of(msg),
@@ -284,7 +289,7 @@ impl Slot {
             }
             if !was_errored && self.policy.phase() == Phase::Errored {
                 error!(
-                    "{} errored: {} unstable restarts (ran less than min_uptime {} ms each); not restarting",
+                    "{} errored: {} restarts in a row, each after a run shorter than min_uptime ({} ms); not restarting",
                     self.label(),
                     self.app.restart.max_restarts,
                     self.app.restart.min_uptime.as_millis()
@@ -394,13 +399,13 @@ impl Slot {
     /// Answers worker `pid`'s request for the app's shared listener on `addr`: this
     /// slot's listener (bound now if it is the app's first request), or why not, in which
     /// case the shim binds by itself as it would without drover.
-    fn answer_listen(&mut self, pid: Pid, addr: SocketAddr) {
+    fn answer_listen(&mut self, pid: Pid, addr: SocketAddr, seq: u64) {
         let answer = self.shared_listener(addr);
         if let Err(why) = &answer {
             warn!("{} pid {pid} binds {addr} itself: {why}", self.label());
         }
         if let Some(channel) = self.channels.get(&pid) {
-            let _ = channel.send(ToWorker::Listener(answer));
+            let _ = channel.send(ToWorker::Listener { seq, answer });
         }
     }
 
@@ -410,6 +415,13 @@ impl Slot {
             return Err("the app does not share a listener this way".into());
         }
         let asked = ListenAddr::Tcp(addr);
+        // Another port than the first one its workers asked for: one shared listener.
+        if self.listeners.asked().is_some_and(|first| *first != asked) {
+            return self
+                .listeners
+                .more(&asked)
+                .map_err(|e| format!("cannot listen on {asked}: {e}"));
+        }
         let first = self.listeners.get().is_none();
         let listeners = self
             .listeners

@@ -334,11 +334,6 @@ fn rows() -> Vec<Row> {
             "apps:\n  - name: a\n    script: @SCRIPT@\n    env:\n      - A=1\n",
             &["eco.yaml:4", "env", "list"],
         ),
-        Row {
-            file: Some(("eco.yaml", GOOD)),
-            args: &["CMD", "FILE", "--env", "prod"],
-            needles: &["eco.yaml", "--env prod", "env_prod", "env_production"],
-        },
         yaml(
             "apps:\n  - name: a\n    script: @SCRIPT@\n    instances: 2\n    listen: 127.0.0.1:0\n    increment_var: PORT\n",
             &["eco.yaml:6", "increment_var", "PORT", "exec_mode: fork"],

@@ -176,3 +176,67 @@ fn a_port_another_program_holds_fails_as_it_would_without_drover() {
     assert!(log.contains(&format!("binds [::]:{port} itself")), "{log}");
     drop(held);
 }
+
+/// A Node cluster app with a second server (an admin port next to the main one), as Node's
+/// cluster shares every port: both ports are served by both workers, and none crash-loops
+/// on EADDRINUSE; `stop` frees both ports.
+#[test]
+fn a_second_port_of_a_node_cluster_app_is_shared_too() {
+    let d = Daemon::new();
+    let main = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (main_port, admin_port) = (
+        main.local_addr().unwrap().port(),
+        admin.local_addr().unwrap().port(),
+    );
+    drop((main, admin));
+    let app = d.home.write(
+        "two.js",
+        "const http = require('http');\n\
+         const answer = (what) => (req, res) => res.end(JSON.stringify({ what, pid: process.pid }));\n\
+         http.createServer(answer('main')).listen(process.env.MAIN_PORT);\n\
+         http.createServer(answer('admin')).listen(process.env.ADMIN_PORT);\n",
+    );
+    let out = d
+        .home
+        .command(&["start", app.to_str().unwrap(), "-i", "2"])
+        .env("MAIN_PORT", main_port.to_string())
+        .env("ADMIN_PORT", admin_port.to_string())
+        .output()
+        .expect("run drover");
+    assert!(out.status.success(), "{out:?}");
+    let workers = d.wait_online("two", 2);
+    let want: BTreeSet<i32> = workers
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap() as i32)
+        .collect();
+    for (port, what) in [(main_port, "main"), (admin_port, "admin")] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        wait_serving(addr);
+        // Both workers answer on each port (new connections each time: one of them
+        // sooner or later lands on the other worker).
+        let seen = wait_for(
+            &format!("both workers on the {what} port"),
+            DEADLINE,
+            || {
+                let mut seen = BTreeSet::new();
+                for _ in 0..50 {
+                    let reply = get_json(addr, "/");
+                    assert_eq!(reply["what"], what);
+                    seen.insert(pid_of(&reply));
+                }
+                (seen == want).then_some(seen)
+            },
+        );
+        assert_eq!(seen.len(), 2);
+    }
+    assert!(
+        d.list().iter().all(|w| w["restarts"] == 0),
+        "no worker crashed on EADDRINUSE: {:?}",
+        d.list()
+    );
+    d.ok(&["stop", "two"]);
+    for port in [main_port, admin_port] {
+        TcpListener::bind(("0.0.0.0", port)).expect("stop frees every port of the app");
+    }
+}

@@ -1118,8 +1118,9 @@ fn a_script_or_an_ecosystem_file_names_apps_for_stop_restart_reload_delete() {
     let out = d.ok(&["stop", "a"]);
     assert!(out.contains("stopped a"), "{out}");
 
-    // What is refused, naming the file: --only of an app the file lacks, --env it lacks,
-    // --env or --only without a file; a script nobody runs.
+    // What is refused, naming the file: --only of an app the file lacks, --env or
+    // --only without a file; a script nobody runs. An --env the file lacks is PM2's
+    // warning: the apps reload with their env.
     for (args, code, needle) in [
         (
             &["restart", "eco.yaml", "--only", "a,x"][..],
@@ -1128,8 +1129,8 @@ fn a_script_or_an_ecosystem_file_names_apps_for_stop_restart_reload_delete() {
         ),
         (
             &["reload", "eco.yaml", "--env", "staging"],
-            2,
-            "env_staging",
+            0,
+            "warning: eco.yaml: --env staging: no app has env_staging (found: env_production)",
         ),
         (
             &["reload", "b", "--env", "production"],
@@ -1200,4 +1201,39 @@ fn dash_reads_the_ecosystem_file_from_stdin() {
     let out = d.home.output_with_stdin(&["stop", "-", "-"], json);
     assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("can be given once"), "{}", out.stderr);
+}
+
+/// `resurrect` with nothing saved says so and leaves no supervisor behind.
+#[test]
+fn resurrect_with_nothing_saved_starts_no_supervisor() {
+    let home = Home::new();
+    let out = home.output(&["resurrect"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing to resurrect"),
+        "{}",
+        out.stderr
+    );
+    assert!(daemons_for(home.path()).is_empty());
+}
+
+/// Flags that change an app's instances say how many it has now.
+#[test]
+fn restart_with_more_instances_says_how_many_there_are() {
+    let d = Daemon::new();
+    let script = d.home.write("tick.js", "setInterval(() => {}, 1000);\n");
+    d.ok(&["start", script.to_str().unwrap()]);
+    d.wait_online("tick", 1);
+    let out = d.ok(&["restart", "tick", "-i", "3"]);
+    assert!(
+        out.contains("restarted tick (1 worker); tick now has 3 workers"),
+        "{out}"
+    );
+    let workers = d.wait_online("tick", 3);
+    let mut restarts: Vec<u64> = workers
+        .iter()
+        .map(|w| w["restarts"].as_u64().unwrap())
+        .collect();
+    restarts.sort_unstable();
+    assert_eq!(restarts, [0, 0, 1], "only the worker it had was restarted");
 }

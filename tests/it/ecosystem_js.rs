@@ -108,7 +108,16 @@ kill -TERM $run; wait $run; echo "run exited $?""#
 fn a_config_js_that_throws_prints_hangs_or_exports_no_apps_is_one_clear_line() {
     let home = Home::new();
     let cases = [
-        ("throws.config.js", "throw new Error('boom')", "Error: boom"),
+        (
+            "throws.config.js",
+            "const a = 1;\nthrow new Error('boom')",
+            "throws.config.js:2: Error: boom",
+        ),
+        (
+            "syntax.config.js",
+            "module.exports = {\n  apps: [ { script: 'a.js' } ]]\n}\n",
+            "syntax.config.js:2: SyntaxError: Unexpected token ']'",
+        ),
         (
             "prints.config.js",
             "console.log('hi'); module.exports = { apps: [] }",

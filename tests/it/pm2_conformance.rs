@@ -104,6 +104,11 @@ fn cli_smart_start() {
     d.ok(&["start", "0"]);
     should(&d, "online", 1);
     assert_eq!(restart_times(&d), [2]);
+    // `start all` starts every app again, as `restart all`.
+    d.ok(&["stop", "all"]);
+    should(&d, "stopped", 1);
+    d.ok(&["start", "all"]);
+    should(&d, "online", 1);
 }
 
 #[test]
@@ -337,6 +342,20 @@ fn cli_resurrect() {
     let _ = std::fs::remove_file(path(&d, "dump.yaml"));
     d.ok(&["resurrect"]);
     should(&d, "online", 4);
+
+    // An app saved stopped comes back stopped (PM2 4+), and starts where it was.
+    d.ok(&["start", "child.js", "-i", "2"]);
+    should(&d, "online", 6);
+    d.ok(&["stop", "echo"]);
+    should(&d, "stopped", 4);
+    d.ok(&["save"]);
+    d.ok(&["kill"]);
+    d.ok(&["resurrect"]);
+    should(&d, "online", 2);
+    assert_eq!(d.statuses("echo"), ["stopped"; 4]);
+    d.ok(&["start", "echo"]);
+    should(&d, "online", 6);
+    assert_eq!(restart_times_of(&d, &["echo"]), [0; 4]);
 }
 
 #[test]
@@ -608,8 +627,13 @@ fn process_file_json_file() {
     assert!(d.list().is_empty());
     d.ok(&["kill"]);
 
-    // PIPE command.
+    // PIPE command, also of the JavaScript file.
     let out = d.home.output_with_stdin(&["start", "-"], ALL_JSON);
+    assert!(out.status.success(), "{}", out.stderr);
+    should(&d, "online", 6);
+    d.ok(&["kill"]);
+    let js = d.home.read("configuration.json");
+    let out = d.home.output_with_stdin(&["start", "-"], &js);
     assert!(out.status.success(), "{}", out.stderr);
     should(&d, "online", 6);
     d.ok(&["kill"]);
@@ -692,6 +716,12 @@ fn process_file_js_configuration() {
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stderr.contains("deploy"), "{}", out.stderr);
     should(&d, "online", 1);
+    // Commands that apply the file's settings warn of what they skip; stop does not.
+    let out = d.home.output(&["restart", "ecosystem.config.js"]);
+    assert!(out.stderr.contains("deploy"), "{}", out.stderr);
+    let out = d.home.output(&["stop", "ecosystem.config.js"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
 }
 
 #[test]

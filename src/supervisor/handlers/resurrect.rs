@@ -1,5 +1,6 @@
 //! `resurrect`: start the apps of the dump that are not running (from `dump.yaml.bak`
-//! when the dump is missing or damaged, saying so).
+//! when the dump is missing or damaged, saying so); an app saved stopped comes back
+//! stopped, as PM2's.
 
 use tracing::{info, warn};
 
@@ -21,6 +22,7 @@ impl Supervisor {
                 fresh.push(NewApp {
                     spec: app.spec,
                     env: app.env,
+                    stopped: app.stopped,
                 });
             }
         }

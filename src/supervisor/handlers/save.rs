@@ -1,10 +1,11 @@
-//! `save`: the running apps (spec and inherited environment) to the dump, for
-//! `resurrect`. An empty list never replaces a dump that lists apps unless `force`
+//! `save`: the apps (spec, inherited environment, whether they are stopped) to the
+//! dump, for `resurrect`. An empty list never replaces a dump that lists apps unless `force`
 //! (PM2 #2653 lost users' dumps that way), and an unreadable dump is never replaced.
 
 use std::sync::Mutex;
 
 use super::{Answer, Failure, done, plural};
+use crate::supervisor::policy::Status;
 use crate::supervisor::{Supervisor, Tidy, dump};
 use crate::sync::lock;
 
@@ -30,6 +31,10 @@ impl Supervisor {
                 dump::SavedApp {
                     spec,
                     env: (*a.env).clone(),
+                    stopped: a
+                        .slots
+                        .iter()
+                        .all(|s| s.handle.status.borrow().status == Status::Stopped),
                 }
             })
             .collect();

@@ -81,7 +81,7 @@ impl Supervisor {
                 .max()
                 .unwrap_or(0);
             for instance in first..first + (instances - current) {
-                self.add_slot(&mut app, instance);
+                self.add_slot(&mut app, instance, true);
             }
             self.apps[i] = app;
             return None;

@@ -39,6 +39,7 @@ impl Supervisor {
                 fresh.push(NewApp {
                     spec,
                     env: env.clone(),
+                    stopped: false,
                 });
                 continue;
             };
@@ -89,7 +90,11 @@ impl Supervisor {
                 for slot in self.apps.remove(i).slots {
                     slot.task.abort();
                 }
-                fresh.push(NewApp { spec, env: new_env });
+                fresh.push(NewApp {
+                    spec,
+                    env: new_env,
+                    stopped: false,
+                });
             }
         }
         let started = self.add_apps(fresh)?;
@@ -181,7 +186,7 @@ impl Supervisor {
         app.spec = Arc::new(spec);
         app.env = Arc::new(env);
         self.update_slots(i);
-        let target = Target::Name(name);
+        let target = Target::Name(name.clone());
         let replace = |this: &mut Self| match how {
             OnRunning::Restart => this.restart(&target, None),
             OnRunning::Reload | OnRunning::Report => this.reload(&target, parallel, None),
@@ -197,12 +202,24 @@ impl Supervisor {
             (shrink, replace(self))
         };
         let replace = replace.map_err(|f| f.message)?;
+        let resized = (instances as usize != staying).then(|| {
+            format!(
+                "{name} now has {instances} worker{}",
+                if instances == 1 { "" } else { "s" }
+            )
+        });
         Ok(Box::pin(async move {
             let removed = match shrink {
                 Some(work) => work.await.0,
                 None => Vec::new(),
             };
-            (removed, replace.await.1)
+            let reply = match (replace.await.1, resized) {
+                (Ok(Response::Done { message }), Some(resized)) => {
+                    done(format!("{message}; {resized}"))
+                }
+                (reply, _) => reply,
+            };
+            (removed, reply)
         }))
     }
 
