@@ -14,6 +14,7 @@ mod apps;
 mod convert;
 mod daemon;
 mod describe;
+mod export;
 mod host;
 mod lifecycle;
 mod list;
@@ -122,6 +123,9 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Print an ecosystem file (ecosystem.config.js, JSON) as the YAML drover reads.
     Convert(convert::ConvertArgs),
+    /// Print an nginx or HAProxy configuration that balances an app's workers, on this
+    /// machine or on a fleet of machines running the same ecosystem (--server).
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +170,7 @@ pub fn main() -> ExitCode {
         Command::Kill => daemon::kill(&home),
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args, &home),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

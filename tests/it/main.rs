@@ -6,6 +6,7 @@ mod cluster_port;
 mod daemon;
 mod ecosystem_js;
 mod exit_codes;
+mod export;
 mod faults;
 mod frameworks;
 mod fuzz_regressions;
