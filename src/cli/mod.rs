@@ -11,6 +11,7 @@
 //! The per-app flags of `run` and `start` are `config::AppFlags`, flattened.
 
 mod apps;
+mod completions;
 mod convert;
 mod daemon;
 mod describe;
@@ -126,6 +127,8 @@ pub enum Command {
     /// Print an nginx or HAProxy configuration that balances an app's workers, on this
     /// machine or on a fleet of machines running the same ecosystem (--server).
     Export(export::ExportArgs),
+    /// Print a completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +148,10 @@ pub struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no DROVER_HOME: packagers generate completions where HOME is unset.
+    if let Command::Completions(args) = &cli.command {
+        return exit(completions::run(args));
+    }
     let result = home().and_then(|home| match cli.command {
         Command::Run(args) => run::run(args, home),
         Command::Start(args) => start::run(args, &home, None),
@@ -171,7 +178,12 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args, &home),
+        Command::Completions(args) => completions::run(&args),
     });
+    exit(result)
+}
+
+fn exit(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
