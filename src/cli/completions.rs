@@ -116,8 +116,15 @@ impl Model {
             if !arg.get_action().takes_values() {
                 continue;
             }
-            let longs = arg.get_long_and_visible_aliases().into_iter().flatten();
-            let shorts = arg.get_short_and_visible_aliases().into_iter().flatten();
+            // Hidden aliases too: a word typed is a word to skip.
+            let longs = arg
+                .get_long()
+                .into_iter()
+                .chain(arg.get_all_aliases().into_iter().flatten());
+            let shorts = arg
+                .get_short()
+                .into_iter()
+                .chain(arg.get_all_short_aliases().into_iter().flatten());
             self.valued.extend(
                 longs
                     .map(|l| format!("{path},--{l}"))
