@@ -351,6 +351,7 @@ mod tests {
             "logs,--lines",
             "export nginx,--server",
             "reload,--only",
+            "start,--node-args",
         ] {
             assert!(model.valued.iter().any(|v| v == valued), "{valued}");
         }
