@@ -1,11 +1,12 @@
 //! `drover list` (ls, ps, status): every worker in one table, PM2's `pm2 ls`. Starts the
-//! supervisor when none runs, as PM2 does.
+//! supervisor when none runs, as PM2 does; `--names` (for shell completion) never does.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::render;
 use crate::error::Error;
-use crate::ipc::client::Client;
+use crate::ipc::client::{Client, ClientError};
 use crate::protocol::{Request, Response, WorkerInfo};
 
 /// List every worker: id, name, mode, pid, uptime, restarts (↺), status, cpu, memory.
@@ -16,9 +17,19 @@ pub struct ListArgs {
     /// pid (null when not running), status, restarts, uptime_ms, cpu, memory, listen).
     #[arg(long)]
     pub json: bool,
+    /// Print the app names, one per line, for shell completion: never starts the
+    /// supervisor (none running: nothing printed) and gives up after a second.
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
+/// How long `list --names` waits for the supervisor: a completing shell waits with it.
+const NAMES_TIMEOUT: Duration = Duration::from_secs(1);
+
 pub(crate) fn run(args: ListArgs, home: &Path) -> Result<(), Error> {
+    if args.names {
+        return names(home);
+    }
     let mut client = Client::connect_or_spawn(home)?;
     let workers = match client.call(&Request::List)? {
         Response::Workers { workers } => workers,
@@ -30,6 +41,35 @@ pub(crate) fn run(args: ListArgs, home: &Path) -> Result<(), Error> {
         human(&workers, render::stdout_is_tty())
     };
     render::print(&text)
+}
+
+/// The app names of the running supervisor, each once, in the order of their first worker.
+fn names(home: &Path) -> Result<(), Error> {
+    let mut client = match Client::connect(home) {
+        Err(ClientError::NotRunning(_)) => return Ok(()),
+        connected => connected?,
+    };
+    client
+        .set_timeout(Some(NAMES_TIMEOUT))
+        .map_err(ClientError::Io)?;
+    let workers = match client.call(&Request::List)? {
+        Response::Workers { workers } => workers,
+        other => return Err(render::unexpected("workers", &other)),
+    };
+    render::print(&app_names(&workers))
+}
+
+/// One line per app, in the order of their first worker's id.
+pub(crate) fn app_names(workers: &[WorkerInfo]) -> String {
+    let mut by_id: Vec<&WorkerInfo> = workers.iter().collect();
+    by_id.sort_by_key(|w| w.id);
+    let mut names: Vec<&str> = Vec::new();
+    for w in by_id {
+        if !names.contains(&w.name.as_str()) {
+            names.push(&w.name);
+        }
+    }
+    names.iter().map(|n| format!("{n}\n")).collect()
 }
 
 /// The workers as a JSON array, exactly as the protocol serializes them, on one line.
@@ -98,6 +138,18 @@ mod tests {
         assert!(array[1]["pid"].is_null());
         assert!(array[1]["listen"].is_null());
         assert_eq!(json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn names_are_each_app_once_in_the_order_of_their_first_worker() {
+        let workers = [
+            worker(4, "web"),
+            worker(1, "api"),
+            worker(2, "api"),
+            worker(3, "queue"),
+        ];
+        assert_eq!(app_names(&workers), "api\nqueue\nweb\n");
+        assert_eq!(app_names(&[]), "");
     }
 
     #[test]

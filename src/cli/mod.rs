@@ -13,9 +13,11 @@
 //! flattened.
 
 mod apps;
+mod completions;
 mod convert;
 mod daemon;
 mod describe;
+mod export;
 mod host;
 mod lifecycle;
 mod list;
@@ -125,6 +127,11 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Print an ecosystem file (ecosystem.config.js, JSON) as the YAML drover reads.
     Convert(convert::ConvertArgs),
+    /// Print an nginx or HAProxy configuration that balances an app's workers, on this
+    /// machine or on a fleet of machines running the same ecosystem (--server).
+    Export(export::ExportArgs),
+    /// Print a completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +157,10 @@ pub struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no DROVER_HOME: packagers generate completions where HOME is unset.
+    if let Command::Completions(args) = &cli.command {
+        return exit(completions::run(args));
+    }
     let result = home().and_then(|home| match cli.command {
         Command::Run(args) => run::run(args, home),
         Command::Start(args) => start::run(args, &home, None),
@@ -175,7 +186,13 @@ pub fn main() -> ExitCode {
         Command::Kill => daemon::kill(&home),
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args, &home),
+        Command::Completions(args) => completions::run(&args),
     });
+    exit(result)
+}
+
+fn exit(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -267,7 +267,7 @@ pub(crate) const KNOWN: &[Known] = &[
         ty: "environment variable name",
         unset: Unset::Same("NODE_APP_INSTANCE"),
         example: "INSTANCE_ID",
-        about: "The variable that holds each worker's instance number (0, 1, …).",
+        about: "The variable that holds each worker's instance number (0, 1, 2, ...).",
         ..BLANK
     },
     Known {
@@ -532,7 +532,7 @@ pub(crate) const UNSUPPORTED: &[Unsupported] = &[
         "filter_env",
         Noop::Bool(false),
         "the workers would see variables PM2 would have kept from them",
-        "start drover from an environment without them (env -u NAME drover start …)",
+        "start drover from an environment without them (env -u NAME drover start ...)",
     ),
     refuse(
         "execute_command",

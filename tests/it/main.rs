@@ -3,9 +3,11 @@
 
 mod bad_input;
 mod cluster_port;
+mod completions;
 mod daemon;
 mod ecosystem_js;
 mod exit_codes;
+mod export;
 mod faults;
 mod frameworks;
 mod fuzz_regressions;
