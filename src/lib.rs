@@ -31,6 +31,8 @@
 //!   of the supervisor (it reports through [`sampler::Watched`]).
 //! - [`shim`]: the preloads: Node's turns `listen(PORT)` into the shared listener;
 //!   Python's gives uvicorn a graceful shutdown and keeps fromfd'd TCP sockets TCP.
+//! - [`cpus`]: the CPUs this process may use (affinity and cgroup quota), for
+//!   `instances: max`.
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
 //! - [`error`]: one error enum, mapped to exit codes in one place ([`error::Exit`]).
@@ -38,6 +40,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpus;
 pub mod error;
 pub mod ipc;
 pub mod js_ecosystem;

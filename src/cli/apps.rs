@@ -109,12 +109,13 @@ fn port_fight(app: &AppSpec) -> Option<String> {
     })
 }
 
-/// What resolution needs from here: DROVER_HOME, our cwd, the CPUs, `--env`.
+/// What resolution needs from here: DROVER_HOME, our cwd, the CPUs we may use (affinity
+/// and cgroup quota, see `cpus`), `--env`.
 pub fn context(home: &Path, env_name: Option<String>) -> Result<ResolveContext, Error> {
     Ok(ResolveContext {
         home: home.to_path_buf(),
         cwd: std::env::current_dir().context("cannot read the current directory")?,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        cpus: crate::cpus::usable(),
         env_name,
     })
 }

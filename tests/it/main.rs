@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cluster_port;
+mod container;
 mod daemon;
 mod ecosystem_js;
 mod exit_codes;
