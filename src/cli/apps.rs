@@ -225,9 +225,13 @@ pub fn only(files: &mut [FileApps], only: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The caller's environment, which workers inherit under their app's env.
+/// The caller's environment, which workers inherit under their app's env; without
+/// what describes the caller's own fds and sockets (systemd's NOTIFY_SOCKET when the
+/// caller is a unit's `drover run`, LISTEN_FDS…), which is never a worker's.
 pub fn caller_env() -> BTreeMap<String, String> {
+    use crate::supervisor::spawn::SUPERVISOR_ONLY_VARS;
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| !SUPERVISOR_ONLY_VARS.contains(&k.as_str()))
         .collect()
 }

@@ -99,7 +99,7 @@ fn as_pid_1_drover_reaps_orphans_and_sigterm_ends_everything_with_status_0() {
     let home = Home::new();
     let kill_timeout = Duration::from_millis(1000);
     let eco = orphan_app(&home, kill_timeout.as_millis() as u64);
-    let mut running = home.run_wrapped(UNSHARE, &[eco.to_str().unwrap()]);
+    let mut running = home.spawn_wrapped(UNSHARE, &["run", eco.to_str().unwrap()]);
     let init = namespace_init(&running);
     running.remember(init);
 
@@ -158,7 +158,7 @@ fn as_pid_1_drover_exits_3_when_every_app_errored() {
             fixture("crasher.sh").display()
         ),
     );
-    let mut running = home.run_wrapped(UNSHARE, &[eco.to_str().unwrap()]);
+    let mut running = home.spawn_wrapped(UNSHARE, &["run", eco.to_str().unwrap()]);
     let status = running.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(3), "{}", running.stderr());
     assert!(
@@ -181,9 +181,10 @@ fn workers_started(running: &Running, app: &str) -> u32 {
 
 fn max_workers_under(home: &Home, wrapper: &[&str]) -> u32 {
     let script = fixture("http_worker.js");
-    let running = home.run_wrapped(
+    let running = home.spawn_wrapped(
         wrapper,
         &[
+            "run",
             script.to_str().unwrap(),
             "-i",
             "max",

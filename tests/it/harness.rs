@@ -110,13 +110,13 @@ impl Home {
         self.spawn_running(self.command(&full))
     }
 
-    /// Starts `<wrapper…> drover run …` in the background (`taskset -c 0`, `unshare …`):
-    /// the wrapper gets the drover binary and the arguments after its own.
-    pub fn run_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Running {
+    /// Starts `<wrapper…> drover <args…>` in the background (`taskset -c 0`,
+    /// `unshare …`, `env NAME=value`): the wrapper gets the drover binary and the
+    /// arguments after its own.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Running {
         let mut cmd = Command::new(wrapper[0]);
         cmd.args(&wrapper[1..])
             .arg(DROVER)
-            .arg("run")
             .args(args)
             .env("DROVER_HOME", self.path())
             .current_dir(self.path())

@@ -17,3 +17,4 @@ mod pm2_conformance;
 mod reload;
 mod responsive;
 mod run;
+mod systemd;
