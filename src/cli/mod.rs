@@ -21,6 +21,7 @@ mod logs;
 mod render;
 mod run;
 mod start;
+mod startup;
 mod targets;
 
 use std::path::PathBuf;
@@ -122,6 +123,16 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Print an ecosystem file (ecosystem.config.js, JSON) as the YAML drover reads.
     Convert(convert::ConvertArgs),
+    /// Start drover at boot: write and enable a systemd unit (PM2's startup).
+    ///
+    /// The unit runs `drover daemon --resurrect` (the apps of `drover save`), or with
+    /// --ecosystem FILE `drover run FILE`, as Type=notify with a watchdog, reload = `drover
+    /// reload all`, stop = SIGTERM to drover alone (KillMode=mixed), which stops every
+    /// worker gracefully. Installed and enabled when systemd runs and you may write its
+    /// directory; else the command to run as root is printed.
+    Startup(startup::StartupArgs),
+    /// Remove the unit `drover startup` wrote (disabled and stopped first).
+    Unstartup(startup::UnstartupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +152,13 @@ pub struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = home().and_then(|home| match cli.command {
+    // The unit may be for another user (-u): not the caller's DROVER_HOME.
+    let command = match cli.command {
+        Command::Startup(args) => return finish(startup::startup(args)),
+        Command::Unstartup(args) => return finish(startup::unstartup(args)),
+        command => command,
+    };
+    let result = home().and_then(|home| match command {
         Command::Run(args) => run::run(args, home),
         Command::Start(args) => start::run(args, &home, None),
         Command::StartOrReload(args) => {
@@ -166,7 +183,12 @@ pub fn main() -> ExitCode {
         Command::Kill => daemon::kill(&home),
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
+        Command::Startup(_) | Command::Unstartup(_) => unreachable!("handled before DROVER_HOME"),
     });
+    finish(result)
+}
+
+fn finish(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

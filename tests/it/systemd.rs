@@ -282,3 +282,393 @@ fn the_watchdog_is_pinged_at_half_of_watchdog_usec_and_only_for_our_pid() {
     let pings = pings_within(&notify, from, Duration::from_secs(1));
     assert!(pings.is_empty(), "{pings:?}");
 }
+
+/// `systemd-analyze verify` of a unit file: passes with nothing to say (an unknown key
+/// is only a warning, with status 0). A user unit is verified against a user manager,
+/// which needs a runtime directory.
+fn verify(unit: &std::path::Path, user: bool) {
+    let runtime = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("systemd-analyze");
+    if user {
+        cmd.arg("--user").env("XDG_RUNTIME_DIR", runtime.path());
+    }
+    let out = cmd
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify {}: {:?}\n{said}\n{}",
+        unit.display(),
+        out.status,
+        std::fs::read_to_string(unit).unwrap_or_default()
+    );
+}
+
+/// `drover startup <args> --unit-dir DIR` in `home`: the unit written, which must be
+/// what `--print` shows.
+fn install(home: &Home, dir: &std::path::Path, args: &[&str]) -> (PathBuf, String) {
+    let mut full = vec!["startup"];
+    full.extend_from_slice(args);
+    let printed = home.output(&[full.as_slice(), &["--print"]].concat());
+    assert!(printed.status.success(), "{}", printed.stderr);
+    let dir_arg = dir.to_str().unwrap();
+    let out = home.output(&[full.as_slice(), &["--unit-dir", dir_arg]].concat());
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    let path: PathBuf = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wrote "))
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .into();
+    assert_eq!(path.parent(), Some(dir));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, printed.stdout, "--print shows what is written");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+    (path, out.stdout)
+}
+
+fn eco_file(home: &Home, name: &str) -> PathBuf {
+    home.write(
+        name,
+        &format!(
+            "apps:\n  - name: web\n    script: {}\n    listen: 127.0.0.1:0\n    env_production:\n      MODE: production\n",
+            fixture("http_worker.js").display()
+        ),
+    )
+}
+
+#[test]
+fn every_unit_startup_writes_passes_systemd_analyze_verify() {
+    let home = Home::new();
+    let units = tempfile::tempdir().unwrap();
+    let eco = eco_file(&home, "shop.yaml");
+    let eco = eco.to_str().unwrap();
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let drover = std::fs::canonicalize(DROVER).unwrap();
+    let cases: Vec<(Vec<&str>, bool, String)> = vec![
+        (vec![], false, format!("drover-{me}.service")),
+        (
+            vec!["systemd", "-u", "daemon"],
+            false,
+            "drover-daemon.service".into(),
+        ),
+        (vec!["--user"], true, "drover.service".into()),
+        (
+            vec!["--ecosystem", eco],
+            false,
+            format!("drover-{me}-shop.service"),
+        ),
+        (
+            vec!["--ecosystem", eco, "--env", "production", "--user"],
+            true,
+            "drover-shop.service".into(),
+        ),
+    ];
+    for (args, user, name) in cases {
+        let (path, said) = install(&home, units.path(), &args);
+        assert_eq!(
+            path.file_name().unwrap().to_str(),
+            Some(name.as_str()),
+            "{args:?}"
+        );
+        verify(&path, user);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let exec_start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .unwrap();
+        assert!(
+            exec_start.starts_with(&format!("{} ", drover.display())),
+            "the absolute, canonical binary: {exec_start}"
+        );
+        assert!(
+            text.contains("\nType=notify\n") && text.contains("\nWatchdogSec="),
+            "{text}"
+        );
+        assert!(text.contains("\nKillMode=mixed\n"), "{text}");
+        assert!(text.contains(" reload all\n"), "{text}");
+        assert_eq!(text.contains("\nUser="), !user, "{text}");
+        if args.contains(&"--ecosystem") {
+            assert!(exec_start.contains(&format!(" run {eco}")), "{exec_start}");
+            // A stack has a home of its own: two stacks never share a supervisor.
+            assert!(
+                text.contains(&format!(
+                    "DROVER_HOME={}/stacks/shop\"",
+                    home.path().display()
+                )),
+                "{text}"
+            );
+            assert!(said.contains("start it now:"), "{said}");
+        } else {
+            assert!(exec_start.ends_with(" daemon --resurrect"), "{exec_start}");
+            assert!(
+                text.contains(&format!("DROVER_HOME={}\"", home.path().display())),
+                "{text}"
+            );
+        }
+        if args.contains(&"daemon") {
+            assert!(text.contains("\nUser=daemon\nGroup=daemon\n"), "{text}");
+        }
+        assert!(
+            said.contains(&format!(
+                "daemon-reload && systemctl{} enable {name}",
+                if user { " --user" } else { "" }
+            )),
+            "the commands that enable it: {said}"
+        );
+    }
+    // Nothing but the units: no temp file left behind.
+    let mut left: Vec<String> = std::fs::read_dir(units.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "drover-daemon.service".to_owned(),
+            format!("drover-{me}-shop.service"),
+            format!("drover-{me}.service"),
+            "drover-shop.service".into(),
+            "drover.service".into(),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn startup_replaces_only_its_own_unit_and_unstartup_removes_it() {
+    let home = Home::new();
+    let units = tempfile::tempdir().unwrap();
+    let dir = units.path().to_str().unwrap();
+    let (unit, _) = install(&home, units.path(), &[]);
+    // A re-run (drover moved, PATH changed) replaces it.
+    install(&home, units.path(), &[]);
+
+    // Two stacks whose files have one name: the second needs a name of its own.
+    let a = home.path().join("a");
+    let b = home.path().join("b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let shop_a = eco_file(&home, "a/ecosystem.yaml");
+    let shop_b = eco_file(&home, "b/ecosystem.yaml");
+    let (first, _) = install(
+        &home,
+        units.path(),
+        &["--ecosystem", shop_a.to_str().unwrap(), "-u", "daemon"],
+    );
+    assert_eq!(
+        first.file_name().unwrap(),
+        "drover-daemon-a.service",
+        "named after its directory"
+    );
+    let out = home.output(&[
+        "startup",
+        "--ecosystem",
+        shop_b.to_str().unwrap(),
+        "-u",
+        "daemon",
+        "--service-name",
+        "drover-daemon-a",
+        "--unit-dir",
+        dir,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "already runs ecosystem {}: give this one --service-name",
+            shop_a.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let (second, _) = install(
+        &home,
+        units.path(),
+        &[
+            "--ecosystem",
+            shop_b.to_str().unwrap(),
+            "-u",
+            "daemon",
+            "--service-name",
+            "shop-b",
+        ],
+    );
+    assert_eq!(second.file_name().unwrap(), "shop-b.service");
+
+    // A unit drover did not write is neither replaced nor removed.
+    let theirs = units.path().join("drover-daemon.service");
+    std::fs::write(&theirs, "[Service]\nExecStart=/bin/true\n").unwrap();
+    let out = home.output(&["startup", "-u", "daemon", "--unit-dir", dir]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("was not written by drover startup"),
+        "{}",
+        out.stderr
+    );
+    let out = home.output(&["unstartup", "-u", "daemon", "--unit-dir", dir]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&theirs).unwrap(),
+        "[Service]\nExecStart=/bin/true\n"
+    );
+
+    let out = home.output(&["unstartup", "--unit-dir", dir]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("disable --now"), "{}", out.stdout);
+    assert!(!unit.exists());
+    let out = home.output(&["unstartup", "--unit-dir", dir]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("nothing to undo"), "{}", out.stderr);
+    let out = home.output(&[
+        "unstartup",
+        "--ecosystem",
+        shop_b.to_str().unwrap(),
+        "-u",
+        "daemon",
+        "--service-name",
+        "shop-b",
+        "--unit-dir",
+        dir,
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!second.exists() && first.exists());
+}
+
+/// Each bad input: one line naming the cause, a non-zero status, nothing written.
+#[test]
+fn bad_startup_input_is_one_line_and_writes_nothing() {
+    let home = Home::new();
+    let units = tempfile::tempdir().unwrap();
+    let dir = units.path().to_str().unwrap();
+    let missing = home.path().join("missing.yaml");
+    let broken = home.write("broken.yaml", "apps:\n  - name: x\n    scrip: a.js\n");
+    let cases: Vec<(Vec<&str>, i32, String)> = vec![
+        (
+            vec!["-u", "no-such-user-here"],
+            2,
+            "-u no-such-user-here: no such user on this system".into(),
+        ),
+        (vec!["upstart"], 2, "invalid value 'upstart'".into()),
+        (
+            vec!["--ecosystem", missing.to_str().unwrap()],
+            2,
+            format!("--ecosystem {}: No such file", missing.display()),
+        ),
+        (
+            vec!["--ecosystem", broken.to_str().unwrap()],
+            2,
+            format!("{}:3", broken.display()),
+        ),
+        (
+            vec!["--service-name", "a/b"],
+            2,
+            "--service-name a/b: a unit name is".into(),
+        ),
+        (
+            vec!["--user", "-u", "daemon"],
+            2,
+            "cannot be used with".into(),
+        ),
+        // A unit directory nobody may write (root included).
+        (vec![], 1, "cannot write the unit into /proc/1/units".into()),
+    ];
+    for (args, code, says) in cases {
+        let mut full = vec!["startup"];
+        full.extend_from_slice(&args);
+        let unit_dir = if says.contains("/proc/1/units") {
+            "/proc/1/units"
+        } else {
+            dir
+        };
+        full.extend_from_slice(&["--unit-dir", unit_dir]);
+        let out = home.output(&full);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(&says), "{args:?}: {}", out.stderr);
+        if !says.contains("invalid value") && !says.contains("cannot be used with") {
+            assert_eq!(
+                out.stderr.trim().lines().count(),
+                1,
+                "{args:?}: one line: {}",
+                out.stderr
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(units.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+
+    // No systemd on this machine (a container): nothing is installed in its directory.
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        let before = std::fs::read_dir("/etc/systemd/system")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let out = home.output(&["startup"]);
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("systemd is not running here"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+        let after = std::fs::read_dir("/etc/systemd/system")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(before, after);
+    }
+}
+
+/// A full disk while a unit is rewritten: the old unit stays whole, no temp file is left.
+#[test]
+fn a_unit_is_written_whole_or_not_at_all() {
+    let home = Home::new();
+    let dir = home.path().join("units");
+    std::fs::create_dir(&dir).unwrap();
+    let script = r#"set -e
+mount -t tmpfs -o size=4k tmpfs "$DIR"
+printf '%s\n' '# Written by `drover startup`; `drover unstartup` removes it.' '# drover-startup: daemon' '[Service]' > "$DIR/old.service"
+head -c 8192 /dev/zero > "$DIR/filler" 2>/dev/null || true
+set +e
+"$DROVER" startup --service-name old --unit-dir "$DIR"
+echo "status $?"
+ls -A "$DIR"
+cat "$DIR/old.service""#;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c", script])
+        .env("DIR", &dir)
+        .env("DROVER", DROVER)
+        .env("DROVER_HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("status 1"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("No space left on device") && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    let listed: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("status"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(listed, ["filler", "old.service"], "{stdout}");
+    assert!(
+        stdout.ends_with("# drover-startup: daemon\n[Service]\n"),
+        "{stdout}"
+    );
+}
