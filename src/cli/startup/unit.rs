@@ -245,7 +245,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nWantedBy=multi-user.target\n"), "{text}");
-        assert!(!text.contains("ExecStop="), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("ExecStop=")), "{text}");
 
         let text = unit(Scope::User, Runs::Daemon).render();
         assert!(!text.contains("User="), "{text}");
