@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap definitions and one file per command; argv → a call below. `cli::host`
+//! - [`cli`]: clap definitions and one file per command; argv → a call below
+//!   (`cli::startup` writes the systemd unit, its text in `cli::startup::unit`). `cli::host`
 //!   runs the supervisor in this process (`run`, `daemon`), `cli::apps` loads the apps a
 //!   command names.
 //! - [`config`]: ecosystem file and CLI flags (`config::AppFlags`) → validated
@@ -15,6 +16,8 @@
 //!   - [`supervisor::slot`]: one task per worker slot, carrying out the policy's actions.
 //!   - `supervisor::handlers`: one file per control request.
 //!   - `supervisor::shared`: what slots, reaper, notify socket and sampler share.
+//!   - `supervisor::service_manager`: sd_notify to the systemd that started us (READY,
+//!     RELOADING, STOPPING, WATCHDOG, STATUS); `supervisor::notify` is the workers' own.
 //!   - [`supervisor::spawn`]: the only place that builds a worker's command.
 //!   - `supervisor::node_channel`: a Node worker's IPC channel (readiness, the shared
 //!     listener a cluster app without `listen:` asks for, `shutdown_with_message`).
@@ -31,6 +34,8 @@
 //!   of the supervisor (it reports through [`sampler::Watched`]).
 //! - [`shim`]: the preloads: Node's turns `listen(PORT)` into the shared listener;
 //!   Python's gives uvicorn a graceful shutdown and keeps fromfd'd TCP sockets TCP.
+//! - [`cpus`]: the CPUs this process may use (affinity and cgroup quota), for
+//!   `instances: max`.
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
 //! - [`error`]: one error enum, mapped to exit codes in one place ([`error::Exit`]).
@@ -38,6 +43,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cpus;
 pub mod error;
 pub mod ipc;
 pub mod js_ecosystem;

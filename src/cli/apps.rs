@@ -129,12 +129,13 @@ fn port_fight(app: &AppSpec) -> Option<String> {
     })
 }
 
-/// What resolution needs from here: DROVER_HOME, our cwd, the CPUs, `--env`.
+/// What resolution needs from here: DROVER_HOME, our cwd, the CPUs we may use (affinity
+/// and cgroup quota, see `cpus`), `--env`.
 pub fn context(home: &Path, env_name: Option<String>) -> Result<ResolveContext, Error> {
     Ok(ResolveContext {
         home: home.to_path_buf(),
         cwd: std::env::current_dir().context("cannot read the current directory")?,
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        cpus: crate::cpus::usable(),
         env_name,
     })
 }
@@ -296,9 +297,13 @@ pub fn only(files: &mut [FileApps], only: Option<&str>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The caller's environment, which workers inherit under their app's env.
+/// The caller's environment, which workers inherit under their app's env; without
+/// what describes the caller's own fds and sockets (systemd's NOTIFY_SOCKET when the
+/// caller is a unit's `drover run`, LISTEN_FDS…), which is never a worker's.
 pub fn caller_env() -> BTreeMap<String, String> {
+    use crate::supervisor::spawn::SUPERVISOR_ONLY_VARS;
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| !SUPERVISOR_ONLY_VARS.contains(&k.as_str()))
         .collect()
 }

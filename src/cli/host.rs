@@ -116,6 +116,7 @@ pub fn supervise(home: &Path, apps: Vec<NewApp>, foreground: bool) -> Result<Run
             exit_when_idle: foreground,
             control: Some(control),
             reload_on_sighup: foreground,
+            notify_service_manager: true,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;
         let _ = std::fs::remove_file(&socket);

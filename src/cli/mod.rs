@@ -25,6 +25,7 @@ mod logs;
 mod render;
 mod run;
 mod start;
+mod startup;
 mod targets;
 mod update;
 
@@ -132,6 +133,16 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Print a completion script for bash, zsh or fish.
     Completions(completions::CompletionsArgs),
+    /// Start drover at boot: write and enable a systemd unit (PM2's startup).
+    ///
+    /// The unit runs `drover daemon --resurrect` (the apps of `drover save`), or with
+    /// --ecosystem FILE `drover run FILE`, as Type=notify with a watchdog, reload = `drover
+    /// reload all`, stop = SIGTERM to drover alone (KillMode=mixed), which stops every
+    /// worker gracefully. Installed and enabled when systemd runs and you may write its
+    /// directory; else the command to run as root is printed.
+    Startup(startup::StartupArgs),
+    /// Remove the unit `drover startup` wrote (disabled and stopped first).
+    Unstartup(startup::UnstartupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,11 +168,15 @@ pub struct RunArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Needs no DROVER_HOME: packagers generate completions where HOME is unset.
-    if let Command::Completions(args) = &cli.command {
-        return exit(completions::run(args));
-    }
-    let result = home().and_then(|home| match cli.command {
+    // These need no DROVER_HOME: packagers generate completions where HOME is unset,
+    // and a unit may be for another user (-u).
+    let command = match cli.command {
+        Command::Completions(args) => return finish(completions::run(&args)),
+        Command::Startup(args) => return finish(startup::startup(args)),
+        Command::Unstartup(args) => return finish(startup::unstartup(args)),
+        command => command,
+    };
+    let result = home().and_then(|home| match command {
         Command::Run(args) => run::run(args, home),
         Command::Start(args) => start::run(args, &home, None),
         Command::StartOrReload(args) => {
@@ -187,12 +202,14 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args, &home),
-        Command::Completions(args) => completions::run(&args),
+        Command::Completions(_) | Command::Startup(_) | Command::Unstartup(_) => {
+            unreachable!("handled before DROVER_HOME")
+        }
     });
-    exit(result)
+    finish(result)
 }
 
-fn exit(result: Result<(), Error>) -> ExitCode {
+fn finish(result: Result<(), Error>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

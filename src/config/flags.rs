@@ -18,7 +18,8 @@ pub struct AppFlags {
     /// App name (default: the script's file name without extension).
     #[arg(long)]
     pub name: Option<String>,
-    /// Number of workers: a number, `max` (all CPUs), or -1 (CPUs − 1).
+    /// Number of workers: a number, `max` or 0 (one per CPU this process may use: its
+    /// affinity and cgroup quota), or -1 (that minus 1).
     #[arg(short = 'i', long, allow_hyphen_values = true)]
     pub instances: Option<String>,
     /// Address the workers share: a port, host:port, [v6]:port or unix:/path.

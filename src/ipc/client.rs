@@ -136,6 +136,12 @@ impl Client {
         })?;
         let mut cmd = Command::new(exe);
         cmd.arg("daemon");
+        // A `drover start` run by a systemd unit (ExecStartPost=) must not hand the
+        // unit's NOTIFY_SOCKET to the background supervisor it starts: that one is not
+        // the unit's main process, and would claim to be.
+        for var in crate::supervisor::spawn::SUPERVISOR_ONLY_VARS {
+            cmd.env_remove(var);
+        }
         spawn_and_connect(home, cmd, SPAWN_TIMEOUT)
     }
 

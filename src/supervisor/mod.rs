@@ -10,6 +10,7 @@ mod handlers;
 mod node_channel;
 mod notify;
 pub mod policy;
+mod service_manager;
 mod shared;
 pub mod slot;
 pub mod spawn;
@@ -36,6 +37,7 @@ use crate::sampler;
 use crate::sockets::{AppListeners, ListenerCell};
 use crate::sync::lock;
 use policy::Status;
+use service_manager::{Census, ServiceManager};
 pub(crate) use shared::Shared;
 use slot::{Slot, SlotHandle, SlotMsg};
 
@@ -62,6 +64,9 @@ pub struct RunOptions {
     pub control: Option<UnixListener>,
     /// SIGHUP reloads every app (as gunicorn's arbiter does).
     pub reload_on_sighup: bool,
+    /// Tell the service manager that started us (NOTIFY_SOCKET, systemd's
+    /// `Type=notify`) when we are ready, reloading, stopping, and alive.
+    pub notify_service_manager: bool,
 }
 
 /// How a supervisor run ended.
@@ -139,6 +144,8 @@ pub(crate) struct Supervisor {
     finished: mpsc::UnboundedSender<Finished>,
     /// Stopping everything: requests that show are answered, changes are refused.
     shutting_down: bool,
+    /// systemd, when it started us as a `Type=notify` service.
+    service: Option<Arc<ServiceManager>>,
 }
 
 /// Whether the main loop goes on after a request.
@@ -181,6 +188,20 @@ pub async fn run(
         notify_path.clone(),
     ));
     let (finished_tx, mut finished) = mpsc::unbounded_channel();
+    let service = match opts.notify_service_manager {
+        true => ServiceManager::from_env().map(Arc::new),
+        false => None,
+    };
+    // WATCHDOG=1 comes from the control loop itself: a loop that stops turning stops
+    // the pings, and systemd restarts the service.
+    let mut watchdog = service
+        .as_ref()
+        .and_then(|s| s.watchdog_interval())
+        .map(|every| {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
     let mut sup = Supervisor {
         shared: shared.clone(),
         home: opts.home.clone(),
@@ -188,6 +209,7 @@ pub async fn run(
         next_id: 0,
         finished: finished_tx,
         shutting_down: false,
+        service,
     };
 
     let reaper = {
@@ -227,6 +249,7 @@ pub async fn run(
         if opts.exit_when_idle && sup.all_at_rest() {
             break true;
         }
+        sup.tell_service_manager();
         tokio::select! {
             _ = &mut shutdown => break false,
             Some(incoming) = requests.recv() => {
@@ -240,6 +263,7 @@ pub async fn run(
                 info!("SIGHUP received: reloading every app");
                 sup.reload_all_logged();
             }
+            Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => sup.watchdog(),
         }
     };
 
@@ -253,6 +277,9 @@ pub async fn run(
     // Stopping everything while still answering: `list` shows the workers `stopping`, a
     // pending `stop` gets its answer, and changes are refused as shutting down.
     sup.shutting_down = true;
+    if let Some(service) = &sup.service {
+        service.stopping(sup.census());
+    }
     let ids: Vec<u32> = sup.slot_ids().collect();
     let stops = sup.stop_slots(&ids);
     let cap = sup.stop_cap();
@@ -265,12 +292,15 @@ pub async fn run(
     };
     tokio::pin!(stopped);
     loop {
+        sup.tell_service_manager();
         tokio::select! {
             () = &mut stopped => break,
             Some(incoming) = requests.recv() => {
                 let _ = sup.handle(incoming);
             }
             Some(done) = finished.recv() => sup.finish(done),
+            _ = shared.next_slot_change() => {}
+            Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => sup.watchdog(),
         }
     }
     let _ = control_stop.send(());
@@ -313,6 +343,38 @@ pub async fn run(
 }
 
 impl Supervisor {
+    /// How the workers are doing, for the service manager.
+    fn census(&self) -> Census {
+        let mut census = Census {
+            settled: true,
+            ..Census::default()
+        };
+        for slot in self.apps.iter().flat_map(|a| &a.slots) {
+            census.workers += 1;
+            match slot.handle.status.borrow().status {
+                Status::Online => census.online += 1,
+                Status::Errored => census.errored += 1,
+                Status::Stopped => {}
+                Status::Launching | Status::Stopping | Status::Waiting => census.settled = false,
+            }
+        }
+        census
+    }
+
+    /// STATUS= (and the first READY=1) after whatever just changed; a no-op unless
+    /// systemd started us.
+    fn tell_service_manager(&self) {
+        if let Some(service) = &self.service {
+            service.observe(self.census());
+        }
+    }
+
+    fn watchdog(&self) {
+        if let Some(service) = &self.service {
+            service.watchdog();
+        }
+    }
+
     fn all_at_rest(&self) -> bool {
         self.apps
             .iter()

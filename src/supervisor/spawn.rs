@@ -46,8 +46,11 @@ pub struct SpawnedWorker {
 }
 
 /// Variables a worker must never inherit from the supervisor's own environment: they
-/// describe fds and sockets of the supervisor (e.g. when systemd started it).
-const SUPERVISOR_ONLY_VARS: &[&str] = &[
+/// describe fds and sockets of the supervisor (e.g. when systemd started it: systemd's
+/// NOTIFY_SOCKET is the supervisor's to answer, `supervisor::service_manager`). The
+/// CLI also leaves them out of the environment it sends (`cli::apps::caller_env`), so
+/// no app's saved environment carries them.
+pub const SUPERVISOR_ONLY_VARS: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",

@@ -90,7 +90,7 @@ kill -TERM $run; wait $run; echo "run exited $?""#
         .find(|l| l.starts_with('['))
         .expect("list --json");
     let workers: Vec<serde_json::Value> = serde_json::from_str(list).unwrap();
-    let cpus = std::thread::available_parallelism().unwrap().get();
+    let cpus = drover::cpus::usable() as usize;
     assert_eq!(workers.len(), cpus, "instances: max");
     assert!(
         workers

@@ -120,8 +120,26 @@ impl Home {
     pub fn run(&self, args: &[&str]) -> Running {
         let mut full = vec!["run"];
         full.extend_from_slice(args);
-        let mut child = self
-            .command(&full)
+        self.spawn_running(self.command(&full))
+    }
+
+    /// Starts `<wrapper…> drover <args…>` in the background (`taskset -c 0`,
+    /// `unshare …`, `env NAME=value`): the wrapper gets the drover binary and the
+    /// arguments after its own.
+    pub fn spawn_wrapped(&self, wrapper: &[&str], args: &[&str]) -> Running {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(DROVER)
+            .args(args)
+            .env("DROVER_HOME", self.path())
+            .current_dir(self.path())
+            .env_remove("NODE_OPTIONS")
+            .env_remove("DROVER_LOG");
+        self.spawn_running(cmd)
+    }
+
+    fn spawn_running(&self, mut cmd: Command) -> Running {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

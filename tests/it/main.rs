@@ -4,6 +4,7 @@
 mod bad_input;
 mod cluster_port;
 mod completions;
+mod container;
 mod daemon;
 mod ecosystem_js;
 mod exit_codes;
@@ -18,3 +19,4 @@ mod pm2_conformance;
 mod reload;
 mod responsive;
 mod run;
+mod systemd;

@@ -33,7 +33,16 @@ impl Supervisor {
             .collect();
         let target = target.clone();
         let parallel = parallel.max(1) as usize;
-        Ok(Box::pin(async move {
+        // A reload of everything is the service reloading (`ExecReload=drover reload
+        // all`, SIGHUP): systemd hears RELOADING=1 now and READY=1 once it is over.
+        let service = match target {
+            Target::All => self.service.clone(),
+            Target::Id(_) | Target::Name(_) | Target::Pattern(_) => None,
+        };
+        if let Some(service) = &service {
+            service.reload_started(self.census());
+        }
+        let work = Box::pin(async move {
             let mut done = Vec::new();
             for batch in slots.chunks(parallel) {
                 let (tx, mut rx) = mpsc::unbounded_channel();
@@ -70,7 +79,15 @@ impl Supervisor {
             }
             let message = format!("reloaded {target}: {}", done.join(", "));
             (Tidy::Nothing, Ok(Response::Done { message }))
-        }))
+        });
+        Ok(match service {
+            Some(service) => Box::pin(async move {
+                let outcome = work.await;
+                service.reload_finished();
+                outcome
+            }),
+            None => work,
+        })
     }
 
     /// SIGHUP: reload every app, the outcome in the supervisor's log.
