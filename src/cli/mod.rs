@@ -41,7 +41,7 @@ use crate::error::Error;
     name = "drover",
     version,
     about = "PM2's cluster mode for any language: N workers sharing one port, kept alive, with merged logs",
-    after_long_help = crate::error::EXIT_STATUS
+    after_long_help = after_long_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -114,7 +114,12 @@ pub enum Command {
     ReloadLogs,
     /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
     Save(lifecycle::SaveArgs),
-    /// Start the apps saved by `save`.
+    /// Start the apps saved by `save` (those saved stopped are listed, stopped).
+    ///
+    /// When $DROVER_HOME/dump.yaml is missing or cannot be read, the previous dump
+    /// (dump.yaml.bak) is read instead, and says so; a damaged dump is kept as
+    /// dump.yaml.damaged. A dump of a newer format, or a symlink, is refused and left as
+    /// it is. With nothing saved, no supervisor is started.
     Resurrect,
     /// Check that the supervisor answers.
     ///
@@ -164,6 +169,65 @@ pub struct RunArgs {
     /// Arguments passed to the script (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// The environment variables drover reads, for `drover --help` and drover(1).
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "DROVER_HOME",
+        "where drover keeps its state (default ~/.drover, created 0700; it must be yours and writable by nobody else): logs, the control socket, the dump, the preloads",
+    ),
+    (
+        "DROVER_LOG",
+        "the supervisor's own log filter: info (default), debug, warn, error",
+    ),
+    (
+        "NOTIFY_SOCKET",
+        "set by systemd for a Type=notify unit: the supervisor says READY=1, RELOADING=1, STOPPING=1, WATCHDOG=1 and STATUS= there (never passed on to workers)",
+    ),
+];
+
+/// The files drover keeps under $DROVER_HOME, for `drover --help` and drover(1).
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "drover.sock",
+        "the control socket (0600, peer uid checked) the commands talk to the supervisor on",
+    ),
+    ("drover.lock", "held by the one supervisor of this home"),
+    ("drover.log", "the background supervisor's own log"),
+    (
+        "logs/",
+        "the apps' log files, unless an app names its own (<name>-out.log, <name>-error.log, -<i> per instance)",
+    ),
+    (
+        "dump.yaml",
+        "what `drover save` wrote and `drover resurrect` starts (0600: it holds the apps' environments); dump.yaml.bak is the previous one, dump.yaml.damaged one that could not be read",
+    ),
+    (
+        "notify.sock",
+        "the workers' sd_notify socket (READY=1 with wait_ready)",
+    ),
+    (
+        "shim/, gunicorn/",
+        "the Node and Python preloads drover gives workers, gunicorn's per-worker control sockets",
+    ),
+];
+
+/// `drover --help` ends with where drover looks and writes, and its exit statuses.
+fn after_long_help() -> String {
+    let table = |title: &str, rows: &[(&str, &str)]| {
+        let mut text = format!("{title}:\n");
+        for (name, what) in rows {
+            text.push_str(&format!("  {name}\n      {what}\n"));
+        }
+        text
+    };
+    format!(
+        "{}\n{}\n{}",
+        table("Environment", ENVIRONMENT),
+        table("Files (in $DROVER_HOME)", FILES),
+        crate::error::EXIT_STATUS
+    )
 }
 
 pub fn main() -> ExitCode {

@@ -8,29 +8,89 @@ use std::process::Command;
 use clap::CommandFactory;
 
 fn pages() -> Vec<(String, Vec<u8>)> {
-    let cmd = drover::cli::Cli::command();
-    let mut pages = Vec::new();
-    let mut render = |name: String, cmd: clap::Command| {
+    let mut cmd = drover::cli::Cli::command();
+    // Built, so clap's own `help` command is there too: drover(1) lists it.
+    cmd.build();
+    let mut pages = vec![("drover.1".to_owned(), drover_1(&cmd))];
+    // One page per command, and per subcommand of one (drover-export-nginx.1); each
+    // page's synopsis spells the command as typed (`drover start …`).
+    let mut commands: Vec<(String, String, clap::Command)> = cmd
+        .get_subcommands()
+        .map(|sub| {
+            let name = sub.get_name();
+            (
+                format!("drover-{name}"),
+                format!("drover {name}"),
+                sub.clone(),
+            )
+        })
+        .collect();
+    while let Some((name, typed, sub)) = commands.pop() {
+        // `drover help` has one page; the help of a command is that command's page.
+        let nested = sub.get_subcommands().filter(|_| sub.get_name() != "help");
+        for nested in nested.filter(|n| n.get_name() != "help") {
+            let n = nested.get_name();
+            commands.push((
+                format!("{name}-{n}"),
+                format!("{typed} {n}"),
+                nested.clone(),
+            ));
+        }
+        let display: &'static str = Box::leak(name.clone().into_boxed_str());
         let mut out = Vec::new();
-        clap_mangen::Man::new(cmd)
+        clap_mangen::Man::new(sub.name(display).bin_name(typed))
             .render(&mut out)
             .expect("render man page");
         pages.push((format!("{name}.1"), out));
-    };
-    render("drover".into(), cmd.clone());
-    // One page per command, and per subcommand of one (drover-export-nginx.1).
-    let mut commands: Vec<(String, clap::Command)> = cmd
-        .get_subcommands()
-        .map(|sub| (format!("drover-{}", sub.get_name()), sub.clone()))
-        .collect();
-    while let Some((name, sub)) = commands.pop() {
-        for nested in sub.get_subcommands() {
-            commands.push((format!("{name}-{}", nested.get_name()), nested.clone()));
-        }
-        let display: &'static str = Box::leak(name.clone().into_boxed_str());
-        render(name, sub.name(display));
     }
     pages
+}
+
+/// drover(1): clap's sections, then ENVIRONMENT, FILES and EXIT STATUS from the tables
+/// `drover --help` shows, and SEE ALSO.
+fn drover_1(cmd: &clap::Command) -> Vec<u8> {
+    use roff::{Roff, bold, italic, roman};
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out = Vec::new();
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    man.render_synopsis_section(&mut out).unwrap();
+    man.render_description_section(&mut out).unwrap();
+    man.render_options_section(&mut out).unwrap();
+    man.render_subcommands_section(&mut out).unwrap();
+    let mut page = Roff::new();
+    let table = |page: &mut Roff, title: &str, rows: &[(&str, &str)]| {
+        page.control("SH", [title]);
+        for (name, what) in rows {
+            page.control("TP", [])
+                .text([bold(*name)])
+                .text([roman(*what)]);
+        }
+    };
+    table(&mut page, "ENVIRONMENT", drover::cli::ENVIRONMENT);
+    let files: Vec<(String, &str)> = drover::cli::FILES
+        .iter()
+        .map(|(name, what)| (format!("$DROVER_HOME/{name}"), *what))
+        .collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, w)| (n.as_str(), *w)).collect();
+    table(&mut page, "FILES", &files);
+    page.control("SH", ["EXIT STATUS"]);
+    for line in drover::error::EXIT_STATUS.lines().skip(1) {
+        let (code, what) = line.trim().split_once("  ").expect("code  meaning");
+        page.control("TP", [])
+            .text([bold(code)])
+            .text([roman(what.trim())]);
+    }
+    page.control("SH", ["SEE ALSO"]).text([
+        bold("drover-ecosystem"),
+        roman("(5), and "),
+        bold("drover-"),
+        italic("command"),
+        roman("(1) for each command above."),
+    ]);
+    out.extend(page.render().into_bytes());
+    man.render_version_section(&mut out).unwrap();
+    out
 }
 
 #[test]
