@@ -59,6 +59,67 @@ pub struct Incumbent {
 pub enum Why {
     Reload,
     Memory,
+    /// It failed its health check (or stopped pinging its watchdog).
+    Health,
+}
+
+/// Why a worker was replaced, as counted ([`Restarts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// It exited on its own.
+    Crash,
+    /// Over max_memory_restart.
+    Memory,
+    /// Failed its health check or watchdog.
+    Health,
+    /// `reload` (also a deploy: `start FILE`, watch, cron).
+    Reload,
+    /// `restart`.
+    Restart,
+}
+
+impl From<Why> for Cause {
+    fn from(why: Why) -> Cause {
+        match why {
+            Why::Reload => Cause::Reload,
+            Why::Memory => Cause::Memory,
+            Why::Health => Cause::Health,
+        }
+    }
+}
+
+/// Replacements of a slot's worker by cause; their sum is PM2's ↺.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restarts {
+    pub crash: u32,
+    pub memory: u32,
+    pub health: u32,
+    pub reload: u32,
+    pub restart: u32,
+}
+
+impl Restarts {
+    pub fn total(&self) -> u32 {
+        let Restarts {
+            crash,
+            memory,
+            health,
+            reload,
+            restart,
+        } = *self;
+        crash + memory + health + reload + restart
+    }
+
+    fn count(&mut self, cause: Cause) {
+        let counter = match cause {
+            Cause::Crash => &mut self.crash,
+            Cause::Memory => &mut self.memory,
+            Cause::Health => &mut self.health,
+            Cause::Reload => &mut self.reload,
+            Cause::Restart => &mut self.restart,
+        };
+        *counter = counter.saturating_add(1);
+    }
 }
 
 /// Where a slot is in its lifecycle; each phase carries its own data.
@@ -108,7 +169,8 @@ pub enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterStop {
     Rest,
-    Respawn,
+    /// Start a new worker, a replacement for this `Cause`.
+    Respawn(Cause),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +188,10 @@ pub enum Event {
         status: ExitKind,
     },
     MemoryExceeded {
+        pid: Pid,
+    },
+    /// The worker failed its health check (its checks counted the failures).
+    Unhealthy {
         pid: Pid,
     },
     StopRequested,
@@ -211,9 +277,13 @@ pub struct SlotPolicy {
     phase: Phase,
     /// The replaced worker still exiting, if any.
     retiring: Option<Retiring>,
-    /// Replacements of a running (or crashed) worker of this slot, whatever the cause
-    /// (PM2's ↺); starting the slot again after a stop is not one.
-    restarts: u32,
+    /// Replacements of a running (or crashed) worker of this slot, by cause (their sum
+    /// is PM2's ↺); starting the slot again after a stop is not one.
+    restarts: Restarts,
+    /// The serving worker is ready: it said so, or stayed up min_uptime under the
+    /// uptime rule. False for one counted online after listen_timeout without a sign:
+    /// it is listed online (as PM2), but takes no connection while another slot can.
+    is_ready: bool,
     /// Consecutive unstable runs.
     unstable: u32,
     /// Current exponential backoff delay, if that policy is on.
@@ -236,7 +306,8 @@ impl SlotPolicy {
         SlotPolicy {
             phase: Phase::Stopped,
             retiring: None,
-            restarts: 0,
+            restarts: Restarts::default(),
+            is_ready: false,
             unstable: 0,
             backoff: None,
             last_exit: None,
@@ -298,7 +369,8 @@ impl SlotPolicy {
                 | Event::SpawnFailed
                 | Event::Ready { .. }
                 | Event::Exited { .. }
-                | Event::MemoryExceeded { .. } => vec![],
+                | Event::MemoryExceeded { .. }
+                | Event::Unhealthy { .. } => vec![],
             },
             // Transient: `slot.rs` feeds `Spawned` or `SpawnFailed` right after the
             // `Spawn`, before any other event.
@@ -324,9 +396,10 @@ impl SlotPolicy {
                 // `Start` comes once, to a stopped slot.
                 Event::Start => vec![],
                 // Stale: no pid yet, so these are about an earlier worker.
-                Event::Ready { .. } | Event::Exited { .. } | Event::MemoryExceeded { .. } => {
-                    vec![]
-                }
+                Event::Ready { .. }
+                | Event::Exited { .. }
+                | Event::MemoryExceeded { .. }
+                | Event::Unhealthy { .. } => vec![],
                 // Never seen here (see above); nothing to stop, no timer of its own.
                 Event::StopRequested | Event::RestartRequested | Event::Timer => vec![],
             },
@@ -349,6 +422,8 @@ impl SlotPolicy {
                         let mut actions =
                             vec![Action::Report(self::Report::NotReadyInTime { pid })];
                         actions.extend(self.go_online(pid, since));
+                        // Listed online, as PM2 does; not ready all the same.
+                        self.is_ready = false;
                         actions
                     } else {
                         vec![] // early timer
@@ -364,7 +439,9 @@ impl SlotPolicy {
                         vec![] // stale: another pid
                     }
                 }
-                Event::RestartRequested => self.begin_stop(pid, since, AfterStop::Respawn, now),
+                Event::RestartRequested => {
+                    self.begin_stop(pid, since, AfterStop::Respawn(Cause::Restart), now)
+                }
                 Event::StopRequested => {
                     let mut actions = self.fail_reload(Failure::Stopped);
                     actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
@@ -375,10 +452,11 @@ impl SlotPolicy {
                 // Not being ready, it serves nobody, so stop-then-start loses nothing.
                 Event::ReloadRequested => {
                     self.reload_pending = true;
-                    self.begin_stop(pid, since, AfterStop::Respawn, now)
+                    self.begin_stop(pid, since, AfterStop::Respawn(Cause::Reload), now)
                 }
-                // Not replaced for its memory before it is ready.
-                Event::MemoryExceeded { .. } => vec![],
+                // Not replaced for its memory before it is ready, and its health is
+                // checked from when it is.
+                Event::MemoryExceeded { .. } | Event::Unhealthy { .. } => vec![],
                 // `Start` comes once, to a stopped slot.
                 Event::Start => vec![],
                 // Stale: no spawn is pending.
@@ -406,14 +484,31 @@ impl SlotPolicy {
                         vec![] // stale: another pid's sample
                     }
                 }
-                Event::RestartRequested => self.begin_stop(pid, since, AfterStop::Respawn, now),
+                // It takes no new connection from now on (`takes_connections`), and is
+                // replaced without a gap.
+                Event::Unhealthy { pid: sick } => {
+                    if pid == sick {
+                        self.replace(Incumbent { pid, since }, Why::Health, now)
+                    } else {
+                        vec![] // stale: an earlier worker's check
+                    }
+                }
+                Event::RestartRequested => {
+                    self.begin_stop(pid, since, AfterStop::Respawn(Cause::Restart), now)
+                }
                 Event::StopRequested => {
                     let mut actions = self.fail_reload(Failure::Stopped);
                     actions.extend(self.begin_stop(pid, since, AfterStop::Rest, now));
                     actions
                 }
-                // Already ready: a repeated READY=1, or a late one of an earlier worker.
-                Event::Ready { .. } => vec![],
+                // A sign after listen_timeout makes it ready after all; else a repeated
+                // READY=1, or a late one of an earlier worker.
+                Event::Ready { pid: ready } => {
+                    if pid == ready {
+                        self.is_ready = true;
+                    }
+                    vec![]
+                }
                 // No deadline of its own (a retiring worker's is handled in `on`).
                 Event::Timer => vec![],
                 // `Start` comes once, to a stopped slot.
@@ -445,6 +540,7 @@ impl SlotPolicy {
                 Event::Ready { .. }
                 | Event::Exited { .. }
                 | Event::MemoryExceeded { .. }
+                | Event::Unhealthy { .. }
                 | Event::StopRequested
                 | Event::RestartRequested
                 | Event::Timer => vec![],
@@ -458,14 +554,14 @@ impl SlotPolicy {
             } => match event {
                 Event::Ready { pid } => {
                     if pid == new {
-                        self.promote(old, new, new_since, now)
+                        self.promote(old, new, new_since, why, now)
                     } else {
                         vec![] // stale: another pid (the old worker is ready already)
                     }
                 }
                 Event::Timer => {
                     if self.uptime_ready_at(new_since).is_some_and(|t| now >= t) {
-                        self.promote(old, new, new_since, now)
+                        self.promote(old, new, new_since, why, now)
                     } else if now >= deadline {
                         // Stopped gracefully: it may already be serving connections.
                         let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
@@ -493,7 +589,7 @@ impl SlotPolicy {
                         // The old worker died on its own mid-replacement: the new one takes
                         // over.
                         self.last_exit = Some(status);
-                        self.restarts += 1;
+                        self.restarts.count(Cause::Crash);
                         self.phase = Starting {
                             pid: new,
                             since: new_since,
@@ -520,7 +616,12 @@ impl SlotPolicy {
                         kill_at: Some(now + self.stop.kill_timeout),
                     });
                     let mut actions = vec![SendSignal(new, self.stop.kill_signal)];
-                    actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
+                    actions.extend(self.begin_stop(
+                        old.pid,
+                        old.since,
+                        AfterStop::Respawn(Cause::Restart),
+                        now,
+                    ));
                     actions
                 }
                 // A replacement is already under way.
@@ -530,6 +631,21 @@ impl SlotPolicy {
                 }
                 // A replacement is already under way; the old worker's memory ends with it.
                 Event::MemoryExceeded { .. } => vec![],
+                // The old worker, already being replaced, takes no new connection from
+                // now on, and goes even if its replacement fails. The new one is checked
+                // once it serves.
+                Event::Unhealthy { pid } => {
+                    if pid == old.pid {
+                        self.phase = Replacing {
+                            old,
+                            new,
+                            new_since,
+                            deadline,
+                            why: Why::Health,
+                        };
+                    }
+                    vec![]
+                }
                 // `Start` comes once, to a stopped slot.
                 Event::Start => vec![],
                 // Stale: no spawn is pending.
@@ -559,7 +675,7 @@ impl SlotPolicy {
                         pid,
                         since,
                         deadline,
-                        then: AfterStop::Respawn,
+                        then: AfterStop::Respawn(Cause::Reload),
                     };
                     vec![]
                 }
@@ -587,8 +703,8 @@ impl SlotPolicy {
                                 self.phase = Stopped;
                                 vec![KillGroup(pid), ReleaseListener]
                             }
-                            AfterStop::Respawn => {
-                                self.restarts += 1;
+                            AfterStop::Respawn(cause) => {
+                                self.restarts.count(cause);
                                 self.unstable = 0;
                                 self.phase = Spawning;
                                 vec![KillGroup(pid), Spawn]
@@ -605,12 +721,15 @@ impl SlotPolicy {
                         pid,
                         since,
                         deadline,
-                        then: AfterStop::Respawn,
+                        then: AfterStop::Respawn(Cause::Restart),
                     };
                     vec![]
                 }
-                // On its way out: neither ready nor worth replacing for its memory.
-                Event::Ready { .. } | Event::MemoryExceeded { .. } => vec![],
+                // On its way out: neither ready nor worth replacing for its memory or
+                // its health.
+                Event::Ready { .. } | Event::MemoryExceeded { .. } | Event::Unhealthy { .. } => {
+                    vec![]
+                }
                 // `Start` comes once, to a stopped slot.
                 Event::Start => vec![],
                 // Stale: no spawn is pending.
@@ -644,7 +763,8 @@ impl SlotPolicy {
                 | Event::SpawnFailed
                 | Event::Ready { .. }
                 | Event::Exited { .. }
-                | Event::MemoryExceeded { .. } => vec![],
+                | Event::MemoryExceeded { .. }
+                | Event::Unhealthy { .. } => vec![],
             },
         }
     }
@@ -677,7 +797,7 @@ impl SlotPolicy {
             self.phase = Phase::SpawningReplacement { old, why };
             vec![Action::Spawn]
         } else {
-            self.begin_stop(old.pid, old.since, AfterStop::Respawn, now)
+            self.begin_stop(old.pid, old.since, AfterStop::Respawn(why.into()), now)
         }
     }
 
@@ -687,10 +807,12 @@ impl SlotPolicy {
         old: Incumbent,
         new: Pid,
         new_since: Instant,
+        why: Why,
         now: Instant,
     ) -> Vec<Action> {
-        self.restarts += 1;
+        self.restarts.count(why.into());
         self.unstable = 0;
+        self.is_ready = true;
         self.phase = Phase::Online {
             pid: new,
             since: new_since,
@@ -729,14 +851,21 @@ impl SlotPolicy {
             since: old.since,
         };
         let mut actions = self.fail_reload(failure);
-        if why == Why::Memory {
-            actions.extend(self.begin_stop(old.pid, old.since, AfterStop::Respawn, now));
+        // A worker replaced for its memory or its health must go all the same.
+        if why != Why::Reload {
+            actions.extend(self.begin_stop(
+                old.pid,
+                old.since,
+                AfterStop::Respawn(why.into()),
+                now,
+            ));
         }
         actions
     }
 
     fn go_online(&mut self, pid: Pid, since: Instant) -> Vec<Action> {
         self.phase = Phase::Online { pid, since };
+        self.is_ready = true;
         if std::mem::take(&mut self.reload_pending) {
             vec![Action::Report(Report::Reloaded {
                 old: None,
@@ -802,7 +931,7 @@ impl SlotPolicy {
             self.phase = Phase::Errored;
             return vec![Action::ReleaseListener];
         }
-        self.restarts += 1;
+        self.restarts.count(Cause::Crash);
         let delay = self.restart_delay(uptime);
         if delay.is_zero() {
             self.phase = Phase::Spawning;
@@ -896,7 +1025,30 @@ impl SlotPolicy {
     /// Replacements of a running (or crashed) worker of this slot, whatever the cause
     /// (PM2's ↺); starting the slot again after a stop is not one.
     pub fn restarts(&self) -> u32 {
+        self.restarts.total()
+    }
+
+    /// The same, by cause.
+    pub fn restarts_by_cause(&self) -> Restarts {
         self.restarts
+    }
+
+    /// Whether the slot's listener should get new connections: its worker serves, is
+    /// ready, and is not being replaced for its health. (A slot whose listener gets none
+    /// still has what is queued on it served, by its worker or the next one.)
+    pub fn takes_connections(&self) -> bool {
+        match self.phase {
+            Phase::Online { .. } => self.is_ready,
+            Phase::SpawningReplacement { why, .. } | Phase::Replacing { why, .. } => {
+                self.is_ready && why != Why::Health
+            }
+            Phase::Spawning
+            | Phase::Starting { .. }
+            | Phase::Stopping { .. }
+            | Phase::Waiting { .. }
+            | Phase::Stopped
+            | Phase::Errored => false,
+        }
     }
 
     /// How the slot's last worker ended, if one has.
@@ -1070,7 +1222,7 @@ mod tests {
             if row.expect_status != Status::Errored {
                 expected_restarts += 1;
             }
-            assert_eq!(policy.restarts, expected_restarts, "row {i}");
+            assert_eq!(policy.restarts(), expected_restarts, "row {i}");
         }
         // errored is at rest: a stale timer does nothing; a restart request brings it back.
         assert!(policy.is_at_rest());
@@ -1093,7 +1245,7 @@ mod tests {
         );
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
         assert_eq!(p.status(), Status::Stopped);
-        assert_eq!(p.restarts, 0);
+        assert_eq!(p.restarts(), 0);
 
         let (restart, stop) = spec();
         let mut p = SlotPolicy::new(
@@ -1188,7 +1340,7 @@ mod tests {
         );
         assert_eq!(actions, vec![KillGroup(w), ReleaseListener]);
         assert_eq!(p.status(), Status::Stopped);
-        assert_eq!(p.restarts, 0, "a stop is not a restart");
+        assert_eq!(p.restarts(), 0, "a stop is not a restart");
     }
 
     #[test]
@@ -1303,7 +1455,7 @@ mod tests {
             ]
         );
         assert_eq!(p.pid(), Some(pid(11)));
-        assert_eq!(p.restarts, 1);
+        assert_eq!(p.restarts(), 1);
         // The old one gets SIGKILL at kill_timeout if it lingers, then is reaped.
         assert_eq!(p.next_deadline(), Some(ready + ms(1600)));
         assert_eq!(p.on(Event::Timer, ready + ms(1600)), vec![KillGroup(old)]);
@@ -1360,8 +1512,168 @@ mod tests {
                 "{how}"
             );
             assert_eq!(p.phase, Phase::Online { pid: old, since: t }, "{how}");
-            assert_eq!(p.restarts, 0, "{how}");
+            assert_eq!(p.restarts(), 0, "{how}");
         }
+    }
+
+    /// Who takes new connections, and what an unhealthy worker becomes, as a table: each
+    /// row is an event, the actions it must give, and whether the slot's listener takes
+    /// connections after it.
+    #[test]
+    fn an_unhealthy_worker_takes_no_connection_and_is_replaced_without_a_gap() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        p.on(Event::Start, t);
+        let exit = |n: i32| Event::Exited {
+            pid: pid(n),
+            status: ExitKind::Code(1),
+        };
+        let rows: Vec<(Event, Vec<Action>, bool)> = vec![
+            (Event::Spawned { pid: pid(1) }, vec![], false),
+            // Booting: not ready, takes nothing; its health is not checked yet.
+            (Event::Unhealthy { pid: pid(1) }, vec![], false),
+            (Event::Ready { pid: pid(1) }, vec![], true),
+            (Event::Unhealthy { pid: pid(9) }, vec![], true), // another pid: stale
+            // Steered out at once, a replacement started next to it.
+            (Event::Unhealthy { pid: pid(1) }, vec![Spawn], false),
+            (Event::Spawned { pid: pid(2) }, vec![], false),
+            (
+                Event::Ready { pid: pid(2) },
+                vec![SendSignal(pid(1), Signal::SIGINT)],
+                true,
+            ),
+            (exit(1), vec![KillGroup(pid(1))], true),
+            // A replacement for its health that fails: the sick worker goes all the same.
+            (Event::Unhealthy { pid: pid(2) }, vec![Spawn], false),
+            (Event::Spawned { pid: pid(3) }, vec![], false),
+            (
+                exit(3),
+                vec![KillGroup(pid(3)), SendSignal(pid(2), Signal::SIGINT)],
+                false,
+            ),
+            (exit(2), vec![KillGroup(pid(2)), Spawn], false),
+            (Event::Spawned { pid: pid(4) }, vec![], false),
+            (Event::Ready { pid: pid(4) }, vec![], true),
+            // Unhealthy during a reload: out at once, the reload goes on.
+            (Event::ReloadRequested, vec![Spawn], true),
+            (Event::Spawned { pid: pid(5) }, vec![], true),
+            (Event::Unhealthy { pid: pid(4) }, vec![], false),
+            (
+                Event::Ready { pid: pid(5) },
+                vec![
+                    SendSignal(pid(4), Signal::SIGINT),
+                    Report(Rep::Reloaded {
+                        old: Some(pid(4)),
+                        new: pid(5),
+                    }),
+                ],
+                true,
+            ),
+        ];
+        for (i, (event, actions, takes)) in rows.into_iter().enumerate() {
+            assert_eq!(p.on(event, t), actions, "row {i}: {event:?}");
+            assert_eq!(p.takes_connections(), takes, "row {i}: {event:?}");
+        }
+        assert_eq!(
+            p.restarts_by_cause(),
+            Restarts {
+                health: 3,
+                ..Restarts::default()
+            },
+            "the one replaced during a reload counts as a health replacement too"
+        );
+
+        // Without a shared listener: stopped, then started again.
+        let mut p = policy(ReadyRule::Signal, false);
+        let sick = online(&mut p, 10, t);
+        assert_eq!(
+            p.on(Event::Unhealthy { pid: sick }, t),
+            vec![SendSignal(sick, Signal::SIGINT)]
+        );
+        assert!(!p.takes_connections());
+        assert_eq!(p.on(exit(10), t), vec![KillGroup(sick), Spawn]);
+        assert_eq!(p.restarts_by_cause().health, 1);
+    }
+
+    /// A worker that never says it is ready is listed online after listen_timeout (as
+    /// PM2), but takes no connection until it does say so.
+    #[test]
+    fn a_worker_counted_online_without_a_sign_takes_no_connection_until_it_gives_one() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(1) }, t);
+        assert_eq!(
+            p.on(Event::Timer, t + ms(3000)),
+            vec![Report(Rep::NotReadyInTime { pid: pid(1) })]
+        );
+        assert_eq!(p.status(), Status::Online);
+        assert!(!p.takes_connections());
+        p.on(Event::Ready { pid: pid(2) }, t + ms(4000));
+        assert!(!p.takes_connections(), "another pid's sign");
+        p.on(Event::Ready { pid: pid(1) }, t + ms(4000));
+        assert!(p.takes_connections());
+
+        // The uptime rule: ready once up min_uptime.
+        let mut p = policy(ReadyRule::Uptime, true);
+        p.on(Event::Start, t);
+        p.on(Event::Spawned { pid: pid(3) }, t);
+        assert!(!p.takes_connections());
+        p.on(Event::Timer, t + ms(1000));
+        assert!(p.takes_connections());
+    }
+
+    /// Each replacement is counted under its cause; the total is PM2's ↺.
+    #[test]
+    fn restarts_are_counted_by_cause() {
+        let t = Instant::now();
+        let mut p = policy(ReadyRule::Signal, true);
+        let first = online(&mut p, 1, t);
+        // reload
+        p.on(Event::ReloadRequested, t);
+        p.on(Event::Spawned { pid: pid(2) }, t);
+        p.on(Event::Ready { pid: pid(2) }, t);
+        p.on(
+            Event::Exited {
+                pid: first,
+                status: ExitKind::Code(0),
+            },
+            t,
+        );
+        // memory
+        p.on(Event::MemoryExceeded { pid: pid(2) }, t);
+        p.on(Event::Spawned { pid: pid(3) }, t);
+        p.on(Event::Ready { pid: pid(3) }, t);
+        // restart
+        p.on(Event::RestartRequested, t);
+        p.on(
+            Event::Exited {
+                pid: pid(3),
+                status: ExitKind::Code(0),
+            },
+            t,
+        );
+        p.on(Event::Spawned { pid: pid(4) }, t);
+        p.on(Event::Ready { pid: pid(4) }, t);
+        // crash, after a stable run
+        p.on(
+            Event::Exited {
+                pid: pid(4),
+                status: ExitKind::Code(1),
+            },
+            t + ms(5000),
+        );
+        assert_eq!(
+            p.restarts_by_cause(),
+            Restarts {
+                crash: 1,
+                memory: 1,
+                health: 0,
+                reload: 1,
+                restart: 1,
+            }
+        );
+        assert_eq!(p.restarts(), 4);
     }
 
     #[test]
@@ -1383,7 +1695,7 @@ mod tests {
         p.on(Event::Spawned { pid: pid(31) }, t + ms(2000));
         let actions = p.on(Event::Timer, t + ms(3000));
         assert_eq!(actions, vec![SendSignal(pid(30), Signal::SIGINT)]);
-        assert_eq!(p.restarts, 1);
+        assert_eq!(p.restarts(), 1);
 
         // No shared listener: stop first, then respawn.
         let mut p = policy(ReadyRule::Uptime, false);
@@ -1413,7 +1725,7 @@ mod tests {
             t + ms(2010),
         );
         assert_eq!(actions, vec![KillGroup(pid(40)), Spawn]);
-        assert_eq!(p.restarts, 1);
+        assert_eq!(p.restarts(), 1);
     }
 
     #[test]
