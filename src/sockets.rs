@@ -31,7 +31,7 @@
 //! fd 3, so closing a reuseport listener first shuts it down (`shutdown(SHUT_RD)` on a
 //! listener unhashes it at once, as close would if ours were the last reference).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -64,6 +64,12 @@ pub struct AppListeners {
     /// Open listeners that new connections are steered away from, with the time the
     /// program that does so was attached.
     excluded: BTreeMap<u32, Instant>,
+    /// Slots whose worker takes no new connection now (booting, not ready, unhealthy,
+    /// stopping): steered away from while another slot's worker can take them.
+    resting: BTreeSet<u32>,
+    /// Health probes in flight: a connection from this source port goes to this slot's
+    /// listener, whatever else the program does ([`AppListeners::probe`]).
+    probes: BTreeMap<u16, u32>,
     /// Whether a steering program is attached to the group.
     steering: bool,
 }
@@ -118,6 +124,8 @@ impl AppListeners {
             fds: vec![Some(first)],
             group: Vec::new(),
             excluded: BTreeMap::new(),
+            resting: BTreeSet::new(),
+            probes: BTreeMap::new(),
             steering: false,
         };
         if listeners.steerable() {
@@ -205,6 +213,7 @@ impl AppListeners {
         // The group, and the program with it, is gone once its last socket is.
         self.group.clear();
         self.excluded.clear();
+        self.probes.clear();
         self.steering = false;
     }
 
@@ -245,6 +254,53 @@ impl AppListeners {
         // The grace of `drain` counts from when the program is in place.
         self.excluded.insert(slot, Instant::now());
         Ok(())
+    }
+
+    /// Whether `slot`'s worker takes new connections (ready and healthy): those that do
+    /// share them; one that does not gets none while another can take them. When no
+    /// worker can (all booting), every listener takes them, as without steering, so they
+    /// wait in the queues for the workers. A no-op where nothing is steered.
+    pub fn set_taking(&mut self, slot: u32, taking: bool) {
+        let changed = if taking {
+            self.resting.remove(&slot)
+        } else {
+            self.resting.insert(slot)
+        };
+        if changed && let Err(e) = self.resteer() {
+            warn!(
+                "{}: cannot steer connections {} slot {slot}: {e}",
+                self.bound,
+                if taking { "to" } else { "away from" }
+            );
+        }
+    }
+
+    /// Sends a connection from `source_port` (a health check's) to `slot`'s listener, so
+    /// the check reaches that slot's worker through the shared address. Undo with
+    /// [`unprobe`](Self::unprobe) once connected. Fails where connections cannot be
+    /// steered (`shared`, unix listeners) or `slot` has no listener.
+    pub fn probe(&mut self, slot: u32, source_port: u16) -> io::Result<()> {
+        if !self.steerable() || !self.group.contains(&slot) {
+            return Err(io::Error::other(format!(
+                "{}: no listener of slot {slot} to send a check to",
+                self.bound
+            )));
+        }
+        self.probes.insert(source_port, slot);
+        if let Err(e) = self.resteer() {
+            self.probes.remove(&source_port);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends a [`probe`](Self::probe).
+    pub fn unprobe(&mut self, source_port: u16) {
+        if self.probes.remove(&source_port).is_some()
+            && let Err(e) = self.resteer()
+        {
+            warn!("{}: cannot end a health probe: {e}", self.bound);
+        }
     }
 
     /// Lets the kernel's hash spread new connections over every listener again.
@@ -333,25 +389,43 @@ impl AppListeners {
         }
     }
 
-    /// Attaches the program that matches `group` and `excluded`, or detaches it when no
-    /// slot is excluded (or every open one is, when there is nowhere else to go).
+    /// Attaches the program that matches `group`, `excluded`, `resting` and `probes`, or
+    /// detaches it when every listener takes connections and no probe is in flight.
     fn resteer(&mut self) -> io::Result<()> {
         if !self.steerable() {
             return Ok(());
         }
         let group = &self.group;
         self.excluded.retain(|slot, _| group.contains(slot));
-        let keep: Vec<u32> = (0..self.group.len())
+        self.probes.retain(|_, slot| group.contains(slot));
+        let open: Vec<u32> = (0..self.group.len())
             .filter(|&p| !self.excluded.contains_key(&self.group[p]))
             .map(|p| p as u32)
             .collect();
-        if self.excluded.is_empty() || keep.is_empty() {
-            if !self.excluded.is_empty() {
-                warn!(
-                    "{}: every listener is steered away from; the kernel's hash picks among them",
-                    self.bound
-                );
-            }
+        if open.is_empty() && !self.excluded.is_empty() {
+            warn!(
+                "{}: every listener is steered away from; the kernel's hash picks among them",
+                self.bound
+            );
+        }
+        let taking: Vec<u32> = open
+            .iter()
+            .copied()
+            .filter(|&p| !self.resting.contains(&self.group[p as usize]))
+            .collect();
+        // Nobody takes connections (every worker is booting): the queues hold them for
+        // the workers, as without steering.
+        let keep = if taking.is_empty() { open } else { taking };
+        let everyone = keep.is_empty() || keep.len() == self.group.len();
+        let probes: Vec<(u16, u32)> = self
+            .probes
+            .iter()
+            .filter_map(|(&port, slot)| {
+                let p = self.group.iter().position(|s| s == slot)?;
+                Some((port, p as u32))
+            })
+            .collect();
+        if everyone && probes.is_empty() {
             if self.steering {
                 if let Some(fd) = self.any_member() {
                     os::detach_reuseport_bpf(fd)?;
@@ -360,7 +434,16 @@ impl AppListeners {
             }
             return Ok(());
         }
-        let program = steering_program(&keep)?;
+        let mut program = probe_prologue(&probes);
+        if everyone {
+            // An index past the group's end: the kernel's hash picks.
+            program.push(op(libc::BPF_RET | libc::BPF_K, u32::MAX, 0, 0));
+        } else {
+            program.extend(steering_program(&keep)?);
+        }
+        if program.len() > BPF_MAXINSNS {
+            return Err(io::Error::other("too many listeners to steer between"));
+        }
         let fd = self
             .any_member()
             .expect("a group with a kept listener has a member");
@@ -415,14 +498,6 @@ pub async fn drain(listeners: &Mutex<AppListeners>, slot: u32, timeout: Duration
 /// Its size grows with the skipped indices only (no jump offset limits), and a single
 /// kept index is a plain `ret #index`.
 fn steering_program(keep: &[u32]) -> io::Result<Vec<libc::sock_filter>> {
-    fn op(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-        libc::sock_filter {
-            code: code as u16,
-            jt,
-            jf,
-            k,
-        }
-    }
     let Some(&highest) = keep.last() else {
         return Err(io::Error::other("no listener to steer connections to"));
     };
@@ -453,6 +528,67 @@ fn steering_program(keep: &[u32]) -> io::Result<Vec<libc::sock_filter>> {
     }
     program.push(op(libc::BPF_RET | libc::BPF_A, 0, 0, 0));
     Ok(program)
+}
+
+/// One classic BPF instruction.
+fn op(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// The start of a program that sends a connection from each probe's source port to its
+/// listener's index in the group, and falls through to what follows for any other:
+///
+/// ```text
+///     ldb [net + 0]       ; the IP header's first byte (SKF_NET_OFF: the network header)
+///     rsh #4              ; its version
+///     jeq #6, 2, 0        ; IPv6: the TCP header is at 40, else (IPv4, no options) at 20
+///     ldh [net + 20]      ; the source port, IPv4
+///     ja 1
+///     ldh [net + 40]      ; the source port, IPv6
+///     jeq #port, 0, 1     ; for each probe:
+///     ret #index          ;   its listener
+/// ```
+///
+/// An IPv4 connection to a dual-stack `[::]` listener arrives as IPv4, so it takes the
+/// first branch. Nothing at all without probes.
+fn probe_prologue(probes: &[(u16, u32)]) -> Vec<libc::sock_filter> {
+    if probes.is_empty() {
+        return Vec::new();
+    }
+    let net = libc::SKF_NET_OFF as u32;
+    let mut program = vec![
+        op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, net, 0, 0),
+        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 4, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 6, 2, 0),
+        op(
+            libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+            net.wrapping_add(20),
+            0,
+            0,
+        ),
+        op(libc::BPF_JMP | libc::BPF_JA, 1, 0, 0),
+        op(
+            libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+            net.wrapping_add(40),
+            0,
+            0,
+        ),
+    ];
+    for &(port, index) in probes {
+        program.push(op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            u32::from(port),
+            0,
+            1,
+        ));
+        program.push(op(libc::BPF_RET | libc::BPF_K, index, 0, 0));
+    }
+    program
 }
 
 /// Takes a listener out of its reuseport group now, even if another process (a worker,
@@ -891,6 +1027,134 @@ mod tests {
         assert!(!l.steering);
         let counts = spread(port, 200, &taps);
         assert!(counts.values().all(|&n| n > 0), "{counts:?}");
+    }
+
+    /// Connects to `port` on `ip` from a source port of its own, registered as a probe
+    /// of `slot` first: which slot's listener got it.
+    fn probe_lands(
+        l: &mut AppListeners,
+        slot: u32,
+        ip: std::net::IpAddr,
+        taps: &BTreeMap<u32, TcpListener>,
+    ) -> u32 {
+        let client = BoundClient::new(ip);
+        let source = client.local_addr().unwrap().port();
+        l.probe(slot, source).unwrap();
+        let stream = client.connect(std::net::SocketAddr::new(ip, l.port().unwrap()));
+        l.unprobe(source);
+        stream.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for (s, listener) in taps {
+                if listener.accept().is_ok() {
+                    return *s;
+                }
+            }
+            assert!(Instant::now() < deadline, "the probe was never accepted");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A client socket bound to a port of its own, not connected yet.
+    struct BoundClient(OwnedFd);
+
+    impl BoundClient {
+        fn new(ip: std::net::IpAddr) -> Self {
+            let family = if ip.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let fd =
+                socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            let any: std::net::SocketAddr = if ip.is_ipv4() {
+                "127.0.0.1:0".parse().unwrap()
+            } else {
+                "[::1]:0".parse().unwrap()
+            };
+            socket::bind(fd.as_fd().as_raw_fd_compat(), &SockaddrStorage::from(any)).unwrap();
+            BoundClient(fd)
+        }
+        fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+            let addr: SockaddrStorage =
+                socket::getsockname(self.0.as_fd().as_raw_fd_compat()).map_err(io::Error::from)?;
+            if let Some(v4) = addr.as_sockaddr_in() {
+                return Ok(std::net::SocketAddr::from((v4.ip(), v4.port())));
+            }
+            let v6 = addr.as_sockaddr_in6().unwrap();
+            Ok(std::net::SocketAddr::from((v6.ip(), v6.port())))
+        }
+        fn connect(self, to: std::net::SocketAddr) -> io::Result<TcpStream> {
+            socket::connect(
+                self.0.as_fd().as_raw_fd_compat(),
+                &SockaddrStorage::from(to),
+            )
+            .map_err(io::Error::from)?;
+            Ok(TcpStream::from(self.0))
+        }
+    }
+
+    #[test]
+    fn a_probe_reaches_the_listener_of_its_slot_whatever_the_steering() {
+        for (bind, connect) in [
+            ("127.0.0.1:0", "127.0.0.1"),
+            ("[::]:0", "127.0.0.1"),
+            ("[::]:0", "::1"),
+        ] {
+            let addr = ListenAddr::Tcp(bind.parse().unwrap());
+            let mut l = AppListeners::bind(&addr, SocketMode::Reuseport, 3).unwrap();
+            let taps: BTreeMap<u32, TcpListener> = (0..3).map(|s| (s, tap(&mut l, s))).collect();
+            let ip: std::net::IpAddr = connect.parse().unwrap();
+            for slot in [2, 0, 1, 2] {
+                assert_eq!(
+                    probe_lands(&mut l, slot, ip, &taps),
+                    slot,
+                    "{bind} from {connect}"
+                );
+            }
+            // Also to a slot no connection is steered to.
+            l.set_taking(1, false);
+            assert_eq!(
+                probe_lands(&mut l, 1, ip, &taps),
+                1,
+                "{bind} from {connect}"
+            );
+            assert!(l.probes.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_slot_whose_worker_takes_nothing_gets_nothing_unless_none_takes() {
+        let mut l = AppListeners::bind(&loopback0(), SocketMode::Reuseport, 3).unwrap();
+        let port = l.port().unwrap();
+        let taps: BTreeMap<u32, TcpListener> = (0..3).map(|s| (s, tap(&mut l, s))).collect();
+        l.set_taking(1, false);
+        let counts = spread(port, 200, &taps);
+        assert_eq!(counts[&1], 0, "{counts:?}");
+        assert!(counts[&0] > 0 && counts[&2] > 0, "{counts:?}");
+        l.set_taking(0, false);
+        l.set_taking(2, false);
+        let counts = spread(port, 200, &taps);
+        assert!(
+            counts.values().all(|&n| n > 0),
+            "nobody ready: everyone queues {counts:?}"
+        );
+        l.set_taking(2, true);
+        let counts = spread(port, 200, &taps);
+        assert_eq!(
+            (counts[&0], counts[&1], counts[&2]),
+            (0, 0, 200),
+            "{counts:?}"
+        );
+        // A slot leaving (scale-down) stays out even when it is the only one taking.
+        l.steer_away(2).unwrap();
+        let counts = spread(port, 200, &taps);
+        assert_eq!(counts[&2], 0, "{counts:?}");
+        for s in 0..3 {
+            l.set_taking(s, true);
+        }
+        l.steer_all();
+        assert!(!l.steering);
     }
 
     #[test]
