@@ -117,6 +117,9 @@ pub struct Slot {
     stop_waiters: Vec<oneshot::Sender<StopOutcome>>,
     /// Who waits for the restart in progress to have started its new worker.
     restart_waiters: Vec<oneshot::Sender<RestartOutcome>>,
+    /// What the listeners were last told of this slot taking connections (None: not
+    /// yet, e.g. before a cluster app's first listen binds them).
+    taking: Option<bool>,
 }
 
 /// How a worker of `app` tells it is ready: the Node shim reports 'listening' (or
@@ -164,6 +167,7 @@ impl Slot {
             reload_waiter: None,
             stop_waiters: Vec::new(),
             restart_waiters: Vec::new(),
+            taking: None,
         };
         if begin {
             slot.apply(Event::Start);
@@ -211,6 +215,8 @@ impl Slot {
                     }
                     Some(SlotMsg::Listen { pid, addr, seq }) => {
                         self.answer_listen(pid, addr, seq);
+                        // The listeners may be bound just now.
+                        self.steer();
                         continue;
                     }
                     Some(msg) => self.event_of(msg),
@@ -297,6 +303,7 @@ impl Slot {
             }
         }
         self.timer = self.policy.next_deadline();
+        self.steer();
         // Nothing left to reload (the slot went to rest without a worker to report).
         if self.policy.is_at_rest()
             && let Some(waiter) = self.reload_waiter.take()
@@ -311,6 +318,20 @@ impl Slot {
             changed
         });
         self.shared.slot_changed();
+    }
+
+    /// Tells the listeners whether this slot's worker takes new connections (ready and
+    /// healthy), when that changed: in reuseport mode, a booting or unhealthy worker's
+    /// listener gets none while another slot's can take them.
+    fn steer(&mut self) {
+        let takes = self.policy.takes_connections();
+        if self.taking == Some(takes) {
+            return;
+        }
+        if let Some(listeners) = self.listeners.get() {
+            lock(listeners).set_taking(self.instance, takes);
+            self.taking = Some(takes);
+        }
     }
 
     /// Tells the stop and restart waiters whose command has taken effect.

@@ -150,7 +150,7 @@ fn describe_json_gives_the_resolved_spec_and_every_instance() {
 #[test]
 fn logs_print_history_with_prefixes_then_follow_new_lines() {
     let d = Daemon::new();
-    let addr = start_api(&d, "2");
+    start_api(&d, "2");
     let out = wait_for("both start lines in the logs", DEADLINE, || {
         let out = d.ok(&["logs", "api", "--nostream", "--lines", "5"]);
         (out.matches("started pid=").count() == 2).then_some(out)
@@ -191,7 +191,9 @@ fn logs_print_history_with_prefixes_then_follow_new_lines() {
     // (which may not have subscribed yet) sees one.
     wait_for("the follower to see a new line", DEADLINE, || {
         d.ok(&["restart", "0"]);
-        wait_serving(addr);
+        // Online: it has printed its start line (a worker restarted again while still
+        // launching may be stopped before it prints).
+        d.wait_online("api", 2);
         reader.is_finished().then_some(())
     });
     let _ = follower.kill();
