@@ -272,6 +272,8 @@ mod tests {
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: None,
             max_memory_restart: Some(512 << 20),
+            watchdog: None,
+            health: None,
         };
         AppInfo {
             spec: AppConfig::from(&spec),

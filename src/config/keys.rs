@@ -345,6 +345,27 @@ pub(crate) const KNOWN: &[Known] = &[
         ..BLANK
     },
     Known {
+        key: "watchdog",
+        ty: "duration (at least 100ms)",
+        unset: Unset::Means("none"),
+        example: "10s",
+        about: "Once ready, each worker must say `WATCHDOG=1` on `$NOTIFY_SOCKET` (sd_notify, as under systemd; `WATCHDOG_USEC` and `WATCHDOG_PID` are set) at least this often, or it is unhealthy: it takes no new connection and is replaced without a gap. A Node worker says it from its event loop by itself, so a blocked event loop is caught.",
+        note: "PM2 has no health checks; the watchdog of systemd's units, per worker",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "health",
+        ty: "map: `http: PATH` or `exec: COMMAND`, and `interval` (5s), `timeout` (2s), `failures` (3)",
+        unset: Unset::Means("no check"),
+        example: "{http: /health, interval: 5s, timeout: 2s, failures: 3}",
+        example_with: "listen: 3000",
+        about: "A check each ready worker must pass every `interval`: `http` GETs the path on that worker itself (through the shared port, steered to it; or its own port with `increment_var: PORT`), a 2xx or 3xx status passing; `exec` runs a command (no shell) with the worker's environment and `DROVER_WORKER_PID`, exit 0 passing. After `failures` failures in a row the worker takes no new connection and is replaced without a gap; `describe` and `list --json` show why.",
+        note: "PM2 has no health checks (PM2 #2197)",
+        own: true,
+        ..BLANK
+    },
+    Known {
         key: "kill_signal",
         ty: "signal name: SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGKILL",
         unset: Unset::Same("SIGINT"),

@@ -60,6 +60,8 @@ pub struct RawApp {
     pub port: Option<u16>,
     pub listen: Option<ListenSpec>,
     pub socket: Option<SocketMode>,
+    pub watchdog: Option<Millis>,
+    pub health: Option<RawHealth>,
     /// PM2 keys that were skipped ([`Policy::Skip`]), as spelled, in the map's order:
     /// the file's warning names them.
     pub(crate) skipped: Vec<String>,
@@ -200,6 +202,8 @@ impl RawApp {
             }
             "listen" => self.listen = Some(typed(key, v)?),
             "socket" => self.socket = Some(typed(key, v)?),
+            "watchdog" => self.watchdog = Some(typed(key, v)?),
+            "health" => self.health = Some(health_map(key, v)?),
             other => {
                 return Err(FieldError::at_key(
                     key,
@@ -209,6 +213,74 @@ impl RawApp {
         }
         Ok(())
     }
+}
+
+/// `health:` as written: one of `http`/`exec`, and how often, how long, how many.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawHealth {
+    pub http: Option<String>,
+    pub exec: Option<ArgList>,
+    pub interval: Option<Millis>,
+    pub timeout: Option<Millis>,
+    pub failures: Option<u32>,
+}
+
+/// The keys `health:` may have.
+pub(crate) const HEALTH_KEYS: &[&str] = &["http", "exec", "interval", "timeout", "failures"];
+
+fn health_map(key: &str, v: &Value) -> Result<RawHealth, FieldError> {
+    let Value::Mapping(map) = v else {
+        return Err(FieldError::value(
+            key,
+            format!(
+                "expected a map (http: /health, or exec: \"command\"; interval, timeout, failures), got {}",
+                describe_value(v)
+            ),
+        ));
+    };
+    let mut health = RawHealth::default();
+    for (k, val) in map {
+        let Some(name) = key_text(k) else {
+            return Err(FieldError::value(
+                key,
+                format!("keys must be names, found {}", describe_value(k)),
+            ));
+        };
+        let label = format!("{key}.{name}");
+        let path = vec![Seg::Key(key.to_owned()), Seg::Key(name.clone())];
+        let at = |msg: String| FieldError::value(key, msg).with_path(label.clone(), path.clone());
+        let loose = Loose::deserialize(val).map_err(|e| at(e.to_string()))?;
+        match name.as_str() {
+            "http" => {
+                health.http = Some(match &loose {
+                    Loose::Str(s) => s.clone(),
+                    other => {
+                        return Err(at(format!(
+                            "expected a path like /health, got {}",
+                            other.describe()
+                        )));
+                    }
+                })
+            }
+            "exec" => health.exec = Some(ArgList::from_loose(&loose).map_err(at)?),
+            "interval" => health.interval = Some(Millis::from_loose(&loose).map_err(at)?),
+            "timeout" => health.timeout = Some(Millis::from_loose(&loose).map_err(at)?),
+            "failures" => health.failures = Some(u32::from_loose(&loose).map_err(at)?),
+            other => {
+                let msg = match did_you_mean(other, HEALTH_KEYS) {
+                    Some(near) => {
+                        format!("unknown key {other:?} in {key} (did you mean {near:?}?)")
+                    }
+                    None => format!(
+                        "unknown key {other:?} in {key} (it has {})",
+                        HEALTH_KEYS.join(", ")
+                    ),
+                };
+                return Err(FieldError::at_key(key, msg).with_path(label, path));
+            }
+        }
+    }
+    Ok(health)
 }
 
 /// `env` / `env_<name>`: a map of names to scalars (numbers and booleans become text).

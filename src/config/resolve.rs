@@ -9,12 +9,14 @@ use std::path::{Component, Path, PathBuf};
 use super::ResolveContext;
 use super::error::{FieldError, Seg};
 use super::raw::RawApp;
+use super::raw::RawHealth;
 use super::spec::{
-    AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, Runtime, SocketMode, StopSpec,
-    defaults,
+    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogSpec, RestartSpec, Runtime,
+    SocketMode, StopSpec, defaults,
 };
-use super::values::{CombinedLog, ListenSpec, shell_syntax, split_args};
+use super::values::{CombinedLog, ListenSpec, Millis, shell_syntax, split_args};
 use nix::sys::signal::Signal;
+use std::time::Duration;
 
 /// Longest unix socket path (sun_path is 108 bytes with its NUL).
 pub const MAX_UNIX_PATH: usize = 107;
@@ -242,6 +244,38 @@ pub(crate) fn resolve(
         .with_hint("use kill_signal: for other programs"));
     }
 
+    let watchdog = match raw.watchdog {
+        Some(Millis(d)) if d < MIN_HEALTH_PERIOD => {
+            return Err(FieldError::value(
+                "watchdog",
+                format!(
+                    "{} ms is shorter than the shortest period drover checks, {} ms",
+                    d.as_millis(),
+                    MIN_HEALTH_PERIOD.as_millis()
+                ),
+            ));
+        }
+        Some(Millis(d)) => Some(d),
+        None => None,
+    };
+    // Through the shared address a check reaches one worker only where its slot has a
+    // listener of its own (reuseport over TCP, also a Node cluster app's first port), or
+    // with a port per instance.
+    let per_worker_address = match &listen {
+        Some(ListenAddr::Tcp(_)) => socket == SocketMode::Reuseport,
+        Some(ListenAddr::Unix(_)) => false,
+        None => {
+            increments_port
+                || exec_mode == ExecMode::Cluster
+                    && increment_var.is_none()
+                    && command.runtime() == Runtime::Node
+        }
+    };
+    let health = match raw.health.as_ref() {
+        Some(h) => Some(resolve_health(h, &cwd, per_worker_address)?),
+        None => None,
+    };
+
     Ok(AppSpec {
         name,
         command,
@@ -257,6 +291,96 @@ pub(crate) fn resolve(
         instance_var,
         increment_var,
         max_memory_restart: raw.max_memory_restart.map(|m| m.0),
+        watchdog,
+        health,
+    })
+}
+
+/// The shortest watchdog period or health interval: a check every few milliseconds
+/// would cost more than the workers.
+const MIN_HEALTH_PERIOD: Duration = Duration::from_millis(100);
+
+fn resolve_health(
+    raw: &RawHealth,
+    cwd: &Path,
+    per_worker_address: bool,
+) -> Result<HealthSpec, FieldError> {
+    let at = |key: &str, msg: String| {
+        FieldError::value("health", msg).with_path(
+            format!("health.{key}"),
+            vec![Seg::Key("health".into()), Seg::Key(key.into())],
+        )
+    };
+    let check = match (&raw.http, &raw.exec) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::at_key(
+                "health",
+                "health has both http: and exec:; give one",
+            ));
+        }
+        (None, None) => {
+            return Err(FieldError::at_key(
+                "health",
+                "health needs http: (a path to GET, like /health) or exec: (a command)",
+            ));
+        }
+        (Some(path), None) => {
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                return Err(at("http", format!("{path:?} is not a path like /health")));
+            }
+            if !per_worker_address {
+                return Err(at(
+                    "http",
+                    "a check through a shared socket (socket: shared, unix:) cannot choose which worker answers; use exec: or watchdog:, or a reuseport TCP listen".into(),
+                ));
+            }
+            HealthCheck::Http { path: path.clone() }
+        }
+        (None, Some(words)) => {
+            let mut words = words.0.clone();
+            if words.is_empty() {
+                return Err(at("exec", "is empty".into()));
+            }
+            let program = words.remove(0);
+            let (program, _) = find_script(Path::new(&program), cwd).map_err(|e| {
+                at(
+                    "exec",
+                    format!("{}", e.message.replace("script ", "program ")),
+                )
+            })?;
+            HealthCheck::Exec {
+                program,
+                args: words,
+            }
+        }
+    };
+    let interval = raw.interval.map_or(defaults::HEALTH_INTERVAL, |m| m.0);
+    let timeout = raw.timeout.map_or(defaults::HEALTH_TIMEOUT, |m| m.0);
+    if interval < MIN_HEALTH_PERIOD {
+        return Err(at(
+            "interval",
+            format!("at least {} ms", MIN_HEALTH_PERIOD.as_millis()),
+        ));
+    }
+    if timeout.is_zero() || timeout > interval {
+        return Err(at(
+            "timeout",
+            format!(
+                "{} ms: it must be more than 0 and at most the interval ({} ms)",
+                timeout.as_millis(),
+                interval.as_millis()
+            ),
+        ));
+    }
+    let failures = raw.failures.unwrap_or(defaults::HEALTH_FAILURES);
+    if failures == 0 {
+        return Err(at("failures", "at least 1".into()));
+    }
+    Ok(HealthSpec {
+        check,
+        interval,
+        timeout,
+        failures,
     })
 }
 

@@ -37,6 +37,52 @@ pub struct AppSpec {
     pub increment_var: Option<String>,
     /// Restart a worker whose process tree's RSS exceeds this many bytes.
     pub max_memory_restart: Option<u64>,
+    /// A worker must say WATCHDOG=1 at least this often once it is ready (sd_notify; the
+    /// Node shim says it from the event loop), or it is unhealthy.
+    #[serde(default, with = "opt_duration_ms")]
+    pub watchdog: Option<Duration>,
+    /// The check each ready worker must pass, or it is unhealthy.
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
+}
+
+/// A health check of each worker, run every `interval` once the worker is ready; after
+/// `failures` failures in a row the worker takes no new connection and is replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    pub check: HealthCheck,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheck {
+    /// GET this path on the worker itself (its slot's listener, reached through the
+    /// shared address by steering; or its own port with `increment_var: PORT`): a 2xx or
+    /// 3xx status passes.
+    Http { path: String },
+    /// This program, run with the worker's environment and DROVER_WORKER_PID, passes
+    /// when it exits 0.
+    Exec { program: PathBuf, args: Vec<String> },
+}
+
+impl fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HealthCheck::Http { path } => write!(f, "GET {path}"),
+            HealthCheck::Exec { program, args } => {
+                write!(f, "{}", program.display())?;
+                for arg in args {
+                    write!(f, " {arg}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl AppSpec {
@@ -225,6 +271,9 @@ pub mod defaults {
     pub const EXP_BACKOFF_MAX: Duration = Duration::from_millis(15_000);
     pub const EXP_BACKOFF_RESET: Duration = Duration::from_millis(30_000);
     pub const TIME_FORMAT: &str = "YYYY-MM-DDTHH:mm:ss";
+    pub const HEALTH_INTERVAL: Duration = Duration::from_millis(5000);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(2000);
+    pub const HEALTH_FAILURES: u32 = 3;
 }
 
 mod duration_ms {

@@ -1515,3 +1515,81 @@ fn tabs_in_yaml_are_named() {
     assert!(e.contains("ecosystem.yaml:2"), "{e}");
     assert!(e.contains("YAML indents with spaces, not tabs"), "{e}");
 }
+
+/// `health:` and `watchdog:` resolve, and each wrong one says where and why.
+#[test]
+fn health_checks_and_their_mistakes() {
+    let f = fx();
+    let app = f.one("- script: app.js\n  listen: 3000\n  watchdog: 10s\n  health:\n    http: /health\n    interval: 2s\n");
+    assert_eq!(app.watchdog, Some(Duration::from_secs(10)));
+    let health = app.health.unwrap();
+    assert_eq!(
+        health.check,
+        HealthCheck::Http {
+            path: "/health".into()
+        }
+    );
+    assert_eq!(
+        (health.interval, health.timeout, health.failures),
+        (Duration::from_secs(2), Duration::from_secs(2), 3)
+    );
+    let app = f.one("- script: app.js\n  health:\n    exec: run.sh --quick\n");
+    assert_eq!(
+        app.health.unwrap().check,
+        HealthCheck::Exec {
+            program: f.root().join("run.sh"),
+            args: vec!["--quick".into()]
+        }
+    );
+    // A Node cluster app without listen shares the port it listens on: checks reach each worker.
+    f.one("- script: app.js\n  instances: 2\n  health: {http: /}\n");
+    for (text, needle) in [
+        (
+            "- script: app.js\n  listen: 3000\n  health:\n    http: /h\n    intervall: 1s\n",
+            "ecosystem.yaml:5: app \"app\": unknown key \"intervall\" in health (did you mean \"interval\"?)",
+        ),
+        (
+            "- script: app.js\n  health:\n    http: /h\n    exec: run.sh\n",
+            "ecosystem.yaml:2: app \"app\": health has both http: and exec:",
+        ),
+        (
+            "- script: app.js\n  health:\n    interval: 1s\n",
+            "health needs http:",
+        ),
+        (
+            "- script: app.js\n  listen: 3000\n  socket: shared\n  health:\n    http: /h\n",
+            "ecosystem.yaml:5: app \"app\": health.http: a check through a shared socket",
+        ),
+        (
+            "- script: worker.py\n  health:\n    http: /h\n",
+            "health.http: a check through a shared socket",
+        ),
+        (
+            "- script: app.js\n  health:\n    exec: no-such-checker\n",
+            "ecosystem.yaml:3: app \"app\": health.exec: program \"no-such-checker\" not found",
+        ),
+        (
+            "- script: app.js\n  health:\n    exec: run.sh\n    interval: 1s\n    timeout: 2s\n",
+            "ecosystem.yaml:5: app \"app\": health.timeout: 2000 ms: it must be more than 0 and at most the interval (1000 ms)",
+        ),
+        (
+            "- script: app.js\n  health:\n    exec: run.sh\n    failures: 0\n",
+            "health.failures: at least 1",
+        ),
+        (
+            "- script: app.js\n  health:\n    exec: run.sh\n    failures: lots\n",
+            "health.failures: expected",
+        ),
+        (
+            "- script: app.js\n  health: /health\n",
+            "health: expected a map",
+        ),
+        (
+            "- script: app.js\n  watchdog: 10ms\n",
+            "ecosystem.yaml:2: app \"app\": watchdog: 10 ms is shorter than",
+        ),
+    ] {
+        let e = f.err(text);
+        assert!(e.contains(needle), "{text}\n→ {e}");
+    }
+}

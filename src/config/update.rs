@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use super::error::ConfigError;
 use super::flags::AppFlags;
-use super::raw::RawApp;
-use super::spec::{AppSpec, Command, ListenAddr, LogSpec, RestartSpec, StopSpec};
+use super::raw::{RawApp, RawHealth};
+use super::spec::{AppSpec, Command, HealthCheck, ListenAddr, LogSpec, RestartSpec, StopSpec};
 use super::values::{
     ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, MemorySize, Millis,
 };
@@ -92,6 +92,8 @@ impl RawApp {
             instance_var,
             increment_var,
             max_memory_restart,
+            watchdog,
+            health,
         } = spec;
         RawApp {
             name: Some(name.clone()),
@@ -127,6 +129,24 @@ impl RawApp {
                 ListenAddr::Unix(path) => ListenSpec::Unix(PathBuf::from(path)),
             }),
             socket: listen.as_ref().map(|_| *socket),
+            watchdog: watchdog.map(Millis),
+            health: health.as_ref().map(|h| {
+                let (http, exec) = match &h.check {
+                    HealthCheck::Http { path } => (Some(path.clone()), None),
+                    HealthCheck::Exec { program, args } => {
+                        let mut words = vec![program.to_string_lossy().into_owned()];
+                        words.extend(args.iter().cloned());
+                        (None, Some(ArgList(words)))
+                    }
+                };
+                RawHealth {
+                    http,
+                    exec,
+                    interval: Some(Millis(h.interval)),
+                    timeout: Some(Millis(h.timeout)),
+                    failures: Some(h.failures),
+                }
+            }),
             ..RawApp::default()
         }
     }

@@ -56,6 +56,66 @@ pub struct AppConfig {
     pub increment_var: Option<String>,
     /// Bytes.
     pub max_memory_restart: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthConfig>,
+}
+
+/// `health:` on the wire (and in the dump): `http` or `exec`, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The program, then its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub failures: u32,
+}
+
+impl From<&config::HealthSpec> for HealthConfig {
+    fn from(h: &config::HealthSpec) -> Self {
+        let (http, exec) = match &h.check {
+            config::HealthCheck::Http { path } => (Some(path.clone()), None),
+            config::HealthCheck::Exec { program, args } => {
+                let mut words = vec![program.to_string_lossy().into_owned()];
+                words.extend(args.iter().cloned());
+                (None, Some(words))
+            }
+        };
+        HealthConfig {
+            http,
+            exec,
+            interval_ms: millis(h.interval),
+            timeout_ms: millis(h.timeout),
+            failures: h.failures,
+        }
+    }
+}
+
+impl TryFrom<HealthConfig> for config::HealthSpec {
+    type Error = String;
+    fn try_from(h: HealthConfig) -> Result<Self, String> {
+        let check = match (h.http, h.exec) {
+            (Some(path), None) => config::HealthCheck::Http { path },
+            (None, Some(mut words)) if !words.is_empty() => {
+                let program = PathBuf::from(words.remove(0));
+                config::HealthCheck::Exec {
+                    program,
+                    args: words,
+                }
+            }
+            _ => return Err("health: give http or exec".into()),
+        };
+        Ok(config::HealthSpec {
+            check,
+            interval: Duration::from_millis(h.interval_ms),
+            timeout: Duration::from_millis(h.timeout_ms),
+            failures: h.failures,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +173,8 @@ impl From<&AppSpec> for AppConfig {
             instance_var,
             increment_var,
             max_memory_restart,
+            watchdog,
+            health,
         } = spec;
         AppConfig {
             name: name.clone(),
@@ -145,6 +207,8 @@ impl From<&AppSpec> for AppConfig {
             instance_var: instance_var.clone(),
             increment_var: increment_var.clone(),
             max_memory_restart: *max_memory_restart,
+            watchdog_ms: watchdog.map(millis),
+            health: health.as_ref().map(HealthConfig::from),
         }
     }
 }
@@ -205,6 +269,12 @@ impl TryFrom<AppConfig> for AppSpec {
             instance_var: app.instance_var,
             increment_var: app.increment_var,
             max_memory_restart: app.max_memory_restart,
+            watchdog: app.watchdog_ms.map(Duration::from_millis),
+            health: app
+                .health
+                .map(config::HealthSpec::try_from)
+                .transpose()
+                .map_err(|e| format!("app {}: {e}", app.name))?,
             name: app.name,
         })
     }
@@ -273,6 +343,15 @@ mod tests {
             instance_var: "INSTANCE_ID".into(),
             increment_var: Some("PORT".into()),
             max_memory_restart: Some(512 << 20),
+            watchdog: Some(Duration::from_millis(10_000)),
+            health: Some(config::HealthSpec {
+                check: config::HealthCheck::Http {
+                    path: "/health".into(),
+                },
+                interval: Duration::from_millis(5000),
+                timeout: Duration::from_millis(2000),
+                failures: 3,
+            }),
         }
     }
 
@@ -289,7 +368,8 @@ mod tests {
         r#""min_uptime_ms":1500,"max_restarts":7,"restart_delay_ms":250,"#,
         r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,
         r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"shutdown_with_message":false,"#,
-        r#""instance_var":"INSTANCE_ID","increment_var":"PORT","max_memory_restart":536870912}"#,
+        r#""instance_var":"INSTANCE_ID","increment_var":"PORT","max_memory_restart":536870912,"#,
+        r#""watchdog_ms":10000,"health":{"http":"/health","interval_ms":5000,"timeout_ms":2000,"failures":3}}"#,
     );
 
     #[test]

@@ -24,7 +24,8 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    AppSpec, Command, ExecMode, ListenAddr, LogSpec, RestartSpec, SocketMode, StopSpec,
+    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogSpec, RestartSpec,
+    SocketMode, StopSpec,
 };
 
 pub const FILE: &str = "dump.yaml";
@@ -285,6 +286,61 @@ struct AppRecord {
     /// Left out unless true, as `log_file`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     stopped: bool,
+    /// Left out when there is none, as `log_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watchdog_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<HealthRecord>,
+}
+
+/// `health:`, as the dump keeps it: `http`, or `exec` (program then arguments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<Vec<String>>,
+    interval_ms: u64,
+    timeout_ms: u64,
+    failures: u32,
+}
+
+impl HealthRecord {
+    fn from_spec(h: &HealthSpec) -> HealthRecord {
+        let (http, exec) = match &h.check {
+            HealthCheck::Http { path } => (Some(path.clone()), None),
+            HealthCheck::Exec { program, args } => {
+                let mut words = vec![program.to_string_lossy().into_owned()];
+                words.extend(args.iter().cloned());
+                (None, Some(words))
+            }
+        };
+        HealthRecord {
+            http,
+            exec,
+            interval_ms: millis(h.interval),
+            timeout_ms: millis(h.timeout),
+            failures: h.failures,
+        }
+    }
+
+    fn into_spec(self) -> anyhow::Result<HealthSpec> {
+        let check = match (self.http, self.exec) {
+            (Some(path), None) => HealthCheck::Http { path },
+            (None, Some(mut words)) if !words.is_empty() => HealthCheck::Exec {
+                program: PathBuf::from(words.remove(0)),
+                args: words,
+            },
+            _ => bail!("health: one of http and exec"),
+        };
+        Ok(HealthSpec {
+            check,
+            interval: Duration::from_millis(self.interval_ms),
+            timeout: Duration::from_millis(self.timeout_ms),
+            failures: self.failures,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -402,6 +458,8 @@ impl AppRecord {
             instance_var,
             increment_var,
             max_memory_restart,
+            watchdog,
+            health,
         } = &saved.spec;
         let listen = match listen {
             None => None,
@@ -451,6 +509,8 @@ impl AppRecord {
             max_memory_restart: *max_memory_restart,
             inherited_env: saved.env.clone(),
             stopped: saved.stopped,
+            watchdog_ms: watchdog.map(millis),
+            health: health.as_ref().map(HealthRecord::from_spec),
         })
     }
 
@@ -513,6 +573,8 @@ impl AppRecord {
             instance_var: self.instance_var,
             increment_var: self.increment_var,
             max_memory_restart: self.max_memory_restart,
+            watchdog: self.watchdog_ms.map(Duration::from_millis),
+            health: self.health.map(HealthRecord::into_spec).transpose()?,
         };
         Ok(SavedApp {
             spec,
@@ -573,6 +635,16 @@ mod tests {
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: Some("PORT".into()),
             max_memory_restart: Some(512 << 20),
+            watchdog: Some(Duration::from_millis(10_000)),
+            health: Some(HealthSpec {
+                check: HealthCheck::Exec {
+                    program: "/usr/bin/curl".into(),
+                    args: vec!["-fs".into(), "http://127.0.0.1:3000/health".into()],
+                },
+                interval: Duration::from_millis(5000),
+                timeout: Duration::from_millis(2000),
+                failures: 3,
+            }),
         };
         let worker = AppSpec {
             name: "worker".into(),
@@ -613,6 +685,8 @@ mod tests {
             instance_var: "INSTANCE".into(),
             increment_var: None,
             max_memory_restart: None,
+            watchdog: None,
+            health: None,
         };
         vec![
             SavedApp {

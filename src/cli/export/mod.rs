@@ -529,6 +529,8 @@ pub(super) mod tests {
             instance_var: "NODE_APP_INSTANCE".into(),
             increment_var: None,
             max_memory_restart: None,
+            watchdog_ms: None,
+            health: None,
         };
         AppInfo {
             spec,
