@@ -342,12 +342,8 @@ fn resolve_health(
                 return Err(at("exec", "is empty".into()));
             }
             let program = words.remove(0);
-            let (program, _) = find_script(Path::new(&program), cwd).map_err(|e| {
-                at(
-                    "exec",
-                    format!("{}", e.message.replace("script ", "program ")),
-                )
-            })?;
+            let (program, _) = find_script(Path::new(&program), cwd)
+                .map_err(|e| at("exec", e.message.replace("script ", "program ")))?;
             HealthCheck::Exec {
                 program,
                 args: words,
