@@ -96,8 +96,8 @@ pub fn prepare_child(
 /// The exec trampoline: `drover __exec <program> [args…]`, started by the supervisor with
 /// the worker's fds and environment already in place. It runs single-threaded, before any
 /// runtime exists, so it may allocate freely — which the pre-exec hook may not. It:
-/// - sets LISTEN_PID to its own pid (the pid the worker keeps after exec), which the
-///   supervisor cannot know before fork;
+/// - sets LISTEN_PID (and WATCHDOG_PID, with a watchdog) to its own pid (the pid the
+///   worker keeps after exec), which the supervisor cannot know before fork;
 /// - resets every signal disposition to default and unblocks every signal, so a worker
 ///   never inherits an ignored SIGINT/SIGTERM (e.g. from `nohup` or a shell's `&`);
 /// - execs the program (PATH lookup as execvp).
@@ -113,6 +113,9 @@ pub fn exec_trampoline(mut argv: Vec<OsString>) -> io::Error {
     cmd.args(argv);
     if std::env::var_os("LISTEN_FDS").is_some() {
         cmd.env("LISTEN_PID", std::process::id().to_string());
+    }
+    if std::env::var_os("WATCHDOG_USEC").is_some() {
+        cmd.env("WATCHDOG_PID", std::process::id().to_string());
     }
     let err = cmd.exec();
     io::Error::new(

@@ -153,6 +153,14 @@ fn app_block(app: &AppInfo, color: bool) -> String {
             "max memory",
             or_none(spec.max_memory_restart.map(render::size)),
         ),
+        (
+            "watchdog",
+            or_none(spec.watchdog_ms.map(|d| render::duration(ms(d)))),
+        ),
+        (
+            "health check",
+            or_none(spec.health.as_ref().map(health_check)),
+        ),
         ("out log", log_paths(spec, &spec.out_file)),
         ("error log", log_paths(spec, &spec.error_file)),
         (
@@ -169,7 +177,34 @@ fn app_block(app: &AppInfo, color: bool) -> String {
     text.push_str(&render::key_values(&pairs, 2));
     text.push('\n');
     text.push_str(&render::workers_table(&app.workers, color));
+    for w in &app.workers {
+        if let Some(why) = &w.health {
+            let line = format!("{}#{} unhealthy: {why}", app.spec.name, w.instance);
+            text.push_str(&render::paint(&line, style::RED, color));
+            text.push('\n');
+        }
+    }
     text
+}
+
+/// `GET /health every 5s (timeout 2s, 3 failures)`.
+fn health_check(h: &crate::protocol::HealthConfig) -> String {
+    let what = match (&h.http, &h.exec) {
+        (Some(path), _) => format!("GET {path}"),
+        (None, Some(words)) => words
+            .iter()
+            .map(|w| render::shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+        (None, None) => "none".into(),
+    };
+    format!(
+        "{what} every {} (timeout {}, {} failure{} in a row)",
+        render::duration(Duration::from_millis(h.interval_ms)),
+        render::duration(Duration::from_millis(h.timeout_ms)),
+        h.failures,
+        if h.failures == 1 { "" } else { "s" }
+    )
 }
 
 /// `4 workers: 3 online, 1 errored`.

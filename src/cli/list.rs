@@ -119,6 +119,7 @@ mod tests {
                 keys,
                 [
                     "cpu",
+                    "health",
                     "id",
                     "instance",
                     "listen",
@@ -126,7 +127,9 @@ mod tests {
                     "mode",
                     "name",
                     "pid",
+                    "ready",
                     "restarts",
+                    "restarts_by_cause",
                     "status",
                     "uptime_ms"
                 ]

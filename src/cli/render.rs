@@ -340,6 +340,9 @@ pub(crate) mod tests {
             cpu: 0.4,
             memory: 48 << 20,
             listen: Some("127.0.0.1:3000".into()),
+            ready: true,
+            health: None,
+            restarts_by_cause: Default::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::config;
 use crate::supervisor::policy;
 
 mod app;
-pub use app::{AppConfig, SocketMode};
+pub use app::{AppConfig, HealthConfig, SocketMode};
 
 /// Bumped on any incompatible change; both sides refuse a peer of another version.
 pub const VERSION: u32 = 2;
@@ -241,6 +241,26 @@ pub struct WorkerInfo {
     pub memory: u64,
     /// The address actually bound, e.g. "127.0.0.1:40123", or null.
     pub listen: Option<String>,
+    /// It takes new connections: ready, and not failing its health check (absent from
+    /// older peers: false).
+    #[serde(default)]
+    pub ready: bool,
+    /// Why its health check or watchdog last failed, while it has not passed since.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// `restarts` by cause (absent from older peers: zeros).
+    #[serde(default)]
+    pub restarts_by_cause: RestartCauses,
+}
+
+/// Replacements of a worker by cause; their sum is `restarts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartCauses {
+    pub crash: u32,
+    pub memory: u32,
+    pub health: u32,
+    pub reload: u32,
+    pub restart: u32,
 }
 
 /// One app as `describe` shows it.

@@ -53,8 +53,25 @@
 // own (Node would die at once, dropping what is in flight) gets that graceful close and
 // exits when it completes; an app with its own handler is left to it.
 //
+// Watchdog: with WATCHDOG_USEC set (the app's `watchdog:`) and WATCHDOG_PID this process,
+// the shim says {cmd: 'NODE_DROVER_WATCHDOG'} on the channel every half period, from a
+// timer of the event loop (unref'd: it keeps nothing alive). An event loop that blocks
+// (a `while (true) {}` in a handler) stops the pings, so drover sees it and replaces the
+// worker, with no change to the app.
+//
 // No dependencies; Node 18-22. Keep it small: it runs in every worker.
 'use strict';
+
+(function droverWatchdog() {
+  const env = process.env;
+  const usec = Number(env.WATCHDOG_USEC);
+  if (!(usec > 0) || env.WATCHDOG_PID !== String(process.pid)) return;
+  if (typeof process.send !== 'function') return;
+  const send = process.send;
+  const ping = () => send.call(process, { cmd: 'NODE_DROVER_WATCHDOG' }, () => {});
+  setInterval(ping, Math.max(Math.floor(usec / 2000), 10)).unref();
+  ping();
+})();
 
 (function droverReady() {
   const env = process.env;

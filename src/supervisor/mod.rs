@@ -7,6 +7,7 @@
 
 pub mod dump;
 mod handlers;
+mod health;
 mod node_channel;
 mod notify;
 pub mod policy;

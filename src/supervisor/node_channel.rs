@@ -7,6 +7,7 @@
 //! What comes from the worker:
 //! - `"ready"`: the app's `process.send('ready')` (PM2's wait_ready signal);
 //! - `{"cmd":"NODE_DROVER_READY"}`: the shim saw the shared server's 'listening';
+//! - `{"cmd":"NODE_DROVER_WATCHDOG"}`: the shim's watchdog ping, sent from the event loop;
 //! - `{"cmd":"NODE_DROVER_LISTEN","address":…,"port":…,"seq":…}`: the shim asks for a
 //!   listener of a Node app in cluster mode without `listen:` (each `listen(port)`); the
 //!   answer carries the request's `seq`, since a worker may ask for several ports at once;
@@ -52,6 +53,8 @@ pub enum ToWorker {
 #[derive(Debug, PartialEq)]
 pub enum FromWorker {
     Ready,
+    /// The shim's watchdog ping, from the event loop.
+    Watchdog,
     Listen {
         addr: SocketAddr,
         seq: u64,
@@ -86,6 +89,7 @@ pub fn parse(line: &[u8]) -> Option<FromWorker> {
     let internal: Internal = serde_json::from_value(value).ok()?;
     match internal.cmd.as_str() {
         "NODE_DROVER_READY" => Some(FromWorker::Ready),
+        "NODE_DROVER_WATCHDOG" => Some(FromWorker::Watchdog),
         "NODE_DROVER_LISTEN" => Some(listen_request(&internal)),
         _ => None,
     }
@@ -167,6 +171,7 @@ pub async fn serve(
                         for line in lines.push(&chunk[..n]) {
                             let msg = match parse(&line) {
                                 Some(FromWorker::Ready) => SlotMsg::Ready { pid },
+                                Some(FromWorker::Watchdog) => SlotMsg::Watchdog { pid },
                                 Some(FromWorker::Listen { addr, seq }) => {
                                     SlotMsg::Listen { pid, addr, seq }
                                 }
@@ -280,6 +285,10 @@ mod tests {
         let cases: &[(&str, Option<FromWorker>)] = &[
             (r#""ready""#, Some(FromWorker::Ready)),
             (r#"{"cmd":"NODE_DROVER_READY"}"#, Some(FromWorker::Ready)),
+            (
+                r#"{"cmd":"NODE_DROVER_WATCHDOG"}"#,
+                Some(FromWorker::Watchdog),
+            ),
             (
                 r#"{"cmd":"NODE_DROVER_LISTEN","port":3000}"#,
                 addr("[::]:3000"),

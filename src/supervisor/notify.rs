@@ -1,6 +1,6 @@
 //! The supervisor's sd_notify socket (`$DROVER_HOME/notify.sock`, NOTIFY_SOCKET in the
-//! environment of `wait_ready` workers): a worker of any language says `READY=1` in a
-//! datagram, as under systemd. The sender is known by its credentials (SO_PASSCRED), so
+//! environment of `wait_ready` and `watchdog` workers): a worker of any language says
+//! `READY=1` or `WATCHDOG=1` in a datagram, as under systemd. The sender is known by its credentials (SO_PASSCRED), so
 //! a message from a process of a worker's tree (a gunicorn worker, say) counts for that
 //! worker.
 
@@ -61,10 +61,17 @@ pub(crate) async fn serve(socket: UnixDatagram, shared: Arc<Shared>) {
             continue;
         };
         let text = String::from_utf8_lossy(&buf[..len]);
-        if text.lines().any(|l| l.trim() == "READY=1")
+        let said = |what: &str| text.lines().any(|l| l.trim() == what);
+        let (ready, watchdog) = (said("READY=1"), said("WATCHDOG=1"));
+        if (ready || watchdog)
             && let Some((worker, tx)) = worker_of(&shared, pid)
         {
-            let _ = tx.send(SlotMsg::Ready { pid: worker });
+            if ready {
+                let _ = tx.send(SlotMsg::Ready { pid: worker });
+            }
+            if watchdog {
+                let _ = tx.send(SlotMsg::Watchdog { pid: worker });
+            }
         }
     }
 }

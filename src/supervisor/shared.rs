@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use crate::shim::Shims;
 
 use nix::unistd::Pid;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::slot::SlotMsg;
 use crate::logs::LogHub;
-use crate::os;
+use crate::os::{self, ExitKind};
 use crate::sampler::{Usage, Watched};
 use crate::sync::lock;
 
@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// NOTIFY_SOCKET for `wait_ready` workers.
     notify_socket: PathBuf,
     workers: Mutex<HashMap<Pid, WorkerEntry>>,
+    /// Health-check commands running, and who waits for their exit.
+    checks: Mutex<HashMap<Pid, oneshot::Sender<ExitKind>>>,
     usage: Mutex<HashMap<Pid, Usage>>,
     /// Woken whenever a slot's status changes (the main loop's `exit_when_idle`).
     slot_changed: Notify,
@@ -48,6 +50,7 @@ impl Shared {
             shims,
             notify_socket,
             workers: Mutex::new(HashMap::new()),
+            checks: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             slot_changed: Notify::new(),
             pumps: Mutex::new(Vec::new()),
@@ -80,6 +83,14 @@ impl Shared {
         memory_limit: Option<u64>,
     ) {
         lock(&self.workers).insert(pid, WorkerEntry { tx, memory_limit });
+    }
+
+    /// A health-check command: its exit status goes to the receiver. Call it before any
+    /// await after the spawn, so the reaper cannot take the exit first.
+    pub fn register_check(&self, pid: Pid) -> oneshot::Receiver<ExitKind> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.checks).insert(pid, tx);
+        rx
     }
 
     /// The slot of worker `pid`, if it is one of ours.
@@ -120,6 +131,8 @@ impl Shared {
                     pid: reaped.pid,
                     status: reaped.status,
                 });
+            } else if let Some(check) = lock(&self.checks).remove(&reaped.pid) {
+                let _ = check.send(reaped.status);
             }
         }
     }

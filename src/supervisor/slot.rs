@@ -15,8 +15,9 @@ use tokio::time::sleep_until;
 use tracing::{error, info, warn};
 
 use super::Shared;
+use super::health::{self, CheckRun};
 use super::node_channel::{self, ToWorker};
-use super::policy::{Action, Event, Phase, ReadyRule, Report, SlotPolicy, Status};
+use super::policy::{Action, Event, Phase, ReadyRule, Report, Restarts, SlotPolicy, Status};
 use super::spawn::{WorkerLaunch, spawn_worker};
 use crate::config::{AppSpec, ListenAddr, Runtime};
 use crate::logs::{self, Stream};
@@ -59,6 +60,15 @@ pub enum SlotMsg {
     Restart {
         done: Option<oneshot::Sender<RestartOutcome>>,
     },
+    /// The worker (or a process of its tree) said WATCHDOG=1.
+    Watchdog {
+        pid: Pid,
+    },
+    /// A health check of worker `pid` ended.
+    Checked {
+        pid: Pid,
+        result: Result<(), String>,
+    },
     /// Replace the worker without a gap; the outcome goes to `done`.
     Reload {
         done: Option<mpsc::UnboundedSender<ReloadOutcome>>,
@@ -89,6 +99,11 @@ pub struct SlotStatus {
     pub since: Option<Instant>,
     pub at_rest: bool,
     pub last_exit: Option<ExitKind>,
+    /// It takes new connections (ready, not being replaced for its health).
+    pub ready: bool,
+    /// Why its health check or watchdog last failed, until it passes again.
+    pub health: Option<String>,
+    pub restarts_by_cause: Restarts,
 }
 
 pub struct SlotHandle {
@@ -120,6 +135,24 @@ pub struct Slot {
     /// What the listeners were last told of this slot taking connections (None: not
     /// yet, e.g. before a cluster app's first listen binds them).
     taking: Option<bool>,
+    /// The health check and watchdog of the serving worker.
+    watch: Watch,
+}
+
+/// The health check and watchdog of the slot's serving worker: they start when a worker
+/// is online and stop when it is no longer the one serving.
+#[derive(Debug, Default)]
+struct Watch {
+    /// The worker watched.
+    pid: Option<Pid>,
+    /// When its next check starts (None while one runs).
+    next_check: Option<Instant>,
+    /// Failed checks in a row.
+    failures: u32,
+    /// Its last WATCHDOG=1 (or when it came online).
+    last_ping: Option<Instant>,
+    /// Why it last failed, until it passes again.
+    problem: Option<String>,
 }
 
 /// How a worker of `app` tells it is ready: the Node shim reports 'listening' (or
@@ -151,7 +184,7 @@ impl Slot {
             ready_rule(&app),
             app.listen.is_some() || app.shares_first_listen(),
         );
-        let (status, status_rx) = watch::channel(status_of(&policy));
+        let (status, status_rx) = watch::channel(status_of(&policy, None));
         let mut slot = Slot {
             app,
             env,
@@ -168,6 +201,7 @@ impl Slot {
             stop_waiters: Vec::new(),
             restart_waiters: Vec::new(),
             taking: None,
+            watch: Watch::default(),
         };
         if begin {
             slot.apply(Event::Start);
@@ -182,6 +216,7 @@ impl Slot {
 
     pub async fn run(mut self) {
         loop {
+            let watch_at = self.watch_deadline();
             let event = tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(SlotMsg::Update { app, env }) => {
@@ -219,10 +254,29 @@ impl Slot {
                         self.steer();
                         continue;
                     }
+                    Some(SlotMsg::Watchdog { pid }) => {
+                        if self.watch.pid == Some(pid) {
+                            self.watch.last_ping = Some(Instant::now());
+                            if self.watch.problem.take().is_some() {
+                                self.publish();
+                            }
+                        }
+                        continue;
+                    }
+                    Some(SlotMsg::Checked { pid, result }) => match self.checked(pid, result) {
+                        Some(event) => event,
+                        None => continue,
+                    },
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
                 _ = sleep_until(self.timer.unwrap_or_else(Instant::now).into()), if self.timer.is_some() => Event::Timer,
+                _ = sleep_until(watch_at.unwrap_or_else(Instant::now).into()), if watch_at.is_some() => {
+                    match self.watch_due(Instant::now()) {
+                        Some(event) => event,
+                        None => continue,
+                    }
+                }
             };
             self.apply(event);
         }
@@ -257,6 +311,8 @@ impl Slot {
             }
             SlotMsg::Ready { pid } => Event::Ready { pid },
             SlotMsg::Listen { .. }
+            | SlotMsg::Watchdog { .. }
+            | SlotMsg::Checked { .. }
             | SlotMsg::Stop { .. }
             | SlotMsg::Restart { .. }
             | SlotMsg::Update { .. }
@@ -304,6 +360,7 @@ impl Slot {
         }
         self.timer = self.policy.next_deadline();
         self.steer();
+        self.follow_serving_worker();
         // Nothing left to reload (the slot went to rest without a worker to report).
         if self.policy.is_at_rest()
             && let Some(waiter) = self.reload_waiter.take()
@@ -311,12 +368,7 @@ impl Slot {
             let _ = waiter.send(Err(format!("{}: stopped", self.label())));
         }
         self.answer_waiters();
-        let status = status_of(&self.policy);
-        self.status.send_if_modified(|old| {
-            let changed = *old != status;
-            *old = status;
-            changed
-        });
+        self.publish();
         self.shared.slot_changed();
     }
 
@@ -332,6 +384,132 @@ impl Slot {
             lock(listeners).set_taking(self.instance, takes);
             self.taking = Some(takes);
         }
+    }
+
+    /// Starts watching the serving worker once it is online (a new one: its checks and
+    /// watchdog start afresh), and stops when no worker is plainly online (replaced,
+    /// stopping, gone): a worker on its way out is not checked.
+    fn follow_serving_worker(&mut self) {
+        let serving = match self.policy.phase() {
+            Phase::Online { pid, .. } => Some(pid),
+            _ => None,
+        };
+        if serving == self.watch.pid {
+            return;
+        }
+        let now = Instant::now();
+        let checked = self.app.health.as_ref().map(|h| now + h.interval);
+        self.watch = Watch {
+            pid: serving,
+            next_check: serving.and(checked),
+            failures: 0,
+            last_ping: serving.map(|_| now),
+            // Shown while the unhealthy worker is replaced, and until its successor
+            // passes a check or pings its watchdog.
+            problem: self.watch.problem.take(),
+        };
+    }
+
+    /// When the watch must look next: the next check, or the watchdog's deadline.
+    fn watch_deadline(&self) -> Option<Instant> {
+        self.watch.pid?;
+        let watchdog = self
+            .app
+            .watchdog
+            .zip(self.watch.last_ping)
+            .map(|(period, ping)| ping + period);
+        match (self.watch.next_check, watchdog) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The watch's time has come: the watchdog's verdict, or a check started.
+    fn watch_due(&mut self, now: Instant) -> Option<Event> {
+        let pid = self.watch.pid?;
+        if let (Some(period), Some(ping)) = (self.app.watchdog, self.watch.last_ping)
+            && now >= ping + period
+        {
+            self.watch.last_ping = None;
+            return self.unhealthy(
+                pid,
+                format!("no WATCHDOG=1 for {} ms (watchdog)", period.as_millis()),
+            );
+        }
+        if self.watch.next_check.is_some_and(|t| now >= t) {
+            self.watch.next_check = None;
+            let run = CheckRun {
+                app: self.app.clone(),
+                env: self.env.clone(),
+                instance: self.instance,
+                pid,
+                listeners: self.listeners.clone(),
+                shared: self.shared.clone(),
+            };
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let result = health::check(run).await;
+                let _ = tx.send(SlotMsg::Checked { pid, result });
+            });
+        }
+        None
+    }
+
+    /// A check of worker `pid` ended: counted, and enough failures in a row make it
+    /// unhealthy.
+    fn checked(&mut self, pid: Pid, result: Result<(), String>) -> Option<Event> {
+        if self.watch.pid != Some(pid) {
+            return None; // a worker no longer watched
+        }
+        let health = self.app.health.as_ref()?;
+        self.watch.next_check = Some(Instant::now() + health.interval);
+        match result {
+            Ok(()) => {
+                if self.watch.failures > 0 {
+                    info!("{} pid {pid} passes its health check again", self.label());
+                }
+                self.watch.failures = 0;
+                if self.watch.problem.take().is_some() {
+                    self.publish();
+                }
+                None
+            }
+            Err(why) => {
+                self.watch.failures += 1;
+                warn!(
+                    "{} pid {pid} failed its health check ({}/{}): {why}",
+                    self.label(),
+                    self.watch.failures,
+                    health.failures
+                );
+                if self.watch.failures < health.failures {
+                    return None;
+                }
+                self.unhealthy(pid, why)
+            }
+        }
+    }
+
+    /// Worker `pid` is unhealthy for `why`: said, shown, and handed to the policy (which
+    /// steers it out and replaces it).
+    fn unhealthy(&mut self, pid: Pid, why: String) -> Option<Event> {
+        error!(
+            "{} pid {pid} is unhealthy: {why}; it takes no new connection and is replaced",
+            self.label()
+        );
+        self.watch.problem = Some(why);
+        self.watch.next_check = None;
+        Some(Event::Unhealthy { pid })
+    }
+
+    /// Publishes the slot's status if it changed.
+    fn publish(&mut self) {
+        let status = status_of(&self.policy, self.watch.problem.clone());
+        self.status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
     }
 
     /// Tells the stop and restart waiters whose command has taken effect.
@@ -488,10 +666,7 @@ impl Slot {
             bound_port,
             trampoline: self.shared.trampoline(),
             shims: Some(self.shared.shims()),
-            notify_socket: self
-                .app
-                .restart
-                .wait_ready
+            notify_socket: (self.app.restart.wait_ready || self.app.watchdog.is_some())
                 .then_some(self.shared.notify_socket()),
         };
         let worker = spawn_worker(&launch)?;
@@ -531,7 +706,7 @@ impl Slot {
     }
 }
 
-fn status_of(policy: &SlotPolicy) -> SlotStatus {
+fn status_of(policy: &SlotPolicy, health: Option<String>) -> SlotStatus {
     SlotStatus {
         status: policy.status(),
         pid: policy.pid(),
@@ -539,6 +714,9 @@ fn status_of(policy: &SlotPolicy) -> SlotStatus {
         since: policy.since(),
         at_rest: policy.is_at_rest(),
         last_exit: policy.last_exit(),
+        ready: policy.takes_connections(),
+        health,
+        restarts_by_cause: policy.restarts_by_cause(),
     }
 }
 

@@ -138,26 +138,8 @@ fn output_pipe(fd: OwnedFd) -> io::Result<pipe::Receiver> {
 /// noted).
 fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
     let app = launch.app;
-    let mut env: Vec<(String, OsString)> = app
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), OsString::from(v)))
-        .collect();
+    let mut env = app_env(app, launch.instance);
     let has = |key: &str| app.env.contains_key(key);
-
-    env.push((app.instance_var.clone(), launch.instance.to_string().into()));
-    if let Some(var) = &app.increment_var {
-        // Config guarantees the base is an integer.
-        let base: i64 = app
-            .env
-            .get(var)
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        env.push((
-            var.clone(),
-            (base + i64::from(launch.instance)).to_string().into(),
-        ));
-    }
     if launch.listener.is_some() {
         env.push(("LISTEN_FDS".into(), "1".into()));
         env.push(("LISTEN_FDNAMES".into(), app.name.clone().into()));
@@ -169,6 +151,13 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
     }
     if let Some(socket) = launch.notify_socket {
         env.push(("NOTIFY_SOCKET".into(), socket.into()));
+    }
+    // WATCHDOG_PID is the worker's own pid: the trampoline sets it, as LISTEN_PID.
+    if let Some(period) = app.watchdog {
+        env.push((
+            "WATCHDOG_USEC".into(),
+            period.as_micros().to_string().into(),
+        ));
     }
     match app.command.runtime() {
         Runtime::Node => {
@@ -207,6 +196,79 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
         Runtime::Other => {}
     }
     env
+}
+
+/// The app's own environment as instance `instance` sees it: `env`, its instance number
+/// (`instance_var`) and, with `increment_var`, its own value of that variable.
+fn app_env(app: &AppSpec, instance: u32) -> Vec<(String, OsString)> {
+    let mut env: Vec<(String, OsString)> = app
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), OsString::from(v)))
+        .collect();
+    env.push((app.instance_var.clone(), instance.to_string().into()));
+    if let Some(var) = &app.increment_var {
+        // Config guarantees the base is an integer.
+        let base: i64 = app
+            .env
+            .get(var)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        env.push((var.clone(), (base + i64::from(instance)).to_string().into()));
+    }
+    env
+}
+
+/// A health-check command of a worker (`health: {exec: …}`), started.
+pub struct SpawnedCheck {
+    pub pid: Pid,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+}
+
+/// Starts the health-check command `program args` of worker `worker` (instance
+/// `instance` of `app`) through the trampoline (so it gets default signal dispositions),
+/// in its own process group, in the app's cwd, with the worker's environment (the
+/// caller's `env` under the app's) and DROVER_WORKER_PID. Register its pid with the
+/// reaper before any await.
+pub fn spawn_check(
+    app: &AppSpec,
+    env: &BTreeMap<String, String>,
+    instance: u32,
+    worker: Pid,
+    trampoline: &Path,
+    program: &Path,
+    args: &[String],
+) -> io::Result<SpawnedCheck> {
+    let mut cmd = Command::new(trampoline);
+    cmd.arg(os::TRAMPOLINE_ARG)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    cmd.current_dir(&app.cwd);
+    cmd.env_clear();
+    for (key, value) in env {
+        if !SUPERVISOR_ONLY_VARS.contains(&key.as_str()) {
+            cmd.env(key, value);
+        }
+    }
+    for (key, value) in app_env(app, instance) {
+        cmd.env(key, value);
+    }
+    cmd.env("DROVER_WORKER_PID", worker.to_string());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.process_group(0);
+    let mut child = cmd.spawn()?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stdout.take().expect("piped")))?;
+    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(child.stderr.take().expect("piped")))?;
+    Ok(SpawnedCheck {
+        pid,
+        stdout,
+        stderr,
+    })
 }
 
 /// PYTHONPATH with the preload's directory first, keeping whatever the app or the caller

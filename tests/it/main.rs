@@ -14,6 +14,7 @@ mod frameworks;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod health;
 mod man;
 mod pm2_conformance;
 mod reload;

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::Reply;
-use crate::protocol::{Response, WorkerInfo};
+use crate::protocol::{Response, RestartCauses, WorkerInfo};
 use crate::supervisor::Supervisor;
 use crate::sync::lock;
 
@@ -43,6 +43,18 @@ impl Supervisor {
                     cpu: usage.cpu,
                     memory: usage.rss,
                     listen: if status.at_rest { None } else { listen.clone() },
+                    ready: status.ready,
+                    health: status.health.clone(),
+                    restarts_by_cause: {
+                        let by = status.restarts_by_cause;
+                        RestartCauses {
+                            crash: by.crash,
+                            memory: by.memory,
+                            health: by.health,
+                            reload: by.reload,
+                            restart: by.restart,
+                        }
+                    },
                 });
             }
         }
