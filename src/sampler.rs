@@ -1,28 +1,45 @@
-//! Samples the RSS and CPU of each worker's whole process tree about once a second and
-//! tells a slot when its tree is over `max_memory_restart`. It never kills: the slot's
-//! policy decides.
+//! Samples the RSS and CPU of each worker's whole process tree and tells a slot when its
+//! tree is over `max_memory_restart`. It never kills: the slot's policy decides.
 //!
-//! The kernel here may lack /proc/<pid>/task/<tid>/children, so descendants are found from
-//! every process's parent pid (one cheap pass reading only /proc/<pid>/stat), and memory
-//! and CPU are then read for the tree pids only.
+//! What it costs is what it reads from /proc, so it reads little, and rarely:
+//! - every second, the trees of workers with a memory limit (the limit reacts within
+//!   about a second);
+//! - every [`DISPLAY_EVERY`] seconds, every tree (the figures `list` and the metrics
+//!   show);
+//! - every [`SCAN_EVERY`] seconds, and whenever a worker it has not seen appears, one pass
+//!   over every process's parent pid to find the trees' members: this kernel may lack
+//!   /proc/<pid>/task/<tid>/children, and reading every process each second is what made
+//!   200 idle workers cost 7× PM2 (BENCHMARKS.md).
+//!
+//! Between scans a tree is the members the last scan found (a process they start meanwhile
+//! counts from the next scan); members that exit drop out at once. A member is read with
+//! one read of /proc/<pid>/stat: CPU time and RSS.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
-use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
+/// How often the sampler wakes.
 pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Every tree is sampled every this many wake-ups; trees with a memory limit every one.
+pub const DISPLAY_EVERY: u32 = 5;
+/// The trees' members are found again every this many wake-ups.
+pub const SCAN_EVERY: u32 = 10;
 
 /// Resource use of one worker's process tree.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     /// Resident set size summed over the tree, in bytes.
     pub rss: u64,
-    /// CPU use summed over the tree, in percent of one core.
+    /// CPU use summed over the tree, in percent of one core, over the last interval it
+    /// was sampled in.
     pub cpu: f32,
+    /// CPU time the tree has used, in seconds (its members' at their last sample, and
+    /// those that have exited).
+    pub cpu_seconds: f64,
 }
 
 /// What the sampler watches and whom it tells: the supervisor implements it, so the
@@ -30,7 +47,8 @@ pub struct Usage {
 pub trait Watched: Send + Sync + 'static {
     /// The roots of the trees to sample, each with its memory limit in bytes.
     fn roots(&self) -> Vec<(Pid, Option<u64>)>;
-    /// One sample: every root's usage, and the roots over their limit with their RSS.
+    /// One sample of some roots (those not in `usage` keep their last figures), and the
+    /// roots over their limit with their RSS.
     fn sampled(&self, usage: HashMap<Pid, Usage>, over_limit: Vec<(Pid, u64)>);
 }
 
@@ -42,28 +60,37 @@ pub fn spawn(watched: Arc<dyn Watched>, stop: Arc<AtomicBool>) -> std::io::Resul
     std::thread::Builder::new()
         .name("sampler".into())
         .spawn(move || {
-            // sysinfo otherwise keeps /proc/<pid>/stat open for every process on the machine,
-            // so the supervisor's fd count would follow the machine's process count.
-            sysinfo::set_open_files_limit(0);
             let mut sampler = Sampler::default();
+            let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(INTERVAL);
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                tick(&*watched, &mut sampler);
+                tick = tick.wrapping_add(1);
+                sample_once(&*watched, &mut sampler, tick);
             }
         })?;
     Ok(())
 }
 
-fn tick(watched: &dyn Watched, sampler: &mut Sampler) {
+fn sample_once(watched: &dyn Watched, sampler: &mut Sampler, tick: u32) {
     let roots = watched.roots();
     if roots.is_empty() {
         return;
     }
-    let pids: Vec<Pid> = roots.iter().map(|(pid, _)| *pid).collect();
-    let usage = sampler.sample(&pids);
+    let every = tick.is_multiple_of(DISPLAY_EVERY);
+    let wanted: Vec<Pid> = roots
+        .iter()
+        .filter(|(_, limit)| every || limit.is_some())
+        .map(|(pid, _)| *pid)
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let all: Vec<Pid> = roots.iter().map(|(pid, _)| *pid).collect();
+    sampler.find_members(&all, tick.is_multiple_of(SCAN_EVERY));
+    let usage = sampler.sample(&wanted);
     let over_limit = roots
         .iter()
         .filter_map(|(pid, limit)| {
@@ -76,85 +103,145 @@ fn tick(watched: &dyn Watched, sampler: &mut Sampler) {
     watched.sampled(usage, over_limit);
 }
 
-/// Samples process trees; CPU is each tree's CPU time over the time since the last
-/// sample (sysinfo's own `cpu_usage` measures from its last refresh, which the pass that
-/// finds descendants has just done).
-#[derive(Default)]
+/// One process's counters, from /proc/<pid>/stat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat {
+    ppid: i32,
+    /// utime + stime, in clock ticks.
+    cpu_ticks: u64,
+    /// Resident pages.
+    rss_pages: u64,
+}
+
+fn read_stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Fields after the command name (which may hold spaces and parentheses) start at field
+/// 3 (state): ppid is 4, utime 14, stime 15, rss 24.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = text.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<i64>().ok());
+    Some(Stat {
+        ppid: i32::try_from(field(4)?).ok()?,
+        cpu_ticks: u64::try_from(field(14)? + field(15)?).ok()?,
+        rss_pages: u64::try_from(field(24)?).unwrap_or(0),
+    })
+}
+
+/// The process trees of the roots, and what was last read of each member.
 pub struct Sampler {
-    sys: System,
-    /// CPU time (ms) of every pid seen in the last sample, and when it was taken.
-    cpu_ms: HashMap<sysinfo::Pid, u64>,
-    at: Option<std::time::Instant>,
+    /// Each root's tree (the root first), as the last scan found it.
+    members: HashMap<Pid, Vec<Pid>>,
+    /// The CPU ticks of each member at its last read, and when that was.
+    last: HashMap<Pid, (u64, Instant)>,
+    /// CPU ticks of members that have exited since, by root: still the tree's time.
+    gone_ticks: HashMap<Pid, u64>,
+    ticks_per_second: f64,
+    page_size: u64,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        use nix::unistd::{SysconfVar, sysconf};
+        let ticks = sysconf(SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
+        let page = sysconf(SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
+        Sampler {
+            members: HashMap::new(),
+            last: HashMap::new(),
+            gone_ticks: HashMap::new(),
+            ticks_per_second: ticks.max(1) as f64,
+            page_size: page.max(1) as u64,
+        }
+    }
 }
 
 impl Sampler {
-    /// Usage of the process tree rooted at each of `roots`. The first sample has no CPU
-    /// figure (0): it needs an interval.
-    pub fn sample(&mut self, roots: &[Pid]) -> HashMap<Pid, Usage> {
-        let sys = &mut self.sys;
-        sys.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            ProcessRefreshKind::nothing(),
-        );
-        let mut children: HashMap<sysinfo::Pid, Vec<sysinfo::Pid>> = HashMap::new();
-        for (pid, process) in sys.processes() {
-            // Threads show up as processes on Linux; their memory is the process's.
-            if process.thread_kind().is_some() {
-                continue;
-            }
-            if let Some(parent) = process.parent() {
-                children.entry(parent).or_default().push(*pid);
+    /// Makes sure every root has a tree: with `rescan`, or when a root is new, one pass
+    /// over every process finds the members again. Roots no longer given are forgotten.
+    pub fn find_members(&mut self, roots: &[Pid], rescan: bool) {
+        let wanted: HashSet<Pid> = roots.iter().copied().collect();
+        self.members.retain(|root, _| wanted.contains(root));
+        self.gone_ticks.retain(|root, _| wanted.contains(root));
+        if !rescan && roots.iter().all(|root| self.members.contains_key(root)) {
+            return;
+        }
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(stat) = read_stat(pid) {
+                    children.entry(stat.ppid).or_default().push(pid);
+                }
             }
         }
-        let trees: Vec<(Pid, Vec<sysinfo::Pid>)> = roots
-            .iter()
-            .map(|root| {
-                let mut tree = vec![sysinfo::Pid::from_u32(root.as_raw() as u32)];
-                let mut next = 0;
-                while next < tree.len() {
-                    if let Some(kids) = children.get(&tree[next]) {
-                        tree.extend(kids.iter().copied());
+        for root in roots {
+            let mut tree = vec![root.as_raw()];
+            let mut next = 0;
+            while next < tree.len() {
+                if let Some(kids) = children.get(&tree[next]) {
+                    tree.extend(kids.iter().copied());
+                }
+                next += 1;
+            }
+            self.members
+                .insert(*root, tree.into_iter().map(Pid::from_raw).collect());
+        }
+    }
+
+    /// Usage of the trees of `roots` (each must have been given to
+    /// [`find_members`](Self::find_members)). A tree's first sample has no CPU percent
+    /// (0): it needs an interval.
+    pub fn sample(&mut self, roots: &[Pid]) -> HashMap<Pid, Usage> {
+        let now = Instant::now();
+        let mut usage = HashMap::new();
+        for root in roots {
+            let Some(tree) = self.members.get_mut(root) else {
+                continue;
+            };
+            let mut total = Usage::default();
+            let mut spent_ticks = 0u64;
+            let mut interval: Option<Duration> = None;
+            let mut alive_ticks = 0u64;
+            tree.retain(|pid| {
+                let Some(stat) = read_stat(pid.as_raw()) else {
+                    // Exited (or the pid is another process's now, when its parent
+                    // differs: then it is just not ours).
+                    if let Some((ticks, _)) = self.last.remove(pid) {
+                        *self.gone_ticks.entry(*root).or_default() += ticks;
                     }
-                    next += 1;
+                    return false;
+                };
+                total.rss += stat.rss_pages * self.page_size;
+                alive_ticks += stat.cpu_ticks;
+                // A member seen for the first time spent its time so far over a span we
+                // do not know: it counts from its next read (it is in `cpu_seconds`).
+                if let Some((before, at)) = self.last.insert(*pid, (stat.cpu_ticks, now)) {
+                    spent_ticks += stat.cpu_ticks.saturating_sub(before);
+                    let span = now.saturating_duration_since(at);
+                    interval = Some(interval.map_or(span, |i| i.max(span)));
                 }
-                (*root, tree)
-            })
-            .collect();
-        let all: Vec<sysinfo::Pid> = trees.iter().flat_map(|(_, t)| t.iter().copied()).collect();
-        sys.refresh_processes_specifics(
-            ProcessesToUpdate::Some(&all),
-            false,
-            ProcessRefreshKind::nothing().with_memory().with_cpu(),
-        );
-        let now = std::time::Instant::now();
-        let elapsed_ms = self
-            .at
-            .map(|then| now.saturating_duration_since(then).as_secs_f64() * 1000.0);
-        let mut cpu_ms = HashMap::new();
-        let usage = trees
-            .into_iter()
-            .map(|(root, tree)| {
-                let mut usage = Usage::default();
-                let mut spent_ms = 0u64;
-                for pid in tree {
-                    if let Some(p) = sys.process(pid) {
-                        usage.rss += p.memory();
-                        let total = p.accumulated_cpu_time();
-                        // A pid not seen last time was born since: all its time is new.
-                        spent_ms +=
-                            total.saturating_sub(self.cpu_ms.get(&pid).copied().unwrap_or(0));
-                        cpu_ms.insert(pid, total);
-                    }
-                }
-                if let Some(elapsed) = elapsed_ms.filter(|e| *e > 0.0) {
-                    usage.cpu = (spent_ms as f64 / elapsed * 100.0) as f32;
-                }
-                (root, usage)
-            })
-            .collect();
-        self.cpu_ms = cpu_ms;
-        self.at = Some(now);
+                true
+            });
+            if let Some(span) = interval.filter(|s| !s.is_zero()) {
+                let spent = spent_ticks as f64 / self.ticks_per_second;
+                total.cpu = (spent / span.as_secs_f64() * 100.0) as f32;
+            }
+            let gone = self.gone_ticks.get(root).copied().unwrap_or(0);
+            total.cpu_seconds = (alive_ticks + gone) as f64 / self.ticks_per_second;
+            usage.insert(*root, total);
+        }
         usage
     }
 }
@@ -163,6 +250,20 @@ impl Sampler {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn stat_lines_are_read_whatever_the_command_name() {
+        let line = "4242 (a (weird) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 123 1000000 321 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                ppid: 17,
+                cpu_ticks: 300,
+                rss_pages: 321
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
 
     #[test]
     fn a_tree_counts_its_grandchildren() {
@@ -175,16 +276,13 @@ mod tests {
             .unwrap();
         let root = Pid::from_raw(child.id() as i32);
         let mut sampler = Sampler::default();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(5);
         let (alone, tree) = loop {
+            sampler.find_members(&[root], true);
             let usage = sampler.sample(&[root]);
-            let alone = sampler
-                .sys
-                .process(sysinfo::Pid::from_u32(child.id()))
-                .map(|p| p.memory())
-                .unwrap_or(0);
+            let alone = read_stat(root.as_raw()).map_or(0, |s| s.rss_pages * sampler.page_size);
             let tree = usage[&root].rss;
-            if tree > alone || std::time::Instant::now() > deadline {
+            if tree > alone || Instant::now() > deadline {
                 break (alone, tree);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -210,15 +308,17 @@ mod tests {
             .unwrap();
         let root = Pid::from_raw(child.id() as i32);
         let mut sampler = Sampler::default();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
         // Over 200 ms intervals: a spinning process shows well over half a core even
-        // when the machine is busy; an idle one would show ~0.
+        // when the machine is busy; an idle one would show ~0. The busy child appears
+        // in the tree at a later scan, as between scans a new member counts from then.
         let spins = loop {
-            let cpu = sampler.sample(&[root])[&root].cpu;
-            seen.push(cpu);
-            if cpu > 40.0 || std::time::Instant::now() > deadline {
-                break cpu > 40.0;
+            sampler.find_members(&[root], true);
+            let usage = sampler.sample(&[root])[&root];
+            seen.push(usage.cpu);
+            if usage.cpu > 40.0 && usage.cpu_seconds > 0.0 || Instant::now() > deadline {
+                break usage.cpu > 40.0;
             }
             std::thread::sleep(Duration::from_millis(200));
         };

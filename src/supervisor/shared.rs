@@ -155,13 +155,15 @@ impl Watched for Shared {
                 None => warn!("pid {pid} is over its memory limit but already gone"),
             }
         }
-        // Only workers still registered: one reaped during the sample has no usage.
+        // Only workers still registered: one reaped during the sample has no usage. The
+        // roots not sampled this time keep their last figures.
         let workers = lock(&self.workers);
-        let usage = usage
-            .into_iter()
-            .filter(|(pid, _)| workers.contains_key(pid))
-            .collect();
-        drop(workers);
-        *lock(&self.usage) = usage;
+        let mut kept = lock(&self.usage);
+        kept.retain(|pid, _| workers.contains_key(pid));
+        kept.extend(
+            usage
+                .into_iter()
+                .filter(|(pid, _)| workers.contains_key(pid)),
+        );
     }
 }
