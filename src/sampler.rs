@@ -80,9 +80,11 @@ fn sample_once(watched: &dyn Watched, sampler: &mut Sampler, tick: u32) {
         return;
     }
     let every = tick.is_multiple_of(DISPLAY_EVERY);
+    // A worker not sampled yet is, at once: `list` shows its figures from its first
+    // second.
     let wanted: Vec<Pid> = roots
         .iter()
-        .filter(|(_, limit)| every || limit.is_some())
+        .filter(|(pid, limit)| every || limit.is_some() || !sampler.knows(*pid))
         .map(|(pid, _)| *pid)
         .collect();
     if wanted.is_empty() {
@@ -162,6 +164,11 @@ impl Default for Sampler {
 }
 
 impl Sampler {
+    /// Whether `root`'s tree has been found (and so sampled since).
+    fn knows(&self, root: Pid) -> bool {
+        self.members.contains_key(&root)
+    }
+
     /// Makes sure every root has a tree: with `rescan`, or when a root is new, one pass
     /// over every process finds the members again. Roots no longer given are forgotten.
     pub fn find_members(&mut self, roots: &[Pid], rescan: bool) {

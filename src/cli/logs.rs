@@ -250,7 +250,7 @@ impl Format {
 }
 
 /// The last `n` lines of a regular file (None for anything else: /dev/null, a pipe).
-fn tail_file(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
+pub(crate) fn tail_file(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
     let mut file = File::open(path)?;
     if !file.metadata()?.is_file() {
         return Ok(None);

@@ -22,6 +22,7 @@ mod host;
 mod lifecycle;
 mod list;
 mod logs;
+mod monit;
 mod render;
 mod run;
 mod start;
@@ -107,6 +108,9 @@ pub enum Command {
     Describe(describe::DescribeArgs),
     /// Print the last lines of the logs, then follow new ones.
     Logs(logs::LogsArgs),
+    /// A live view of every worker (status, cpu, memory, restarts, health) and the
+    /// selected app's logs, refreshed every second; q quits.
+    Monit(monit::MonitArgs),
     /// Empty log files.
     Flush(lifecycle::FlushArgs),
     /// Reopen every log file (after logrotate moved them).
@@ -257,6 +261,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => list::run(args, &home),
         Command::Describe(args) => describe::run(args, &home),
         Command::Logs(args) => logs::run(args, &home),
+        Command::Monit(args) => monit::run(args, &home),
         Command::Flush(args) => lifecycle::flush(args, &home),
         Command::ReloadLogs => lifecycle::simple(&home, crate::protocol::Request::ReloadLogs),
         Command::Save(args) => lifecycle::save(args, &home),

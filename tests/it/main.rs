@@ -16,6 +16,7 @@ mod hardening;
 mod harness;
 mod health;
 mod man;
+mod monit;
 mod pm2_conformance;
 mod reload;
 mod responsive;
