@@ -90,7 +90,7 @@ fn push(lines: &Mutex<VecDeque<String>>, line: String) {
 }
 
 /// The app's last lines from its files, then every new one, until `stop`.
-fn follow_logs(home: &PathBuf, app: &str, into: &Mutex<VecDeque<String>>, stop: &AtomicBool) {
+fn follow_logs(home: &Path, app: &str, into: &Mutex<VecDeque<String>>, stop: &AtomicBool) {
     let Ok(mut client) = Client::connect(home) else {
         return;
     };
