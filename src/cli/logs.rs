@@ -66,7 +66,7 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
 
     if args.lines > 0 {
         for file in &files {
-            let lines = match tail_file(&file.path, args.lines) {
+            let lines = match history(&file.path, args.lines) {
                 Ok(Some(lines)) => lines,
                 // Not written yet, or not a regular file (/dev/null): no history.
                 Ok(None) => continue,
@@ -250,6 +250,26 @@ impl Format {
 }
 
 /// The last `n` lines of a regular file (None for anything else: /dev/null, a pipe).
+/// The last `n` lines of the log file `path`; when it holds fewer (it was just rotated),
+/// those of its newest rotated file (gzipped or not) come first.
+fn history(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
+    let Some(current) = tail_file(path, n)? else {
+        return Ok(None);
+    };
+    let wanted = n - current.len();
+    let older = match crate::logs::rotation::newest_rotated(path) {
+        Some(rotated) if wanted > 0 => match crate::logs::rotation::is_gzip(&rotated) {
+            true => crate::logs::rotation::tail_gzip(&rotated, wanted),
+            false => tail_file(&rotated, wanted).map(Option::unwrap_or_default),
+        },
+        _ => return Ok(Some(current)),
+    };
+    // Gzipped or removed by the archiver while we looked: the current file's lines alone.
+    let mut lines = older.unwrap_or_default();
+    lines.extend(current);
+    Ok(Some(lines))
+}
+
 fn tail_file(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
     let mut file = File::open(path)?;
     if !file.metadata()?.is_file() {

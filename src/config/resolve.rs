@@ -10,8 +10,8 @@ use super::ResolveContext;
 use super::error::{FieldError, Seg};
 use super::raw::RawApp;
 use super::spec::{
-    AppSpec, Command, ExecMode, ListenAddr, LogRotation, LogSpec, RestartSpec, Runtime,
-    SocketMode, StopSpec, defaults,
+    AppSpec, Command, ExecMode, ListenAddr, LogRotation, LogSpec, RestartSpec, Runtime, SocketMode,
+    StopSpec, defaults,
 };
 use super::values::{CombinedLog, ListenSpec, LogRotate, shell_syntax, split_args};
 use nix::sys::signal::Signal;

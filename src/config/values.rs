@@ -803,9 +803,15 @@ mod tests {
         assert_eq!("daily".parse(), Ok(LogRotate::Daily));
         assert_eq!(" Daily ".parse(), Ok(LogRotate::Daily));
         assert_eq!("false".parse(), Ok(LogRotate::Off));
-        assert_eq!(LogRotate::from_loose(&Loose::Bool(true)), Ok(LogRotate::Size));
+        assert_eq!(
+            LogRotate::from_loose(&Loose::Bool(true)),
+            Ok(LogRotate::Size)
+        );
         let e = "hourly".parse::<LogRotate>().unwrap_err();
-        assert!(e.contains("expected daily") && e.contains("\"hourly\""), "{e}");
+        assert!(
+            e.contains("expected daily") && e.contains("\"hourly\""),
+            "{e}"
+        );
         assert!(LogRotate::from_loose(&Loose::Int(1)).is_err());
         assert_eq!("30".parse(), Ok(LogRetain(30)));
         assert_eq!(LogRetain::from_loose(&Loose::Int(1)), Ok(LogRetain(1)));

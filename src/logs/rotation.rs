@@ -53,9 +53,7 @@ fn split_name(base: &Path) -> (String, Option<String>) {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let ext = base
-        .extension()
-        .map(|e| e.to_string_lossy().into_owned());
+    let ext = base.extension().map(|e| e.to_string_lossy().into_owned());
     (stem, ext)
 }
 
@@ -71,7 +69,11 @@ pub(crate) struct Rotated {
 /// What a file name in the log's directory is to the log `base`.
 #[derive(Debug, PartialEq, Eq)]
 enum Kind {
-    Rotated { stamp: String, seq: u32, gz: bool },
+    Rotated {
+        stamp: String,
+        seq: u32,
+        gz: bool,
+    },
     /// An unfinished gzip (`….gz.tmp`).
     Partial,
 }
@@ -321,7 +323,10 @@ fn start_of_day<Tz: TimeZone>(tz: &Tz, day: NaiveDate) -> Option<DateTime<Tz>> {
 
 /// Writes `bytes` whole to `file`, retrying short writes; on failure, how many bytes
 /// made it.
-pub(crate) fn write_all_counted(file: &mut impl Write, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
+pub(crate) fn write_all_counted(
+    file: &mut impl Write,
+    bytes: &[u8],
+) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
     while written < bytes.len() {
         match file.write(&bytes[written..]) {
@@ -357,7 +362,11 @@ mod tests {
                 ("2023-12-31 23:00:00", "2024-01-01 00:00:00"),
             ];
             for (now, want) in cases {
-                assert_eq!(next_midnight(&at(tz, now)), at(tz, want), "{now} UTC{hours:+}");
+                assert_eq!(
+                    next_midnight(&at(tz, now)),
+                    at(tz, want),
+                    "{now} UTC{hours:+}"
+                );
             }
         }
         // +05:30: half-hour zones count from their own midnight.
@@ -428,9 +437,12 @@ mod tests {
             .unwrap();
         let next = next_midnight(&evening);
         assert_eq!(next.naive_local().to_string(), "2024-11-03 01:00:00");
-        assert_eq!(next.offset().fix(), FixedOffset::west_opt(2 * 3600).unwrap());
+        assert_eq!(
+            next.offset().fix(),
+            FixedOffset::west_opt(2 * 3600).unwrap()
+        );
         // Two hours after 22:00 -03:00, not three.
-        assert_eq!((next.clone() - evening).num_hours(), 2);
+        assert_eq!((next - evening).num_hours(), 2);
         // And the day after is an ordinary midnight.
         assert_eq!(
             next_midnight(&next).naive_local().to_string(),
@@ -463,10 +475,22 @@ mod tests {
         };
         let s = "2024-05-01_13-45-10";
         let log = Some("log");
-        assert_eq!(kind("api-out", log, &format!("api-out__{s}.log")), rotated(s, 0, false));
-        assert_eq!(kind("api-out", log, &format!("api-out__{s}_3.log.gz")), rotated(s, 3, true));
-        assert_eq!(kind("api-out", log, &format!("api-out__{s}.log.gz.tmp")), Some(Kind::Partial));
-        assert_eq!(kind("api", None, &format!("api__{s}")), rotated(s, 0, false));
+        assert_eq!(
+            kind("api-out", log, &format!("api-out__{s}.log")),
+            rotated(s, 0, false)
+        );
+        assert_eq!(
+            kind("api-out", log, &format!("api-out__{s}_3.log.gz")),
+            rotated(s, 3, true)
+        );
+        assert_eq!(
+            kind("api-out", log, &format!("api-out__{s}.log.gz.tmp")),
+            Some(Kind::Partial)
+        );
+        assert_eq!(
+            kind("api", None, &format!("api__{s}")),
+            rotated(s, 0, false)
+        );
         for not in [
             "api-out.log".to_owned(),
             format!("api-out__{s}.txt"),
@@ -500,7 +524,11 @@ mod tests {
             std::fs::write(&p, format!("{stamp} {seq}\n").repeat(1000)).unwrap();
         }
         // Leftovers: an unfinished gzip, and another app's file that looks alike.
-        std::fs::write(dir.path().join("api-out__2024-05-01_10-00-00.log.gz.tmp"), "x").unwrap();
+        std::fs::write(
+            dir.path().join("api-out__2024-05-01_10-00-00.log.gz.tmp"),
+            "x",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("api-out-1__2024-05-01_10-00-00.log"), "x").unwrap();
         let order: Vec<_> = list(&base)
             .unwrap()
@@ -536,7 +564,13 @@ mod tests {
         let newest = newest_rotated(&base).unwrap();
         assert!(is_gzip(&newest));
         let lines = tail_gzip(&newest, 2).unwrap();
-        assert_eq!(lines, [b"2024-05-02_00-00-00 0".to_vec(), b"2024-05-02_00-00-00 0".to_vec()]);
+        assert_eq!(
+            lines,
+            [
+                b"2024-05-02_00-00-00 0".to_vec(),
+                b"2024-05-02_00-00-00 0".to_vec()
+            ]
+        );
         assert_eq!(tail_gzip(&newest, 5000).unwrap().len(), 1000);
         assert!(tail_gzip(&newest, 0).unwrap().is_empty());
         // Retention shrinks; nothing is gzipped twice.

@@ -371,7 +371,12 @@ mod tests {
         want.logs.rotation = None;
         assert_eq!(AppSpec::try_from(decoded), Ok(want));
         // Half a rotation is a bad request, not a guess.
-        for (size, retain) in [(Some(1), None), (None, Some(3)), (Some(0), Some(3)), (Some(1), Some(0))] {
+        for (size, retain) in [
+            (Some(1), None),
+            (None, Some(3)),
+            (Some(0), Some(3)),
+            (Some(1), Some(0)),
+        ] {
             let mut app = AppConfig::from(&spec());
             app.log_max_size = size;
             app.log_retain = retain;

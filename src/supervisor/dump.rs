@@ -24,8 +24,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    AppSpec, Command, ExecMode, ListenAddr, LogRotation, LogSpec, RestartSpec, SocketMode,
-    StopSpec,
+    AppSpec, Command, ExecMode, ListenAddr, LogRotation, LogSpec, RestartSpec, SocketMode, StopSpec,
 };
 
 pub const FILE: &str = "dump.yaml";
