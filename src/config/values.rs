@@ -232,7 +232,7 @@ impl FromLoose for MemorySize {
     fn from_loose(v: &Loose) -> Result<Self, String> {
         let bad = || {
             format!(
-                "{} is not a memory size (use bytes or 300K, 512M, 1G)",
+                "{} is not a size (use bytes or 300K, 512M, 1G)",
                 v.describe()
             )
         };
@@ -254,7 +254,7 @@ impl FromLoose for MemorySize {
         };
         if bytes == 0 {
             return Err(format!(
-                "{} is not a memory size: it must be more than 0",
+                "{} is not a size: it must be more than 0",
                 v.describe()
             ));
         }
