@@ -250,23 +250,28 @@ impl Format {
 }
 
 /// The last `n` lines of a regular file (None for anything else: /dev/null, a pipe).
-/// The last `n` lines of the log file `path`; when it holds fewer (it was just rotated),
-/// those of its newest rotated file (gzipped or not) come first.
+/// The last `n` lines of the log file `path`; when it holds fewer (it was rotated),
+/// those of its rotated files (gzipped or not), newest first, make up the rest.
 fn history(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
-    let Some(current) = tail_file(path, n)? else {
+    let Some(mut lines) = tail_file(path, n)? else {
         return Ok(None);
     };
-    let wanted = n - current.len();
-    let older = match crate::logs::rotation::newest_rotated(path) {
-        Some(rotated) if wanted > 0 => match crate::logs::rotation::is_gzip(&rotated) {
-            true => crate::logs::rotation::tail_gzip(&rotated, wanted),
-            false => tail_file(&rotated, wanted).map(Option::unwrap_or_default),
-        },
-        _ => return Ok(Some(current)),
-    };
-    // Gzipped or removed by the archiver while we looked: the current file's lines alone.
-    let mut lines = older.unwrap_or_default();
-    lines.extend(current);
+    if lines.len() < n {
+        for rotated in crate::logs::rotation::rotated_newest_first(path) {
+            let wanted = n - lines.len();
+            let older = match crate::logs::rotation::is_gzip(&rotated) {
+                true => crate::logs::rotation::tail_gzip(&rotated, wanted),
+                false => tail_file(&rotated, wanted).map(Option::unwrap_or_default),
+            };
+            // Gzipped or deleted by the archiver while we looked: what we have.
+            let Ok(mut older) = older else { break };
+            older.append(&mut lines);
+            lines = older;
+            if lines.len() >= n {
+                break;
+            }
+        }
+    }
     Ok(Some(lines))
 }
 

@@ -643,7 +643,9 @@ fn resolve_rotation(raw: &RawApp) -> Result<Option<LogRotation>, FieldError> {
                 key,
                 "has no effect while rotation is off (log_rotate: false)",
             )
-            .with_hint(format!("remove {key}, or log_rotate: false")));
+            .with_hint(format!(
+                "remove {key}, or remove log_rotate: false to rotate"
+            )));
         }
         return Ok(None);
     }

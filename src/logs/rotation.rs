@@ -160,10 +160,16 @@ pub(crate) fn list(base: &Path) -> io::Result<Vec<Rotated>> {
     scan(base).map(|(rotated, _)| rotated)
 }
 
-/// The newest rotated file of `base`, if any (what `drover logs` reads before the
-/// current file when that one holds too few lines).
-pub fn newest_rotated(base: &Path) -> Option<PathBuf> {
-    list(base).ok()?.pop().map(|r| r.path)
+/// The rotated files of `base`, newest first (what `drover logs` reads back through
+/// when the current file holds too few lines); none when they cannot be listed.
+pub fn rotated_newest_first(base: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = list(base)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    files.reverse();
+    files
 }
 
 /// Whether a rotated file is gzipped (by its name).
@@ -561,7 +567,7 @@ mod tests {
                 "api-out__2024-05-02_00-00-00.log.gz",
             ]
         );
-        let newest = newest_rotated(&base).unwrap();
+        let newest = rotated_newest_first(&base).remove(0);
         assert!(is_gzip(&newest));
         let lines = tail_gzip(&newest, 2).unwrap();
         assert_eq!(

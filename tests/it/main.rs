@@ -14,6 +14,7 @@ mod frameworks;
 mod fuzz_regressions;
 mod hardening;
 mod harness;
+mod log_rotation;
 mod man;
 mod pm2_conformance;
 mod reload;
