@@ -736,7 +736,9 @@ impl LogHub {
                 Err(e) => Err(e),
             },
         }?;
-        let removed = rotation::remove_all(&abs)?;
+        // A device or a link is no log file of ours: nothing was rotated from it.
+        let regular = std::fs::symlink_metadata(&abs).map_or(true, |m| m.file_type().is_file());
+        let removed = if regular { rotation::remove_all(&abs)? } else { 0 };
         Ok((existed, removed))
     }
 

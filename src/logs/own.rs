@@ -93,7 +93,16 @@ impl OwnLog {
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)?;
+            .open(&self.path);
+        let new = match new {
+            Ok(new) => new,
+            Err(e) => {
+                // Something took the name in between (a planted link): our file goes
+                // back in its place (a rename replaces a link, never follows it).
+                let _ = std::fs::rename(&target, &self.path);
+                return Err(e);
+            }
+        };
         crate::os::redirect_output(&new)?;
         rotation::tidy(&self.path, self.retain, false)
     }
