@@ -738,7 +738,11 @@ impl LogHub {
         }?;
         // A device or a link is no log file of ours: nothing was rotated from it.
         let regular = std::fs::symlink_metadata(&abs).map_or(true, |m| m.file_type().is_file());
-        let removed = if regular { rotation::remove_all(&abs)? } else { 0 };
+        let removed = if regular {
+            rotation::remove_all(&abs)?
+        } else {
+            0
+        };
         Ok((existed, removed))
     }
 
