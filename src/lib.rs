@@ -29,7 +29,9 @@
 //! - [`protocol`]: the versioned Request/Response messages between CLI and supervisor.
 //! - [`sockets`]: binds each app's listener once (at start, or at a Node cluster app's
 //!   first request: [`sockets::ListenerCell`]); describes what a worker gets as fd 3.
-//! - [`logs`]: worker output → whole, timestamped lines in files (and the console).
+//! - [`logs`]: worker output → whole, timestamped lines in files (and the console),
+//!   rotated between two lines (`logs::rotation`); the supervisor's own drover.log
+//!   (`logs::own`).
 //! - [`sampler`]: RSS/CPU of each worker's process tree, once a second; knows nothing
 //!   of the supervisor (it reports through [`sampler::Watched`]).
 //! - [`shim`]: the preloads: Node's turns `listen(PORT)` into the shared listener;

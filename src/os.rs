@@ -136,6 +136,13 @@ fn reset_signals() {
     let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
+/// Makes `file` this process's stdout and stderr (dup2: drover.log's rotation).
+pub fn redirect_output(file: &std::fs::File) -> std::io::Result<()> {
+    nix::unistd::dup2_stdout(file)?;
+    nix::unistd::dup2_stderr(file)?;
+    Ok(())
+}
+
 /// Sends `sig` to the process group led by `pgid` (every worker leads its own group).
 pub fn signal_group(pgid: Pid, sig: Signal) -> nix::Result<()> {
     signal::killpg(pgid, sig)

@@ -27,7 +27,10 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
         eprintln!("drover daemon: {}", host::already_running(&home));
         std::process::exit(i32::from(ALREADY_RUNNING));
     };
-    host::init_tracing(true);
+    // drover.log, when the CLI started us with it as stderr: rotated from here on.
+    let own_log = crate::logs::own::writer(&home.join(crate::ipc::client::LOG_NAME));
+    let (own_log, _flush_on_exit) = own_log.unzip();
+    host::init_tracing(true, own_log);
     // symlink_metadata: a link planted at the dump is reported by `load`, not skipped.
     let saved = |name: String| std::fs::symlink_metadata(home.join(name)).is_ok();
     let apps =

@@ -169,6 +169,7 @@ fn app_block(app: &AppInfo, color: bool) -> String {
         ),
         ("merge logs", yes_no(spec.merge_logs)),
         ("log date format", or_none(spec.log_date_format.clone())),
+        ("log rotation", rotation(spec)),
         ("instance var", spec.instance_var.clone()),
         ("increment var", or_none(spec.increment_var.clone())),
         ("env", env),
@@ -205,6 +206,21 @@ fn health_check(h: &crate::protocol::HealthConfig) -> String {
         h.failures,
         if h.failures == 1 { "" } else { "s" }
     )
+}
+
+/// `at 10.0mb, keep 30, daily, gzip`, or `off`.
+fn rotation(spec: &AppConfig) -> String {
+    let (Some(size), Some(retain)) = (spec.log_max_size, spec.log_retain) else {
+        return "off".into();
+    };
+    let mut text = format!("at {}, keep {retain}", render::size(size));
+    if spec.log_rotate_daily {
+        text.push_str(", daily");
+    }
+    if spec.log_compress {
+        text.push_str(", gzip");
+    }
+    text
 }
 
 /// `4 workers: 3 online, 1 errored`.
@@ -288,6 +304,12 @@ mod tests {
                 log_file: None,
                 merge: false,
                 date_format: None,
+                rotation: Some(crate::config::LogRotation {
+                    max_size: 10 << 20,
+                    retain: 30,
+                    daily: true,
+                    compress: false,
+                }),
             },
             restart: RestartSpec {
                 autorestart: true,
@@ -344,6 +366,7 @@ mod tests {
             "  kill timeout       1.6s\n",
             "  max memory         512.0mb\n",
             "  out log            /home/u/.drover/logs/api-out-0.log\n                     /home/u/.drover/logs/api-out-1.log\n",
+            "  log rotation       at 10.0mb, keep 30, daily\n",
             "  dropped log lines  0\n",
             "\nid  name  mode",
         ] {
@@ -363,8 +386,11 @@ mod tests {
         );
         let mut merged = app(8);
         merged.spec.merge_logs = true;
+        merged.spec.log_max_size = None;
+        merged.spec.log_retain = None;
         let text = human(&[merged], false);
         assert!(text.contains("  out log            /home/u/.drover/logs/api-out.log\n"));
+        assert!(text.contains("  log rotation       off\n"), "{text}");
     }
 
     #[test]

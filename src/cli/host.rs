@@ -65,16 +65,23 @@ pub fn already_running(home: &Path) -> Error {
     ))
 }
 
-/// The supervisor's own diagnostics on stderr; `timestamps` for the daemon's log file
-/// (a terminal or journald adds its own).
-pub fn init_tracing(timestamps: bool) {
+/// The supervisor's own diagnostics on stderr, or through `own_log` (drover.log,
+/// rotated: `logs::own::writer`); `timestamps` for the daemon's log file (a terminal or
+/// journald adds its own).
+pub fn init_tracing(
+    timestamps: bool,
+    own_log: Option<tracing_appender::non_blocking::NonBlocking>,
+) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = own_log.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let writer = own_log.map_or_else(|| BoxMakeWriter::new(std::io::stderr), BoxMakeWriter::new);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(ansi);
     let _ = if timestamps {
         builder.try_init()
     } else {
@@ -116,6 +123,7 @@ pub fn supervise(home: &Path, apps: Vec<NewApp>, foreground: bool) -> Result<Run
             exit_when_idle: foreground,
             control: Some(control),
             reload_on_sighup: foreground,
+            reopen_logs_on_sigusr1: true,
             notify_service_manager: true,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;

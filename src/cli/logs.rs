@@ -66,7 +66,7 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
 
     if args.lines > 0 {
         for file in &files {
-            let lines = match tail_file(&file.path, args.lines) {
+            let lines = match history(&file.path, args.lines) {
                 Ok(Some(lines)) => lines,
                 // Not written yet, or not a regular file (/dev/null): no history.
                 Ok(None) => continue,
@@ -250,6 +250,31 @@ impl Format {
 }
 
 /// The last `n` lines of a regular file (None for anything else: /dev/null, a pipe).
+/// The last `n` lines of the log file `path`; when it holds fewer (it was rotated),
+/// those of its rotated files (gzipped or not), newest first, make up the rest.
+fn history(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
+    let Some(mut lines) = tail_file(path, n)? else {
+        return Ok(None);
+    };
+    if lines.len() < n {
+        for rotated in crate::logs::rotation::rotated_newest_first(path) {
+            let wanted = n - lines.len();
+            let older = match crate::logs::rotation::is_gzip(&rotated) {
+                true => crate::logs::rotation::tail_gzip(&rotated, wanted),
+                false => tail_file(&rotated, wanted).map(Option::unwrap_or_default),
+            };
+            // Gzipped or deleted by the archiver while we looked: what we have.
+            let Ok(mut older) = older else { break };
+            older.append(&mut lines);
+            lines = older;
+            if lines.len() >= n {
+                break;
+            }
+        }
+    }
+    Ok(Some(lines))
+}
+
 pub(crate) fn tail_file(path: &Path, n: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
     let mut file = File::open(path)?;
     if !file.metadata()?.is_file() {

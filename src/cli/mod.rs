@@ -111,9 +111,10 @@ pub enum Command {
     /// A live view of every worker (status, cpu, memory, restarts, health) and the
     /// selected app's logs, refreshed every second; q quits.
     Monit(monit::MonitArgs),
-    /// Empty log files.
+    /// Empty log files and delete their rotated ones.
     Flush(lifecycle::FlushArgs),
-    /// Reopen every log file (after logrotate moved them).
+    /// Reopen every log file (after logrotate moved them); SIGUSR1 to the supervisor
+    /// does the same.
     #[command(visible_alias = "reloadLogs")]
     ReloadLogs,
     /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
@@ -198,10 +199,13 @@ pub const FILES: &[(&str, &str)] = &[
         "the control socket (0600, peer uid checked) the commands talk to the supervisor on",
     ),
     ("drover.lock", "held by the one supervisor of this home"),
-    ("drover.log", "the background supervisor's own log"),
+    (
+        "drover.log",
+        "the background supervisor's own log, rotated at 10 MiB (drover__<time>.log, 5 kept)",
+    ),
     (
         "logs/",
-        "the apps' log files, unless an app names its own (<name>-out.log, <name>-error.log, -<i> per instance)",
+        "the apps' log files, unless an app names its own (<name>-out.log, <name>-error.log, -<i> per instance), and their rotated ones (<name>-out__<time>.log)",
     ),
     (
         "dump.yaml",

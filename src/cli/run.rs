@@ -16,7 +16,7 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
             stopped: false,
         })
         .collect();
-    host::init_tracing(false);
+    host::init_tracing(false, None);
     // `list`, `logs`, `stop` … work against this supervisor too.
     let _lock = host::lock(&home)?;
 

@@ -64,6 +64,19 @@ pub struct AppFlags {
     /// Prefix each log line with a timestamp (YYYY-MM-DDTHH:mm:ss).
     #[arg(long)]
     pub time: bool,
+    /// Rotate each log file before it grows past this size (default 10M; 300K, 1G).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub log_max_size: Option<String>,
+    /// Rotated files kept per log file (default 30).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub log_retain: Option<String>,
+    /// When log files rotate: true (by size, the default), daily (also at local
+    /// midnight), false (never: leave them to logrotate(8)).
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
+    pub log_rotate: Option<String>,
+    /// gzip rotated log files.
+    #[arg(long)]
+    pub log_compress: bool,
     /// Do not restart workers that exit.
     #[arg(long)]
     pub no_autorestart: bool,
@@ -124,6 +137,10 @@ impl AppFlags {
             merge_logs,
             log_date_format,
             time,
+            log_max_size,
+            log_retain,
+            log_rotate,
+            log_compress,
             no_autorestart,
             max_memory_restart,
             kill_timeout,
@@ -152,6 +169,10 @@ impl AppFlags {
             ("--merge-logs", *merge_logs),
             ("--log-date-format", log_date_format.is_some()),
             ("--time", *time),
+            ("--log-max-size", log_max_size.is_some()),
+            ("--log-retain", log_retain.is_some()),
+            ("--log-rotate", log_rotate.is_some()),
+            ("--log-compress", *log_compress),
             ("--no-autorestart", *no_autorestart),
             ("--max-memory-restart", max_memory_restart.is_some()),
             ("--kill-timeout", kill_timeout.is_some()),
@@ -232,6 +253,10 @@ impl RawApp {
             merge_logs: flags.merge_logs.then_some(true).or(self.merge_logs),
             log_date_format: text_over(&flags.log_date_format, self.log_date_format),
             time: flags.time.then_some(true).or(self.time),
+            log_compress: flags.log_compress.then_some(true).or(self.log_compress),
+            log_max_size: over(inv, "log_max_size", &flags.log_max_size, self.log_max_size),
+            log_retain: over(inv, "log_retain", &flags.log_retain, self.log_retain),
+            log_rotate: over(inv, "log_rotate", &flags.log_rotate, self.log_rotate),
             autorestart: flags.no_autorestart.then_some(false).or(self.autorestart),
             wait_ready: flags.wait_ready.then_some(true).or(self.wait_ready),
             shutdown_with_message: flags

@@ -375,6 +375,46 @@ pub(crate) const KNOWN: &[Known] = &[
         own: true,
         ..BLANK
     },
+    Known {
+        key: "log_max_size",
+        ty: "size: bytes, or `300K`, `10M`, `1G` (K = 1024)",
+        unset: Unset::Same("10M"),
+        example: "50M",
+        about: "Each log file is rotated before a line would take it past this size: renamed `<stem>__<YYYY-MM-DD_HH-mm-ss>.<ext>` between two lines, so no line is split or lost, and a new file started. A line longer than this goes alone into a file.",
+        note: "built-in rotation by size, on by default (pm2-logrotate's `max_size`, 10M)",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "log_retain",
+        ty: "integer, 1 or more",
+        unset: Unset::Same("30"),
+        example: "10",
+        about: "How many rotated files of each log file are kept; the oldest beyond this are deleted.",
+        note: "rotated files kept per log file (pm2-logrotate's `retain`, 30)",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "log_rotate",
+        ty: "`true`, `daily` or `false`",
+        unset: Unset::Same("true"),
+        example: "daily",
+        about: "When log files rotate: `true`, when they reach log_max_size; `daily`, also at local midnight; `false`, never (leave them to logrotate(8), which then runs `drover reload-logs`).",
+        note: "`daily`: also at local midnight; `false`: never (logrotate(8) and `drover reload-logs`)",
+        own: true,
+        ..BLANK
+    },
+    Known {
+        key: "log_compress",
+        ty: "boolean",
+        unset: Unset::Same("false"),
+        example: "true",
+        about: "gzip each rotated file (`.gz` added to its name), in the background: writing the logs never waits for it.",
+        note: "gzip rotated files (pm2-logrotate's `compress`)",
+        own: true,
+        ..BLANK
+    },
 ];
 
 /// The value of an unimplemented key that asks for what drover does anyway, so a PM2

@@ -46,8 +46,8 @@ pub use skipped::Skipped;
 pub use spec::*;
 pub use update::update;
 pub use values::{
-    ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, MAX_INSTANCES, MemorySize,
-    Millis,
+    ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, LogRetain, LogRotate,
+    MAX_INSTANCES, MemorySize, Millis,
 };
 
 use error::{FieldError, Seg, did_you_mean};

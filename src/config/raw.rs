@@ -11,8 +11,8 @@ use super::error::{FieldError, Seg, did_you_mean};
 use super::keys::{self, KeyKind, Noop, Policy, Unsupported};
 use super::spec::{ExecMode, SocketMode};
 use super::values::{
-    ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, Loose,
-    MemorySize, Millis, parse_port,
+    ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, LogRetain,
+    LogRotate, Loose, MemorySize, Millis, parse_port,
 };
 
 /// One app as written in an ecosystem file or given as CLI flags; `None` = not given
@@ -42,6 +42,11 @@ pub struct RawApp {
     pub merge_logs: Option<bool>,
     pub log_date_format: Option<String>,
     pub time: Option<bool>,
+    /// Built-in rotation: the size a file rotates at, rotated files kept, when, gzip.
+    pub log_max_size: Option<MemorySize>,
+    pub log_retain: Option<LogRetain>,
+    pub log_rotate: Option<LogRotate>,
+    pub log_compress: Option<bool>,
     pub autorestart: Option<bool>,
     pub min_uptime: Option<Millis>,
     pub wait_ready: Option<bool>,
@@ -182,6 +187,10 @@ impl RawApp {
             "merge_logs" => self.merge_logs = Some(typed(key, v)?),
             "log_date_format" => self.log_date_format = Some(typed(key, v)?),
             "time" => self.time = Some(typed(key, v)?),
+            "log_max_size" => self.log_max_size = Some(typed(key, v)?),
+            "log_retain" => self.log_retain = Some(typed(key, v)?),
+            "log_rotate" => self.log_rotate = Some(typed(key, v)?),
+            "log_compress" => self.log_compress = Some(typed(key, v)?),
             "autorestart" => self.autorestart = Some(typed(key, v)?),
             "min_uptime" => self.min_uptime = Some(typed(key, v)?),
             "wait_ready" => self.wait_ready = Some(typed(key, v)?),

@@ -11,10 +11,10 @@ use super::error::{FieldError, Seg};
 use super::raw::RawApp;
 use super::raw::RawHealth;
 use super::spec::{
-    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogSpec, RestartSpec, Runtime,
-    SocketMode, StopSpec, defaults,
+    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogRotation, LogSpec,
+    RestartSpec, Runtime, SocketMode, StopSpec, defaults,
 };
-use super::values::{CombinedLog, ListenSpec, Millis, shell_syntax, split_args};
+use super::values::{CombinedLog, ListenSpec, LogRotate, Millis, shell_syntax, split_args};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
@@ -669,7 +669,21 @@ fn resolve_logs(
         (None, Some(true)) => Some(defaults::TIME_FORMAT.to_owned()),
         (None, _) => None,
     };
+    let rotation = resolve_rotation(raw)?;
     if raw.disable_logs == Some(true) {
+        let rotating = [
+            ("log_max_size", raw.log_max_size.is_some()),
+            ("log_retain", raw.log_retain.is_some()),
+            ("log_rotate", raw.log_rotate == Some(LogRotate::Daily)),
+            ("log_compress", raw.log_compress == Some(true)),
+        ];
+        if let Some((key, _)) = rotating.into_iter().find(|(_, given)| *given) {
+            return Err(FieldError::value(
+                key,
+                "has nothing to rotate: disable_logs writes no log file",
+            )
+            .with_hint(format!("remove {key}, or disable_logs")));
+        }
         let given = [
             ("out_file", raw.out_file.is_some()),
             ("error_file", raw.error_file.is_some()),
@@ -694,6 +708,7 @@ fn resolve_logs(
             log_file: None,
             merge: raw.merge_logs.unwrap_or(merge_default),
             date_format,
+            rotation,
         });
     }
     let out_file = path("out_file", &raw.out_file, "out")?;
@@ -728,7 +743,38 @@ fn resolve_logs(
         log_file,
         merge: raw.merge_logs.unwrap_or(merge_default),
         date_format,
+        rotation,
     })
+}
+
+/// The app's log rotation: on unless `log_rotate: false`, with pm2-logrotate's defaults
+/// for what is not given. With rotation off, a rotation setting would do nothing, so it
+/// is refused.
+fn resolve_rotation(raw: &RawApp) -> Result<Option<LogRotation>, FieldError> {
+    let when = raw.log_rotate.unwrap_or(LogRotate::Size);
+    if when == LogRotate::Off {
+        let given = [
+            ("log_max_size", raw.log_max_size.is_some()),
+            ("log_retain", raw.log_retain.is_some()),
+            ("log_compress", raw.log_compress == Some(true)),
+        ];
+        if let Some((key, _)) = given.into_iter().find(|(_, given)| *given) {
+            return Err(FieldError::value(
+                key,
+                "has no effect while rotation is off (log_rotate: false)",
+            )
+            .with_hint(format!(
+                "remove {key}, or remove log_rotate: false to rotate"
+            )));
+        }
+        return Ok(None);
+    }
+    Ok(Some(LogRotation {
+        max_size: raw.log_max_size.map_or(defaults::LOG_MAX_SIZE, |m| m.0),
+        retain: raw.log_retain.map_or(defaults::LOG_RETAIN, |r| r.0),
+        daily: when == LogRotate::Daily,
+        compress: raw.log_compress.unwrap_or(false),
+    }))
 }
 
 /// Make `p` absolute-looking without touching the filesystem: drop `.`, fold `..`.

@@ -222,6 +222,37 @@ pub struct LogSpec {
     pub merge: bool,
     /// PM2 moment-style format for a line prefix (`time: true` gives `YYYY-MM-DDTHH:mm:ss`).
     pub date_format: Option<String>,
+    /// Built-in rotation of these files; None: drover never rotates them (`log_rotate:
+    /// false`, for logrotate(8) and `drover reload-logs`).
+    #[serde(default)]
+    pub rotation: Option<LogRotation>,
+}
+
+/// How an app's log files rotate (pm2-logrotate's settings, built in). A file is
+/// renamed `<stem>__<YYYY-MM-DD_HH-mm-ss>.<ext>` between two lines, so a line is never
+/// split or lost; see `logs::rotation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRotation {
+    /// A file is rotated before a line would take it past this many bytes (a line
+    /// longer than this goes alone into a file).
+    pub max_size: u64,
+    /// Rotated files kept per log file (at least 1); older ones are deleted.
+    pub retain: u32,
+    /// Also rotate at local midnight.
+    pub daily: bool,
+    /// gzip rotated files (off the supervisor's control loop and log writers).
+    pub compress: bool,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_size: defaults::LOG_MAX_SIZE,
+            retain: defaults::LOG_RETAIN,
+            daily: false,
+            compress: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +305,9 @@ pub mod defaults {
     pub const HEALTH_INTERVAL: Duration = Duration::from_millis(5000);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(2000);
     pub const HEALTH_FAILURES: u32 = 3;
+    /// pm2-logrotate's `max_size` and `retain`.
+    pub const LOG_MAX_SIZE: u64 = 10 << 20;
+    pub const LOG_RETAIN: u32 = 30;
 }
 
 mod duration_ms {

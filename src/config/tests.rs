@@ -510,7 +510,7 @@ fn malformed_inputs() {
         (
             "- name: api\n  script: app.js\n\n  max_memory_restart: 12X\n",
             vec![
-                "ecosystem.yaml:4: app \"api\": max_memory_restart: \"12X\" is not a memory size (use bytes or 300K, 512M, 1G)",
+                "ecosystem.yaml:4: app \"api\": max_memory_restart: \"12X\" is not a size (use bytes or 300K, 512M, 1G)",
             ],
         ),
         (
@@ -928,7 +928,7 @@ fn cli_flags() {
                 },
                 "app.js",
             ),
-            "--max-memory-restart: \"big\" is not a memory size",
+            "--max-memory-restart: \"big\" is not a size",
         ),
         (
             (
@@ -1452,6 +1452,9 @@ fn an_app_written_back_resolves_to_itself() {
         "- script: python3 -m http.server 0\n  max_memory_restart: 300M\n  exp_backoff_restart_delay: 100\n  restart_delay: 50\n",
         "- script: app.js\n  interpreter_args: --max-old-space-size=64\n  log_date_format: YYYY Z\n  instance_var: INST\n  max_restarts: 3\n  min_uptime: 2s\n",
         "- script: main.js\n  cwd: srv\n  instances: 2\n",
+        "- script: app.js\n  log_max_size: 1M\n  log_retain: 3\n  log_rotate: daily\n  log_compress: true\n",
+        "- script: app.js\n  log_rotate: false\n",
+        "- script: app.js\n  disable_logs: true\n  log_rotate: false\n",
     ];
     for text in files {
         let spec = f.one(text);
@@ -1592,4 +1595,158 @@ fn health_checks_and_their_mistakes() {
         let e = f.err(text);
         assert!(e.contains(needle), "{text}\n→ {e}");
     }
+}
+
+/// Log rotation is on by default with pm2-logrotate's settings; each key and flag sets
+/// its part; each bad value is one error naming file, line and key, or the flag.
+#[test]
+fn log_rotation_keys_flags_and_bad_values() {
+    use crate::config::LogRotation;
+    let f = fx();
+    let rotation = |max_size, retain, daily, compress| {
+        Some(LogRotation {
+            max_size,
+            retain,
+            daily,
+            compress,
+        })
+    };
+    assert_eq!(
+        f.one("- script: app.js\n").logs.rotation,
+        rotation(10 << 20, 30, false, false)
+    );
+    let app = f.one(
+        "- script: app.js\n  log_max_size: 1.5M\n  log_retain: 3\n  log_rotate: daily\n  log_compress: true\n",
+    );
+    assert_eq!(app.logs.rotation, rotation(3 << 19, 3, true, true));
+    let off = f.one("- script: app.js\n  log_rotate: false\n");
+    assert_eq!(off.logs.rotation, None);
+
+    for (text, want) in [
+        (
+            "log_max_size: 0",
+            "ecosystem.yaml:3: app \"api\": log_max_size: 0 is not a size: it must be more than 0",
+        ),
+        (
+            "log_max_size: -1M",
+            "ecosystem.yaml:3: app \"api\": log_max_size: \"-1M\" is not a size (use bytes or 300K, 512M, 1G)",
+        ),
+        (
+            "log_max_size: 10Q",
+            "ecosystem.yaml:3: app \"api\": log_max_size: \"10Q\" is not a size",
+        ),
+        (
+            "log_retain: lots",
+            "ecosystem.yaml:3: app \"api\": log_retain: expected a number of rotated files to keep (1 or more), got \"lots\"",
+        ),
+        (
+            "log_retain: 0",
+            "ecosystem.yaml:3: app \"api\": log_retain: 0 would delete each file as it rotates",
+        ),
+        (
+            "log_rotate: hourly",
+            "ecosystem.yaml:3: app \"api\": log_rotate: expected daily (also at local midnight), true (by size only) or false (never), got \"hourly\"",
+        ),
+        (
+            "log_compress: gzip",
+            "ecosystem.yaml:3: app \"api\": log_compress: expected true or false, got \"gzip\"",
+        ),
+        (
+            "log_rotate: false\n  log_max_size: 5M",
+            "ecosystem.yaml:4: app \"api\": log_max_size: has no effect while rotation is off (log_rotate: false)",
+        ),
+        (
+            "log_rotate: false\n  log_compress: true",
+            "ecosystem.yaml:4: app \"api\": log_compress: has no effect while rotation is off",
+        ),
+        (
+            "disable_logs: true\n  log_retain: 5",
+            "ecosystem.yaml:4: app \"api\": log_retain: has nothing to rotate: disable_logs writes no log file",
+        ),
+    ] {
+        let e = f.err(&format!("- name: api\n  script: app.js\n  {text}\n"));
+        assert!(e.starts_with(want), "{text}: {e}");
+        assert_eq!(
+            e.lines().count(),
+            1 + usize::from(e.contains("\n  hint: ")),
+            "{e}"
+        );
+    }
+
+    let flags = |argv: &[&str]| {
+        use clap::{Args, FromArgMatches};
+        let cmd = AppFlags::augment_args(clap::Command::new("t").no_binary_name(true));
+        AppFlags::from_arg_matches(&cmd.try_get_matches_from(argv).unwrap()).unwrap()
+    };
+    let cli = |argv: &[&str]| {
+        resolve_cli(
+            RawApp::from_flags(&flags(argv), Path::new("app.js"), &[]),
+            &f.ctx,
+        )
+    };
+    assert_eq!(
+        cli(&[
+            "--log-max-size",
+            "2M",
+            "--log-retain",
+            "4",
+            "--log-rotate",
+            "daily",
+            "--log-compress"
+        ])
+        .unwrap()
+        .logs
+        .rotation,
+        rotation(2 << 20, 4, true, true)
+    );
+    for (argv, want) in [
+        (
+            &["--log-max-size", "0"][..],
+            "--log-max-size: \"0\" is not a size: it must be more than 0",
+        ),
+        (
+            &["--log-max-size", "-1M"],
+            "--log-max-size: \"-1M\" is not a size",
+        ),
+        (
+            &["--log-max-size", "10Q"],
+            "--log-max-size: \"10Q\" is not a size",
+        ),
+        (
+            &["--log-retain", "lots"],
+            "--log-retain: expected a number of rotated files to keep",
+        ),
+        (&["--log-rotate", "hourly"], "--log-rotate: expected daily"),
+        (
+            &["--log-rotate", "false", "--log-retain", "3"],
+            "--log-retain: has no effect while rotation is off",
+        ),
+    ] {
+        let e = cli(argv).unwrap_err().to_string();
+        assert!(e.starts_with(want), "{argv:?}: {e}");
+    }
+
+    // On a known app: off, then a size turns it back on; null is the default again.
+    let spec = f.one("- script: app.js\n  log_retain: 7\n  log_compress: true\n");
+    let update = |spec: &AppSpec, argv: &[&str]| {
+        crate::config::update(spec, &flags(argv), &[], &f.ctx).unwrap()
+    };
+    let off = update(&spec, &["--log-rotate", "false"]);
+    assert_eq!(off.logs.rotation, None);
+    assert_eq!(update(&off, &[]).logs.rotation, None);
+    let on = update(&off, &["--log-max-size", "5M"]);
+    assert_eq!(on.logs.rotation, rotation(5 << 20, 30, false, false));
+    let daily = update(&spec, &["--log-rotate", "daily", "--log-retain", "null"]);
+    assert_eq!(daily.logs.rotation, rotation(10 << 20, 30, true, true));
+    let silent = update(&spec, &["--disable-logs"]);
+    assert_eq!(silent.logs.out_file, Path::new("/dev/null"));
+    let e = crate::config::update(
+        &off,
+        &flags(&["--log-rotate", "false", "--log-compress"]),
+        &[],
+        &f.ctx,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("--log-compress: has no effect"), "{e}");
 }

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use super::error::ConfigError;
 use super::flags::AppFlags;
 use super::raw::{RawApp, RawHealth};
-use super::spec::{AppSpec, Command, HealthCheck, ListenAddr, LogSpec, RestartSpec, StopSpec};
+use super::spec::{
+    AppSpec, Command, HealthCheck, ListenAddr, LogRotation, LogSpec, RestartSpec, StopSpec,
+};
 use super::values::{
-    ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, MemorySize, Millis,
+    ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, LogRetain,
+    LogRotate, Loose, MemorySize, Millis,
 };
 use super::{ResolveContext, resolve_cli};
 
@@ -32,11 +35,29 @@ pub fn update(
         )));
     }
     let mut raw = RawApp::from_spec(spec);
+    let rotation_off = flags
+        .log_rotate
+        .as_deref()
+        .is_some_and(|v| LogRotate::from_loose(&Loose::Str(v.into())) == Ok(LogRotate::Off));
+    if flags.disable_logs || rotation_off {
+        // Its rotation was the default or its own; with no rotation (or no file) there
+        // is none, and the settings it had would be refused as doing nothing.
+        raw.log_max_size = None;
+        raw.log_retain = None;
+        raw.log_compress = None;
+    }
     if flags.disable_logs {
         // Its files were the default or its own; with no log at all there are none.
         raw.out_file = None;
         raw.error_file = None;
         raw.log_file = None;
+        raw.log_rotate = raw.log_rotate.filter(|r| *r == LogRotate::Off);
+    }
+    let sets_rotation =
+        flags.log_max_size.is_some() || flags.log_retain.is_some() || flags.log_compress;
+    if sets_rotation && flags.log_rotate.is_none() && raw.log_rotate == Some(LogRotate::Off) {
+        // `--log-max-size 5M` on an app that does not rotate asks for rotation.
+        raw.log_rotate = None;
     }
     if !args.is_empty() {
         raw.args = Some(ArgList(args.to_vec()));
@@ -71,6 +92,7 @@ impl RawApp {
                     log_file,
                     merge,
                     date_format,
+                    rotation,
                 },
             restart:
                 RestartSpec {
@@ -110,6 +132,14 @@ impl RawApp {
             log_file: Some(log_file.clone().map_or(CombinedLog::Off, CombinedLog::Path)),
             merge_logs: Some(*merge),
             log_date_format: date_format.clone(),
+            log_max_size: rotation.map(|r| MemorySize(r.max_size)),
+            log_retain: rotation.map(|r| LogRetain(r.retain)),
+            log_rotate: Some(match rotation {
+                None => LogRotate::Off,
+                Some(LogRotation { daily: true, .. }) => LogRotate::Daily,
+                Some(LogRotation { daily: false, .. }) => LogRotate::Size,
+            }),
+            log_compress: rotation.map(|r| r.compress),
             autorestart: Some(*autorestart),
             min_uptime: Some(Millis(*min_uptime)),
             wait_ready: Some(*wait_ready),

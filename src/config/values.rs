@@ -167,7 +167,9 @@ loose_value!(
     KillSignal,
     ArgList,
     ExitCodes,
-    CombinedLog
+    CombinedLog,
+    LogRotate,
+    LogRetain
 );
 
 impl FromStr for ExecMode {
@@ -230,7 +232,7 @@ impl FromLoose for MemorySize {
     fn from_loose(v: &Loose) -> Result<Self, String> {
         let bad = || {
             format!(
-                "{} is not a memory size (use bytes or 300K, 512M, 1G)",
+                "{} is not a size (use bytes or 300K, 512M, 1G)",
                 v.describe()
             )
         };
@@ -252,11 +254,65 @@ impl FromLoose for MemorySize {
         };
         if bytes == 0 {
             return Err(format!(
-                "{} is not a memory size: it must be more than 0",
+                "{} is not a size: it must be more than 0",
                 v.describe()
             ));
         }
         Ok(MemorySize(bytes))
+    }
+}
+
+/// `log_rotate`: when an app's log files rotate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogRotate {
+    /// Never: the files are left to logrotate(8) (and `drover reload-logs`).
+    Off,
+    /// When a file reaches `log_max_size` (the default).
+    Size,
+    /// At local midnight too.
+    Daily,
+}
+
+impl FromLoose for LogRotate {
+    fn from_loose(v: &Loose) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "expected daily (also at local midnight), true (by size only) or false (never), got {}",
+                v.describe()
+            )
+        };
+        match v {
+            Loose::Bool(true) => Ok(LogRotate::Size),
+            Loose::Bool(false) => Ok(LogRotate::Off),
+            Loose::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "daily" => Ok(LogRotate::Daily),
+                "true" => Ok(LogRotate::Size),
+                "false" => Ok(LogRotate::Off),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// `log_retain`: how many rotated files of each log file are kept (1 or more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRetain(pub u32);
+
+impl FromLoose for LogRetain {
+    fn from_loose(v: &Loose) -> Result<Self, String> {
+        match v.int() {
+            Some(n) if n >= 1 => u32::try_from(n)
+                .map(LogRetain)
+                .map_err(|_| format!("{n} is too many")),
+            Some(n) => Err(format!(
+                "{n} would delete each file as it rotates; keep 1 or more (log_rotate: false never rotates)"
+            )),
+            None => Err(format!(
+                "expected a number of rotated files to keep (1 or more), got {}",
+                v.describe()
+            )),
+        }
     }
 }
 
@@ -740,6 +796,28 @@ mod tests {
         }
         assert!(MemorySize::from_loose(&Loose::Int(0)).is_err());
         assert!(MemorySize::from_loose(&Loose::Int(-3)).is_err());
+    }
+
+    #[test]
+    fn log_rotation_values() {
+        assert_eq!("daily".parse(), Ok(LogRotate::Daily));
+        assert_eq!(" Daily ".parse(), Ok(LogRotate::Daily));
+        assert_eq!("false".parse(), Ok(LogRotate::Off));
+        assert_eq!(
+            LogRotate::from_loose(&Loose::Bool(true)),
+            Ok(LogRotate::Size)
+        );
+        let e = "hourly".parse::<LogRotate>().unwrap_err();
+        assert!(
+            e.contains("expected daily") && e.contains("\"hourly\""),
+            "{e}"
+        );
+        assert!(LogRotate::from_loose(&Loose::Int(1)).is_err());
+        assert_eq!("30".parse(), Ok(LogRetain(30)));
+        assert_eq!(LogRetain::from_loose(&Loose::Int(1)), Ok(LogRetain(1)));
+        for bad in ["0", "-2", "lots", "", "1.5", "99999999999"] {
+            assert!(bad.parse::<LogRetain>().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -6,28 +6,44 @@
 //! buffer reaches the file when the pump flushes (it has nothing more to read right
 //! now), when it grows past [`BUFFER_CAP`], on `flush_all`/`reopen`, and on drop.
 //!
+//! Rotation happens in the same place, under the same lock: the buffer is written in
+//! chunks of whole lines, and when the next line would take the file past its
+//! `max_size` (or a local midnight has passed, `daily`), the file is renamed
+//! ([`rotation::rotated_path`]) and a new one opened before that line is written. So
+//! every line is in exactly one file, whole, whoever writes it. Only renames and opens
+//! happen here; gzip and retention are the hub's archiver thread's (`archive_loop`).
+//!
 //! A failed write (disk full, EIO) loses the buffered lines, which are counted in the
 //! hub's dropped counter; nothing panics, and the next flush tries again.
 
 use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Local};
 
 use super::Stream;
+use super::rotation::{self, write_all_counted};
 use super::timestamp::{DateFormat, Stamper};
-use crate::config::LogSpec;
+use crate::config::{LogRotation, LogSpec};
 use crate::sync::lock;
 
 /// Buffered bytes per file before a write is forced, flush or not.
 const BUFFER_CAP: usize = 64 * 1024;
 
-/// After a failed open, lines are dropped without trying again for this long.
+/// After a failed open (or rotation), it is not tried again for this long: lines are
+/// dropped (or written on, past the size) meanwhile.
 const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Longest the archiver sleeps while a file rotates daily: a clock that is stepped
+/// (NTP, a suspended laptop) delays a midnight rotation by at most this.
+const MIDNIGHT_RECHECK: Duration = Duration::from_secs(3600);
 
 /// Paths used as they are, never given an instance suffix.
 const UNSUFFIXED: [&str; 3] = ["/dev/null", "/dev/stdout", "/dev/stderr"];
@@ -80,12 +96,159 @@ struct FileState {
     /// with a `\n` so later lines stay whole.
     torn: bool,
     retry_at: Option<Instant>,
+    /// How this file rotates (the settings of the sink made last: a reload's new
+    /// settings apply to a file the old workers still write).
+    rotation: Option<LogRotation>,
+    /// Bytes in the file: its length when opened, plus what was written since.
+    size: u64,
+    /// A regular file at the path itself (not a link, a device, a pipe): only those
+    /// are rotated.
+    rotatable: bool,
+    /// With `daily`: the local midnight after which the file rotates before its next
+    /// line, and its stamp.
+    due: Option<(SystemTime, DateTime<Local>)>,
+    /// After a failed rotation: write on, past the size, until then.
+    rotate_retry_at: Option<Instant>,
+    /// The stamp and sequence of the last rotated name, so names only grow (two
+    /// rotations in a second; a clock stepped back).
+    last_rotated: Option<(String, u32)>,
+}
+
+impl FileState {
+    fn new(rotation: Option<LogRotation>) -> Self {
+        FileState {
+            file: None,
+            buf: Vec::new(),
+            torn: false,
+            retry_at: None,
+            rotation,
+            size: 0,
+            rotatable: false,
+            due: None,
+            rotate_retry_at: None,
+            last_rotated: None,
+        }
+    }
+
+    /// Takes `file`, just opened at `path`, as the one written from now on.
+    fn start(&mut self, file: File, path: &Path) {
+        let meta = file.metadata().ok();
+        self.size = meta.as_ref().map_or(0, |m| m.len());
+        self.rotatable = meta.as_ref().is_some_and(|m| m.is_file())
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        // A file that already holds lines is due at the midnight after its last one.
+        let since = match meta.as_ref().and_then(|m| m.modified().ok()) {
+            Some(modified) if self.size > 0 => DateTime::<Local>::from(modified),
+            _ => Local::now(),
+        };
+        self.due = None;
+        self.schedule_daily(since);
+        self.file = Some(file);
+        self.retry_at = None;
+        self.torn = false;
+    }
+
+    fn schedule_daily(&mut self, since: DateTime<Local>) {
+        if self.rotation.is_some_and(|r| r.daily) && self.due.is_none() {
+            let at = rotation::next_midnight(&since);
+            self.due = Some((SystemTime::from(at), at));
+        }
+    }
+
+    fn set_rotation(&mut self, rotation: Option<LogRotation>) {
+        self.rotation = rotation;
+        if !rotation.is_some_and(|r| r.daily) {
+            self.due = None;
+        }
+        self.schedule_daily(Local::now());
+    }
+
+    /// The size and settings to rotate by, when this file rotates at all now.
+    fn rotating(&self) -> Option<LogRotation> {
+        let backing_off = self.rotate_retry_at.is_some_and(|t| Instant::now() < t);
+        self.rotation.filter(|_| self.rotatable && !backing_off)
+    }
+}
+
+/// Work for the archiver thread.
+#[derive(Debug)]
+enum Job {
+    /// A file of `base` was rotated: apply retention, gzip.
+    Tidy {
+        base: PathBuf,
+        retain: u32,
+        compress: bool,
+    },
+    /// A file now rotates daily: recompute the next midnight.
+    Wake,
+    /// Tells that everything before it is done.
+    #[cfg(test)]
+    Done(mpsc::Sender<()>),
+}
+
+/// The archiver thread: tidies rotated files (retention, gzip) as files rotate, and at
+/// each local midnight rotates the daily files that no line has reached since. Holds
+/// the hub weakly, so it ends once the hub and every file are gone (the queue closes).
+fn archive_loop(jobs: &mpsc::Receiver<Job>, hub: &Weak<HubInner>) {
+    loop {
+        let next_daily = hub
+            .upgrade()
+            .and_then(|inner| LogHub { inner }.next_daily());
+        let job = match next_daily {
+            None => jobs
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(at) => {
+                let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                jobs.recv_timeout(wait.min(MIDNIGHT_RECHECK))
+            }
+        };
+        let first = match job {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(inner) = hub.upgrade() {
+                    LogHub { inner }.rotate_due();
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        // Whatever else is queued too: a burst of rotations of one file is one tidy.
+        let mut tidy: Vec<(PathBuf, u32, bool)> = Vec::new();
+        #[cfg(test)]
+        let mut done = Vec::new();
+        for job in std::iter::once(first).chain(jobs.try_iter()) {
+            match job {
+                Job::Tidy {
+                    base,
+                    retain,
+                    compress,
+                } => {
+                    tidy.retain(|(b, ..)| *b != base);
+                    tidy.push((base, retain, compress));
+                }
+                Job::Wake => {}
+                #[cfg(test)]
+                Job::Done(tx) => done.push(tx),
+            }
+        }
+        for (base, retain, compress) in tidy {
+            if let Err(e) = rotation::tidy(&base, retain, compress) {
+                tracing::warn!(path = %base.display(), error = %e, "cannot tidy rotated log files");
+            }
+        }
+        #[cfg(test)]
+        for tx in done {
+            let _ = tx.send(());
+        }
+    }
 }
 
 struct SharedFile {
     path: PathBuf,
     state: Mutex<FileState>,
     dropped: DropCounter,
+    archiver: mpsc::Sender<Job>,
 }
 
 /// Lines lost, counted for the hub and for the file's path (so `describe` can show an
@@ -105,17 +268,21 @@ impl DropCounter {
 }
 
 impl SharedFile {
-    fn open(path: PathBuf, dropped: DropCounter) -> io::Result<Self> {
+    fn open(
+        path: PathBuf,
+        rotation: Option<LogRotation>,
+        dropped: DropCounter,
+        archiver: mpsc::Sender<Job>,
+    ) -> io::Result<Self> {
         let file = open_append(&path)?;
+        let mut state = FileState::new(rotation);
+        state.buf.reserve(BUFFER_CAP);
+        state.start(file, &path);
         Ok(SharedFile {
             path,
-            state: Mutex::new(FileState {
-                file: Some(file),
-                buf: Vec::with_capacity(BUFFER_CAP),
-                torn: false,
-                retry_at: None,
-            }),
+            state: Mutex::new(state),
             dropped,
+            archiver,
         })
     }
 
@@ -139,58 +306,190 @@ impl SharedFile {
         }
         if st.file.is_none() && st.retry_at.is_none_or(|t| Instant::now() >= t) {
             match open_append(&self.path) {
-                Ok(f) => {
-                    st.file = Some(f);
-                    st.retry_at = None;
-                }
+                Ok(f) => st.start(f, &self.path),
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), error = %e, "cannot open log file");
                     st.retry_at = Some(Instant::now() + REOPEN_RETRY);
                 }
             }
         }
-        let Some(file) = st.file.as_mut() else {
-            self.dropped.add(count_lines(&st.buf));
-            st.buf.clear();
-            return;
-        };
-        let healing = st.torn;
-        if healing {
-            st.buf.insert(0, b'\n');
-        }
-        let mut written = 0;
-        let mut failure = None;
-        while written < st.buf.len() {
-            match file.write(&st.buf[written..]) {
-                Ok(0) => {
-                    failure = Some(io::Error::from(io::ErrorKind::WriteZero));
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failure {
-            // The healing `\n` is not a line of anyone's.
-            let lost_from = written.max(usize::from(healing));
-            let lost = count_lines(&st.buf[lost_from..]);
-            let before = self.dropped.add(lost);
-            if before == 0 {
-                tracing::warn!(path = %self.path.display(), error = %e, "log write failed; dropping lines");
-            }
-            st.torn = if written > 0 {
-                st.buf[written - 1] != b'\n'
+        let buf = std::mem::take(&mut st.buf);
+        // A midnight passed since the file was started: these lines start the new day's.
+        if let Some((at, stamp)) = st.due
+            && SystemTime::now() >= at
+            && st.rotating().is_some()
+        {
+            if st.size > 0 {
+                let _ = self.rotate(st, &stamp);
             } else {
-                healing
-            };
-        } else {
-            st.torn = false;
+                st.due = None;
+                st.schedule_daily(Local::now());
+            }
         }
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let n = self.chunk(st, rest);
+            let Some(file) = st.file.as_mut() else {
+                self.dropped.add(count_lines(rest));
+                break;
+            };
+            if st.torn {
+                // The `\n` that ends the torn line is not a line of anyone's.
+                if let Err((_, e)) = write_all_counted(file, b"\n") {
+                    self.lost(rest, e);
+                    break;
+                }
+                st.torn = false;
+                st.size += 1;
+            }
+            match write_all_counted(file, &rest[..n]) {
+                Ok(()) => {
+                    st.size += n as u64;
+                    rest = &rest[n..];
+                }
+                Err((written, e)) => {
+                    st.size += written as u64;
+                    st.torn = written > 0 && rest[written - 1] != b'\n';
+                    self.lost(&rest[written..], e);
+                    break;
+                }
+            }
+        }
+        st.buf = buf;
         st.buf.clear();
+    }
+
+    /// Counts the lines of `unwritten` as dropped (a line cut by the failure too).
+    fn lost(&self, unwritten: &[u8], e: io::Error) {
+        let before = self.dropped.add(count_lines(unwritten));
+        if before == 0 {
+            tracing::warn!(path = %self.path.display(), error = %e, "log write failed; dropping lines");
+        }
+    }
+
+    /// How many bytes of `rest` (whole lines, `\n` included) go into the current file
+    /// next; rotates first when not even the next line fits. A line longer than
+    /// max_size is written alone into a file.
+    fn chunk(&self, st: &mut FileState, rest: &[u8]) -> usize {
+        let Some(rot) = st.rotating().filter(|_| st.file.is_some()) else {
+            return rest.len();
+        };
+        let fits = |size: u64| -> Option<usize> {
+            let room = usize::try_from(rot.max_size.saturating_sub(size)).unwrap_or(usize::MAX);
+            if rest.len() <= room {
+                return Some(rest.len());
+            }
+            rest[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|i| i + 1)
+        };
+        if let Some(n) = fits(st.size) {
+            return n;
+        }
+        if st.size > 0
+            && self.rotate(st, &Local::now()).is_ok()
+            && let Some(n) = fits(0)
+        {
+            return n;
+        }
+        rest.iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1)
+    }
+
+    /// Renames the file to its rotated name and starts a new one at the path, then has
+    /// the archiver tidy. If the path no longer names our file (logrotate moved it),
+    /// only the new file is opened. On failure the file is written on as it is, and
+    /// rotation is not tried again for [`REOPEN_RETRY`].
+    fn rotate(&self, st: &mut FileState, at: &DateTime<Local>) -> io::Result<()> {
+        let result = self.rotate_inner(st, at);
+        if let Err(e) = &result {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot rotate log file");
+            st.rotate_retry_at = Some(Instant::now() + REOPEN_RETRY);
+        }
+        result
+    }
+
+    fn rotate_inner(&self, st: &mut FileState, at: &DateTime<Local>) -> io::Result<()> {
+        let ours = match (&st.file, std::fs::symlink_metadata(&self.path)) {
+            (Some(file), Ok(at_path)) => file
+                .metadata()
+                .is_ok_and(|m| m.dev() == at_path.dev() && m.ino() == at_path.ino()),
+            _ => false,
+        };
+        if ours {
+            let target = self.free_name(st, at);
+            std::fs::rename(&self.path, &target)?;
+            if let Some(rot) = st.rotation {
+                let _ = self.archiver.send(Job::Tidy {
+                    base: self.path.clone(),
+                    retain: rot.retain,
+                    compress: rot.compress,
+                });
+            }
+        }
+        match open_append(&self.path) {
+            Ok(file) => {
+                st.start(file, &self.path);
+                Ok(())
+            }
+            Err(e) => {
+                st.file = None;
+                st.retry_at = Some(Instant::now() + REOPEN_RETRY);
+                Err(e)
+            }
+        }
+    }
+
+    /// A rotated name for a rotation at `at` that is free on disk and sorts after the
+    /// last one given.
+    fn free_name(&self, st: &mut FileState, at: &DateTime<Local>) -> PathBuf {
+        let mut stamp = rotation::stamp(at);
+        let mut seq = 0;
+        if let Some((last, last_seq)) = &st.last_rotated
+            && stamp <= *last
+        {
+            stamp = last.clone();
+            seq = last_seq + 1;
+        }
+        loop {
+            let path = rotation::rotated_path(&self.path, &stamp, seq);
+            let taken = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+            let mut gz = path.clone().into_os_string();
+            gz.push(".gz");
+            if !taken(&path) && !taken(Path::new(&gz)) {
+                st.last_rotated = Some((stamp, seq));
+                return path;
+            }
+            seq += 1;
+        }
+    }
+
+    /// Rotates now if the file rotates daily, holds lines, and its midnight has passed
+    /// (the archiver's midnight round, for files no line has reached since).
+    fn rotate_if_due(&self) {
+        let mut st = lock(&self.state);
+        let Some((at, stamp)) = st.due else { return };
+        if SystemTime::now() < at || st.rotating().is_none() {
+            return;
+        }
+        self.flush_locked(&mut st);
+        // The flush may have rotated already.
+        if st.due.is_some_and(|(again, _)| again == at) {
+            if st.size > 0 {
+                let _ = self.rotate(&mut st, &stamp);
+            } else {
+                st.due = None;
+                st.schedule_daily(Local::now());
+            }
+        }
+    }
+
+    /// When this file next rotates at midnight, if it does.
+    fn next_due(&self) -> Option<SystemTime> {
+        let st = lock(&self.state);
+        st.rotating().and(st.due.map(|(at, _)| at))
     }
 
     /// Flushes to the current file, then replaces it with a fresh open of the path.
@@ -199,9 +498,7 @@ impl SharedFile {
         self.flush_locked(&mut st);
         match open_append(&self.path) {
             Ok(f) => {
-                st.file = Some(f);
-                st.retry_at = None;
-                st.torn = false;
+                st.start(f, &self.path);
                 Ok(())
             }
             Err(e) => {
@@ -214,18 +511,31 @@ impl SharedFile {
             }
         }
     }
+
+    /// Empties the file (its buffered lines too), keeping it open.
+    fn truncate(&self) -> io::Result<()> {
+        let mut st = lock(&self.state);
+        st.buf.clear();
+        match &st.file {
+            Some(file) => file.set_len(0)?,
+            None => {
+                OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)?;
+            }
+        }
+        st.size = 0;
+        st.torn = false;
+        Ok(())
+    }
 }
 
 impl Drop for SharedFile {
     fn drop(&mut self) {
         let mut st = std::mem::replace(
             self.state.get_mut().unwrap_or_else(|p| p.into_inner()),
-            FileState {
-                file: None,
-                buf: Vec::new(),
-                torn: false,
-                retry_at: None,
-            },
+            FileState::new(None),
         );
         self.flush_locked(&mut st);
     }
@@ -241,6 +551,8 @@ struct HubInner {
     dropped: Arc<AtomicU64>,
     /// Lines lost per file path, kept after the file closes.
     dropped_by_path: Mutex<HashMap<PathBuf, Arc<AtomicU64>>>,
+    /// The archiver thread's queue (each open file has a copy).
+    archiver: mpsc::Sender<Job>,
 }
 
 /// The supervisor's log writer: hands out one [`LineSink`] per worker stream, sharing one
@@ -262,16 +574,29 @@ impl std::fmt::Debug for LogHub {
 impl LogHub {
     /// `console`: also mirror every line to our stdout (`Out`) or stderr (`Err`) as
     /// `name#instance | line`, as `drover run` in the foreground does.
+    ///
+    /// Starts the hub's archiver thread, which gzips and prunes rotated files and rotates
+    /// daily files at midnight; it sleeps on its queue and ends with the hub and its files.
     pub fn new(console: bool) -> Self {
-        LogHub {
-            inner: Arc::new(HubInner {
+        let inner = Arc::new_cyclic(|hub: &Weak<HubInner>| {
+            let (archiver, jobs) = mpsc::channel();
+            let hub = hub.clone();
+            if let Err(e) = std::thread::Builder::new()
+                .name("drover-log-archiver".into())
+                .spawn(move || archive_loop(&jobs, &hub))
+            {
+                tracing::warn!(error = %e, "cannot start the log archiver: rotated files will be neither compressed nor pruned");
+            }
+            HubInner {
                 console,
                 followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
                 files: Mutex::new(HashMap::new()),
                 dropped: Arc::new(AtomicU64::new(0)),
                 dropped_by_path: Mutex::new(HashMap::new()),
-            }),
-        }
+                archiver,
+            }
+        });
+        LogHub { inner }
     }
 
     /// A sink for one worker stream of app `app`, as its `logs` say: the stream's own
@@ -307,7 +632,7 @@ impl LogHub {
             if path == Path::new("/dev/null") {
                 Ok(None)
             } else {
-                self.shared_file(path).map(Some)
+                self.shared_file(path, logs.rotation).map(Some)
             }
         };
         let file = open(path)?;
@@ -333,11 +658,20 @@ impl LogHub {
         })
     }
 
-    fn shared_file(&self, path: PathBuf) -> io::Result<Arc<SharedFile>> {
+    /// The open file at `path`, opened if it is not; it rotates by `rotation` from now on.
+    fn shared_file(
+        &self,
+        path: PathBuf,
+        rotation: Option<LogRotation>,
+    ) -> io::Result<Arc<SharedFile>> {
         // One key per file however it is spelled relative to our cwd.
         let path = std::path::absolute(&path).unwrap_or(path);
+        if rotation.is_some_and(|r| r.daily) {
+            let _ = self.inner.archiver.send(Job::Wake);
+        }
         let mut files = lock(&self.inner.files);
         if let Some(f) = files.get(&path).and_then(Weak::upgrade) {
+            lock(&f.state).set_rotation(rotation);
             return Ok(f);
         }
         files.retain(|_, w| w.strong_count() > 0);
@@ -349,12 +683,13 @@ impl LogHub {
             total: self.inner.dropped.clone(),
             here,
         };
-        let f = SharedFile::open(path.clone(), counter).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("opening log file {}: {e}", path.display()),
-            )
-        })?;
+        let f = SharedFile::open(path.clone(), rotation, counter, self.inner.archiver.clone())
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("opening log file {}: {e}", path.display()),
+                )
+            })?;
         let f = Arc::new(f);
         files.insert(path, Arc::downgrade(&f));
         Ok(f)
@@ -385,6 +720,50 @@ impl LogHub {
         for f in self.live_files() {
             f.flush();
         }
+    }
+
+    /// Empties the log file at `path` (its buffered lines too; an open one stays open
+    /// and starts again from size 0) and removes its rotated files. Returns whether the
+    /// file existed and how many rotated files were removed.
+    pub fn truncate(&self, path: &Path) -> io::Result<(bool, usize)> {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let open = lock(&self.inner.files).get(&abs).and_then(Weak::upgrade);
+        let existed = match open {
+            Some(f) => f.truncate().map(|()| true),
+            None => match OpenOptions::new().write(true).truncate(true).open(&abs) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            },
+        }?;
+        // A device or a link is no log file of ours: nothing was rotated from it.
+        let regular = std::fs::symlink_metadata(&abs).map_or(true, |m| m.file_type().is_file());
+        let removed = if regular {
+            rotation::remove_all(&abs)?
+        } else {
+            0
+        };
+        Ok((existed, removed))
+    }
+
+    /// Rotates the daily files whose midnight has passed (and that hold lines).
+    fn rotate_due(&self) {
+        for f in self.live_files() {
+            f.rotate_if_due();
+        }
+    }
+
+    /// The next midnight a live file rotates at, if any rotates daily.
+    fn next_daily(&self) -> Option<SystemTime> {
+        self.live_files().iter().filter_map(|f| f.next_due()).min()
+    }
+
+    /// Returns once the archiver has done what was queued before.
+    #[cfg(test)]
+    fn archived(&self) {
+        let (done, wait) = mpsc::channel();
+        self.inner.archiver.send(Job::Done(done)).unwrap();
+        wait.recv().unwrap();
     }
 
     /// Every line written from now on, as it is written. A follower that falls more than
@@ -541,6 +920,7 @@ mod tests {
             log_file: None,
             merge,
             date_format: date_format.map(str::to_owned),
+            rotation: None,
         }
     }
 
@@ -765,6 +1145,7 @@ mod tests {
             log_file: Some(all),
             merge: false,
             date_format: None,
+            rotation: None,
         };
         let threads: Vec<_> = [(Stream::Out, "out"), (Stream::Err, "err")]
             .into_iter()
@@ -820,5 +1201,292 @@ mod tests {
         sink.write_line(b"gone");
         sink.flush();
         assert_eq!(hub.dropped_lines(), 0);
+    }
+
+    fn rotating(path: &Path, max_size: u64, retain: u32, compress: bool) -> LogSpec {
+        LogSpec {
+            rotation: Some(LogRotation {
+                max_size,
+                retain,
+                daily: false,
+                compress,
+            }),
+            ..spec(path, true, None)
+        }
+    }
+
+    /// The current file and every rotated one of `base`, oldest first, gzips read back.
+    fn all_files(base: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = rotation::list(base)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let mut bytes = Vec::new();
+                if r.gz {
+                    use std::io::Read;
+                    flate2::read::MultiGzDecoder::new(File::open(&r.path).unwrap())
+                        .read_to_end(&mut bytes)
+                        .unwrap();
+                } else {
+                    bytes = std::fs::read(&r.path).unwrap();
+                }
+                (r.path, bytes)
+            })
+            .collect();
+        if let Ok(bytes) = std::fs::read(base) {
+            files.push((base.to_path_buf(), bytes));
+        }
+        files
+    }
+
+    /// Two writers into one merged file that rotates every 4 KiB: every line is in
+    /// exactly one file, whole, no file is past the size, and the files in name order
+    /// hold each writer's lines in order.
+    #[test]
+    fn rotation_under_two_writers_keeps_every_line_whole_in_one_file() {
+        const LINES: usize = 20_000;
+        const MAX: u64 = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("merged.log");
+        let hub = LogHub::new(false);
+        let threads: Vec<_> = ["alpha", "beta"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, tag)| {
+                let mut sink = hub
+                    .sink(
+                        "api",
+                        i as u32,
+                        Stream::Out,
+                        &rotating(&path, MAX, 100_000, false),
+                    )
+                    .unwrap();
+                std::thread::spawn(move || {
+                    for n in 0..LINES {
+                        sink.write_line(format!("{tag} {n} {}", "x".repeat(n % 150)).as_bytes());
+                        if n % 13 == 0 {
+                            sink.flush();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        hub.archived();
+        let files = all_files(&path);
+        assert!(files.len() > 500, "{} files", files.len());
+        let mut next = HashMap::from([("alpha", 0), ("beta", 0)]);
+        for (file, bytes) in &files {
+            assert!(
+                bytes.len() as u64 <= MAX,
+                "{} is {} bytes",
+                file.display(),
+                bytes.len()
+            );
+            assert!(
+                bytes.ends_with(b"\n"),
+                "{} ends inside a line",
+                file.display()
+            );
+            for line in std::str::from_utf8(bytes).unwrap().lines() {
+                let mut parts = line.splitn(3, ' ');
+                let tag = parts.next().unwrap();
+                let n: usize = parts.next().unwrap().parse().expect("a whole line");
+                assert_eq!(parts.next().unwrap(), "x".repeat(n % 150), "torn: {line:?}");
+                let want = next
+                    .get_mut(tag)
+                    .unwrap_or_else(|| panic!("torn: {line:?}"));
+                assert_eq!(n, *want, "{tag}'s lines in order, each once");
+                *want += 1;
+            }
+        }
+        assert_eq!(next, HashMap::from([("alpha", LINES), ("beta", LINES)]));
+        assert_eq!(hub.dropped_lines(), 0);
+    }
+
+    /// A line longer than max_size is written whole, alone in its file.
+    #[test]
+    fn a_line_longer_than_the_size_goes_alone_into_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let mut sink = hub
+            .sink("api", 0, Stream::Out, &rotating(&path, 100, 1000, false))
+            .unwrap();
+        let long = "L".repeat(250);
+        for line in ["short one", &long, "short two", "short three"] {
+            sink.write_line(line.as_bytes());
+        }
+        sink.flush();
+        let files: Vec<String> = all_files(&path)
+            .into_iter()
+            .map(|(_, b)| String::from_utf8(b).unwrap())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "short one\n".to_owned(),
+                format!("{long}\n"),
+                "short two\nshort three\n".to_owned()
+            ]
+        );
+    }
+
+    /// Retention keeps the newest files, gzipped whole; the file that was there before
+    /// counts (its size) and rotates first.
+    #[test]
+    fn retention_and_gzip_keep_the_newest_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        std::fs::write(&path, "from before\n".repeat(100)).unwrap();
+        let hub = LogHub::new(false);
+        let mut sink = hub
+            .sink("api", 0, Stream::Out, &rotating(&path, 1000, 3, true))
+            .unwrap();
+        for n in 0..1000 {
+            sink.write_line(format!("line {n:04}").as_bytes());
+            if n % 10 == 0 {
+                sink.flush();
+            }
+        }
+        sink.flush();
+        hub.archived();
+        let rotated = rotation::list(&path).unwrap();
+        assert_eq!(rotated.len(), 3, "{rotated:?}");
+        assert!(rotated.iter().all(|r| r.gz), "{rotated:?}");
+        let text: String = all_files(&path)
+            .into_iter()
+            .map(|(_, b)| String::from_utf8(b).unwrap())
+            .collect();
+        let numbers: Vec<usize> = text
+            .lines()
+            .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+            .collect();
+        // The newest 4 files (3 kept and the current one): the last lines, in order.
+        assert!(numbers.len() > 200, "{}", numbers.len());
+        assert_eq!(*numbers.last().unwrap(), 999);
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+        // Leftovers of the temp files: none.
+        let tmp = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(tmp, 0);
+    }
+
+    /// Daily rotation: once the midnight passed, the next line starts a new file, and
+    /// the rotated one is named after that midnight. The time is injected: `due` is set
+    /// to a moment already past, as it is once the clock reaches it.
+    #[test]
+    fn a_passed_midnight_rotates_before_the_next_line_or_on_the_archivers_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let mut logs = rotating(&path, 1 << 20, 30, false);
+        logs.rotation.as_mut().unwrap().daily = true;
+        let opened = Local::now();
+        let mut sink = hub.sink("api", 0, Stream::Out, &logs).unwrap();
+        let file = sink.file.clone().unwrap();
+        let due = lock(&file.state).due.expect("a daily file has a midnight");
+        assert!(due.0 > SystemTime::now());
+        // (Either side of a midnight that passed while the sink was made.)
+        assert!(
+            due.1 == rotation::next_midnight(&opened)
+                || due.1 == rotation::next_midnight(&Local::now())
+        );
+        let past = |hours: i64| {
+            let at = Local::now() - chrono::TimeDelta::hours(hours);
+            (SystemTime::from(at), at)
+        };
+
+        sink.write_line(b"yesterday");
+        sink.flush();
+        let midnight = past(1);
+        lock(&file.state).due = Some(midnight);
+        sink.write_line(b"today");
+        sink.flush();
+        let rotated = rotation::list(&path).unwrap();
+        assert_eq!(rotated.len(), 1);
+        assert_eq!(rotated[0].stamp, rotation::stamp(&midnight.1));
+        assert_eq!(
+            std::fs::read_to_string(&rotated[0].path).unwrap(),
+            "yesterday\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "today\n");
+        let next = lock(&file.state).due.unwrap();
+        assert!(next.0 > SystemTime::now(), "the next midnight is ahead");
+
+        // No line since: the archiver's midnight round rotates it all the same.
+        lock(&file.state).due = Some(past(2));
+        assert!(hub.next_daily().unwrap() <= SystemTime::now());
+        hub.rotate_due();
+        assert_eq!(rotation::list(&path).unwrap().len(), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // An empty file is not rotated at midnight; its next midnight is set.
+        lock(&file.state).due = Some(past(3));
+        hub.rotate_due();
+        assert_eq!(rotation::list(&path).unwrap().len(), 2);
+        assert!(hub.next_daily().unwrap() > SystemTime::now());
+    }
+
+    /// A file logrotate(8) moved away is not renamed by our rotation: the new file at
+    /// the path is started instead; `reopen` does the same at once.
+    #[test]
+    fn a_file_moved_away_by_someone_else_is_left_where_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let moved = dir.path().join("out.log.1");
+        let hub = LogHub::new(false);
+        let mut sink = hub
+            .sink("api", 0, Stream::Out, &rotating(&path, 20, 30, false))
+            .unwrap();
+        sink.write_line(b"0123456789");
+        sink.flush();
+        std::fs::rename(&path, &moved).unwrap();
+        sink.write_line(b"abcdefghij");
+        sink.flush();
+        assert_eq!(std::fs::read_to_string(&moved).unwrap(), "0123456789\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "abcdefghij\n");
+        assert!(rotation::list(&path).unwrap().is_empty());
+    }
+
+    /// `flush`: the file is emptied and counts from 0 again, its rotated files go.
+    #[test]
+    fn truncate_empties_the_file_and_removes_the_rotated_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let mut sink = hub
+            .sink("api", 0, Stream::Out, &rotating(&path, 30, 30, false))
+            .unwrap();
+        for n in 0..10 {
+            sink.write_line(format!("line {n}").as_bytes());
+        }
+        sink.flush();
+        let before = rotation::list(&path).unwrap().len();
+        assert!(before >= 2, "{before}");
+        assert_eq!(hub.truncate(&path).unwrap(), (true, before));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // From size 0: three 7-byte lines fit in 30 bytes, no rotation.
+        for n in 0..3 {
+            sink.write_line(format!("again {n}").as_bytes());
+        }
+        sink.flush();
+        assert!(rotation::list(&path).unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "again 0\nagain 1\nagain 2\n"
+        );
+        // A file no sink has open.
+        let other = dir.path().join("other.log");
+        assert_eq!(hub.truncate(&other).unwrap(), (false, 0));
     }
 }

@@ -207,6 +207,7 @@ mod tests {
             log_file: None,
             merge,
             date_format: None,
+            rotation: None,
         }
     }
 

@@ -7,8 +7,11 @@
 //!
 //! - `timestamp`: PM2/moment.js date formats (`YYYY-MM-DD HH:mm:ss Z`), compiled once.
 //! - `lines`: the line splitter (64 KiB cap per line) and the async pump.
-//! - `files`: one shared, buffered handle per path; per-instance naming; reopen; the
-//!   dropped-lines counter; the optional `name#i | ` console mirror.
+//! - `files`: one shared, buffered handle per path; per-instance naming; rotation at a
+//!   line boundary; reopen; the dropped-lines counter; the optional `name#i | ` console
+//!   mirror; the archiver thread (gzip, retention, midnight).
+//! - `rotation`: rotated files' names, retention, gzip, the next local midnight.
+//! - `own`: the supervisor's own `drover.log`, rotated the same way.
 //!
 //! ```no_run
 //! # async fn demo(rx: tokio::net::unix::pipe::Receiver) -> std::io::Result<()> {
@@ -19,6 +22,7 @@
 //!     log_file: None,
 //!     merge: false,
 //!     date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+//!     rotation: Some(drover::config::LogRotation::default()), // 10 MiB, 30 kept
 //! };
 //! let hub = LogHub::new(false);
 //! let sink = hub.sink("api", 0, Stream::Out, &logs)?;   // writes logs/api-out-0.log
@@ -28,6 +32,8 @@
 
 mod files;
 mod lines;
+pub mod own;
+pub mod rotation;
 pub mod timestamp;
 
 pub use files::{FollowedLine, LineSink, LogHub, instance_log_path};

@@ -39,6 +39,18 @@ pub struct AppConfig {
     pub log_file: Option<PathBuf>,
     pub merge_logs: bool,
     pub log_date_format: Option<String>,
+    /// Built-in rotation: the size a log file rotates at, in bytes, and the rotated
+    /// files kept; both absent when the app's logs do not rotate (and from older peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_retain: Option<u32>,
+    /// Also at local midnight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_rotate_daily: bool,
+    /// gzip rotated files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_compress: bool,
     pub autorestart: bool,
     pub min_uptime_ms: u64,
     pub max_restarts: u32,
@@ -193,6 +205,10 @@ impl From<&AppSpec> for AppConfig {
             log_file: logs.log_file.clone(),
             merge_logs: logs.merge,
             log_date_format: logs.date_format.clone(),
+            log_max_size: logs.rotation.map(|r| r.max_size),
+            log_retain: logs.rotation.map(|r| r.retain),
+            log_rotate_daily: logs.rotation.is_some_and(|r| r.daily),
+            log_compress: logs.rotation.is_some_and(|r| r.compress),
             autorestart: restart.autorestart,
             min_uptime_ms: millis(restart.min_uptime),
             max_restarts: restart.max_restarts,
@@ -223,6 +239,23 @@ impl TryFrom<AppConfig> for AppSpec {
             .map(parse_listen)
             .transpose()
             .map_err(|e| format!("app {}: listen: {e}", app.name))?;
+        let rotation = match (app.log_max_size, app.log_retain) {
+            (Some(max_size), Some(retain)) if max_size > 0 && retain > 0 => {
+                Some(config::LogRotation {
+                    max_size,
+                    retain,
+                    daily: app.log_rotate_daily,
+                    compress: app.log_compress,
+                })
+            }
+            (None, None) if !app.log_rotate_daily && !app.log_compress => None,
+            _ => {
+                return Err(format!(
+                    "app {}: log rotation needs log_max_size and log_retain, both above 0",
+                    app.name
+                ));
+            }
+        };
         let kill_signal = Signal::from_str(&app.kill_signal).map_err(|_| {
             format!(
                 "app {}: unknown kill_signal {:?}",
@@ -248,6 +281,7 @@ impl TryFrom<AppConfig> for AppSpec {
                 log_file: app.log_file,
                 merge: app.merge_logs,
                 date_format: app.log_date_format,
+                rotation,
             },
             restart: config::RestartSpec {
                 autorestart: app.autorestart,
@@ -324,6 +358,12 @@ mod tests {
                 log_file: Some("/home/u/.drover/logs/api.log".into()),
                 merge: true,
                 date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+                rotation: Some(config::LogRotation {
+                    max_size: 1 << 20,
+                    retain: 5,
+                    daily: true,
+                    compress: true,
+                }),
             },
             restart: config::RestartSpec {
                 autorestart: false,
@@ -364,7 +404,8 @@ mod tests {
         r#""socket":"shared","out_file":"/home/u/.drover/logs/api-out.log","#,
         r#""error_file":"/home/u/.drover/logs/api-error.log","#,
         r#""log_file":"/home/u/.drover/logs/api.log","merge_logs":true,"#,
-        r#""log_date_format":"YYYY-MM-DD HH:mm:ss Z","autorestart":false,"#,
+        r#""log_date_format":"YYYY-MM-DD HH:mm:ss Z","log_max_size":1048576,"log_retain":5,"#,
+        r#""log_rotate_daily":true,"log_compress":true,"autorestart":false,"#,
         r#""min_uptime_ms":1500,"max_restarts":7,"restart_delay_ms":250,"#,
         r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,
         r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"shutdown_with_message":false,"#,
@@ -389,11 +430,39 @@ mod tests {
         spec.restart.exp_backoff_restart_delay = None;
         spec.increment_var = None;
         spec.max_memory_restart = None;
+        spec.logs.rotation = None;
         let config = AppConfig::from(&spec);
         assert_eq!(config.listen.as_deref(), Some("unix:/run/api.sock"));
         assert_eq!(AppSpec::try_from(config), Ok(spec.clone()));
         spec.listen = None;
         assert_eq!(AppSpec::try_from(AppConfig::from(&spec)), Ok(spec));
+    }
+
+    /// A peer from before log rotation sends none of its fields: the app does not rotate.
+    #[test]
+    fn an_older_peer_without_rotation_fields_parses_as_no_rotation() {
+        let older = GOLDEN.replace(
+            r#""log_max_size":1048576,"log_retain":5,"log_rotate_daily":true,"log_compress":true,"#,
+            "",
+        );
+        assert_ne!(older, GOLDEN);
+        let decoded: AppConfig = serde_json::from_str(&older).unwrap();
+        let mut want = spec();
+        want.logs.rotation = None;
+        assert_eq!(AppSpec::try_from(decoded), Ok(want));
+        // Half a rotation is a bad request, not a guess.
+        for (size, retain) in [
+            (Some(1), None),
+            (None, Some(3)),
+            (Some(0), Some(3)),
+            (Some(1), Some(0)),
+        ] {
+            let mut app = AppConfig::from(&spec());
+            app.log_max_size = size;
+            app.log_retain = retain;
+            let err = AppSpec::try_from(app).unwrap_err();
+            assert!(err.contains("log rotation"), "{err}");
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogSpec, RestartSpec,
-    SocketMode, StopSpec,
+    AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogRotation, LogSpec,
+    RestartSpec, SocketMode, StopSpec,
 };
 
 pub const FILE: &str = "dump.yaml";
@@ -264,6 +264,18 @@ struct AppRecord {
     log_file: Option<PathBuf>,
     merge_logs: bool,
     log_date_format: Option<String>,
+    /// Log rotation: bytes a file rotates at, and rotated files kept; left out (as
+    /// `log_file`) when the app's logs do not rotate, so a dump from before rotation
+    /// loads as it was saved, without rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_max_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_retain: Option<u32>,
+    /// Left out unless true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    log_rotate_daily: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    log_compress: bool,
     autorestart: bool,
     min_uptime_ms: u64,
     max_restarts: u32,
@@ -437,6 +449,7 @@ impl AppRecord {
                     log_file,
                     merge,
                     date_format,
+                    rotation,
                 },
             restart:
                 RestartSpec {
@@ -493,6 +506,10 @@ impl AppRecord {
             log_file: log_file.clone(),
             merge_logs: *merge,
             log_date_format: date_format.clone(),
+            log_max_size: rotation.map(|r| r.max_size),
+            log_retain: rotation.map(|r| r.retain),
+            log_rotate_daily: rotation.is_some_and(|r| r.daily),
+            log_compress: rotation.is_some_and(|r| r.compress),
             autorestart: *autorestart,
             min_uptime_ms: millis(*min_uptime),
             max_restarts: *max_restarts,
@@ -526,6 +543,16 @@ impl AppRecord {
         };
         let kill_signal = Signal::from_str(&self.kill_signal)
             .map_err(|_| anyhow!("kill_signal: unknown signal {:?}", self.kill_signal))?;
+        let rotation = match (self.log_max_size, self.log_retain) {
+            (Some(max_size), Some(retain)) if max_size > 0 && retain > 0 => Some(LogRotation {
+                max_size,
+                retain,
+                daily: self.log_rotate_daily,
+                compress: self.log_compress,
+            }),
+            (None, None) if !self.log_rotate_daily && !self.log_compress => None,
+            _ => bail!("log rotation needs log_max_size and log_retain, both above 0"),
+        };
         let spec = AppSpec {
             name: self.name,
             command: Command {
@@ -552,6 +579,7 @@ impl AppRecord {
                 log_file: self.log_file,
                 merge: self.merge_logs,
                 date_format: self.log_date_format,
+                rotation,
             },
             restart: RestartSpec {
                 autorestart: self.autorestart,
@@ -616,6 +644,12 @@ mod tests {
                 log_file: Some("/var/log/api.log".into()),
                 merge: true,
                 date_format: Some("YYYY-MM-DD HH:mm:ss Z".into()),
+                rotation: Some(LogRotation {
+                    max_size: 10 << 20,
+                    retain: 30,
+                    daily: true,
+                    compress: true,
+                }),
             },
             restart: RestartSpec {
                 autorestart: true,
@@ -666,6 +700,7 @@ mod tests {
                 log_file: None,
                 merge: false,
                 date_format: None,
+                rotation: None,
             },
             restart: RestartSpec {
                 autorestart: false,
@@ -718,6 +753,19 @@ mod tests {
         let mut apps = golden_apps();
         apps[0].spec.logs.log_file = None;
         assert_eq!(decode(&older).unwrap(), apps);
+        // A dump from before log rotation: its apps load without rotation, as they ran.
+        let older = GOLDEN
+            .replace("  log_max_size: 10485760\n", "")
+            .replace("  log_retain: 30\n", "")
+            .replace("  log_rotate_daily: true\n", "")
+            .replace("  log_compress: true\n", "");
+        let mut apps = golden_apps();
+        apps[0].spec.logs.rotation = None;
+        assert_eq!(decode(&older).unwrap(), apps);
+        // Half a rotation is damage, not a guess.
+        let half = GOLDEN.replace("  log_retain: 30\n", "");
+        let e = format!("{:#}", decode(&half).unwrap_err());
+        assert!(e.contains("app #1 (api): log rotation needs"), "{e}");
     }
 
     fn home() -> tempfile::TempDir {

@@ -65,6 +65,9 @@ pub struct RunOptions {
     pub control: Option<UnixListener>,
     /// SIGHUP reloads every app (as gunicorn's arbiter does).
     pub reload_on_sighup: bool,
+    /// SIGUSR1 reopens every log file (`drover reload-logs`), as logrotate(8)'s
+    /// `postrotate` sends it to nginx and the like.
+    pub reopen_logs_on_sigusr1: bool,
     /// Tell the service manager that started us (NOTIFY_SOCKET, systemd's
     /// `Type=notify`) when we are ready, reloading, stopping, and alive.
     pub notify_service_manager: bool,
@@ -245,6 +248,10 @@ pub async fn run(
         true => Some(signal(SignalKind::hangup()).context("cannot watch SIGHUP")?),
         false => None,
     };
+    let mut sigusr1 = match opts.reopen_logs_on_sigusr1 {
+        true => Some(signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?),
+        false => None,
+    };
     tokio::pin!(shutdown);
     let all_done = loop {
         if opts.exit_when_idle && sup.all_at_rest() {
@@ -263,6 +270,10 @@ pub async fn run(
             Some(()) = async { sighup.as_mut()?.recv().await } => {
                 info!("SIGHUP received: reloading every app");
                 sup.reload_all_logged();
+            }
+            Some(()) = async { sigusr1.as_mut()?.recv().await } => {
+                info!("SIGUSR1 received: reopening every log file");
+                sup.reload_logs_logged();
             }
             Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => sup.watchdog(),
         }

@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod hardening;
 mod harness;
 mod health;
+mod log_rotation;
 mod man;
 mod monit;
 mod pm2_conformance;

@@ -1,4 +1,4 @@
-//! `flush`: empty the target's log files.
+//! `flush`: empty the target's log files and remove their rotated files.
 
 use super::{Failure, Reply, done, plural};
 use crate::protocol::Target;
@@ -7,16 +7,14 @@ use crate::supervisor::Supervisor;
 impl Supervisor {
     pub(super) fn flush(&self, target: &Target) -> Reply {
         let ids = self.resolve(target)?;
-        self.shared.logs().flush_all();
         let mut emptied = 0;
+        let mut removed = 0;
         for file in self.log_files(&ids, true) {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&file.path)
-            {
-                Ok(_) => emptied += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            match self.shared.logs().truncate(&file.path) {
+                Ok((existed, rotated)) => {
+                    emptied += usize::from(existed);
+                    removed += rotated;
+                }
                 Err(e) => {
                     return Err(Failure::failed(format!(
                         "cannot empty {}: {e}",
@@ -25,6 +23,13 @@ impl Supervisor {
                 }
             }
         }
-        done(format!("emptied {emptied} log file{}", plural(emptied)))
+        let mut message = format!("emptied {emptied} log file{}", plural(emptied));
+        if removed > 0 {
+            message.push_str(&format!(
+                ", removed {removed} rotated file{}",
+                plural(removed)
+            ));
+        }
+        done(message)
     }
 }
