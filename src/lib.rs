@@ -6,7 +6,7 @@
 //! - [`cli`]: clap definitions and one file per command; argv → a call below
 //!   (`cli::startup` writes the systemd unit, its text in `cli::startup::unit`). `cli::host`
 //!   runs the supervisor in this process (`run`, `daemon`), `cli::apps` loads the apps a
-//!   command names.
+//!   command names, `cli::pm2_flags` says why a PM2 flag is refused.
 //! - [`config`]: ecosystem file and CLI flags (`config::AppFlags`) → validated
 //!   [`config::AppSpec`]s. No processes, no sockets; bad input is rejected here, with
 //!   file, line and key.

@@ -148,6 +148,11 @@ pub fn signal_group(pgid: Pid, sig: Signal) -> nix::Result<()> {
     signal::killpg(pgid, sig)
 }
 
+/// Sends `sig` to process `pid` alone (`drover send-signal`, PM2's sendSignal).
+pub fn signal_process(pid: Pid, sig: Signal) -> nix::Result<()> {
+    signal::kill(pid, sig)
+}
+
 /// One reaped child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use drover::config::{ResolveContext, load_str};
 use drover::protocol::{
-    AppConfig, ErrorKind, ExecMode, LogFile, LogLine, Request, Response, Target, WorkerInfo,
-    WorkerStatus, encode,
+    AppConfig, ErrorKind, ExecMode, LogFile, LogLine, Request, Response, SignalName, Target,
+    WorkerInfo, WorkerStatus, encode,
 };
 
 fn main() {
@@ -93,9 +93,24 @@ fn main() {
             "req_logs",
             Request::Logs {
                 target: Target::All,
+                more: vec![Target::Name("hello".into())],
                 follow: true,
             },
         ),
+        (
+            "req_reset",
+            Request::Reset {
+                target: Target::Pattern("^hel".into()),
+            },
+        ),
+        (
+            "req_send_signal",
+            Request::SendSignal {
+                target: Target::Name("hello".into()),
+                signal: SignalName::try_from("SIGUSR2".to_owned()).unwrap(),
+            },
+        ),
+        ("req_env", Request::Env { target: Target::Id(0) }),
         (
             "req_flush",
             Request::Flush {
@@ -164,6 +179,7 @@ fn main() {
                     instance: 0,
                     stream: "out".into(),
                     path: "/tmp/hello-out.log".into(),
+                    merged: true,
                 }],
             },
         ),
@@ -177,6 +193,16 @@ fn main() {
                 timestamp: "2026-01-01T00:00:00Z".into(),
                 message: "listening \u{1F600} \"quoted\"".into(),
             }),
+        ),
+        (
+            "resp_env",
+            Response::Env {
+                id: 0,
+                app: "hello".into(),
+                instance: 0,
+                pid: Some(4242),
+                vars: [("PORT".to_owned(), "3000".to_owned())].into(),
+            },
         ),
         (
             "resp_error",

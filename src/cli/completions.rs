@@ -38,7 +38,9 @@ const APP_ARGS: &[(&[&str], &str)] = &[
     (&["reload"], "targets"),
     (&["scale"], "name"),
     (&["describe"], "target"),
-    (&["logs"], "target"),
+    (&["logs"], "targets"),
+    (&["reset"], "targets"),
+    (&["env"], "target"),
     (&["flush"], "target"),
     (&["export", "nginx"], "app"),
     (&["export", "haproxy"], "app"),
@@ -113,7 +115,8 @@ impl Model {
 
     fn walk(&mut self, cmd: &clap::Command, path: &str) {
         for arg in cmd.get_arguments().filter(|a| !a.is_positional()) {
-            if !arg.get_action().takes_values() {
+            // `--timestamp=FORMAT` takes its value after `=` only.
+            if !arg.get_action().takes_values() || arg.is_require_equals_set() {
                 continue;
             }
             // Hidden aliases too: a word typed is a word to skip.

@@ -1,5 +1,6 @@
-//! `stop`, `restart`, `reload`, `delete`, `scale`, `flush`, `reload-logs`, `save`: one
-//! request per target to the running supervisor (`cli::targets` reads the targets).
+//! `stop`, `restart`, `reload`, `delete`, `reset`, `scale`, `flush`, `reload-logs`,
+//! `save`: one request per target to the running supervisor (`cli::targets` reads the
+//! targets).
 
 use std::path::Path;
 
@@ -124,6 +125,16 @@ pub fn delete(args: TargetArgs, home: &Path) -> Result<(), Error> {
     )
 }
 
+/// PM2's `reset`: the restart counters of the targets' workers back to 0.
+pub fn reset(args: TargetArgs, home: &Path) -> Result<(), Error> {
+    let picked = targets::pick(&args.words, None, home)?;
+    let names = targets::with_known_file_apps(&picked, home)?;
+    each(
+        home,
+        names.into_iter().map(|target| Request::Reset { target }),
+    )
+}
+
 pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
     let picked = targets::pick(&args.words, args.env.as_deref(), home)?;
     super::apps::warn(&picked.warnings);
@@ -206,7 +217,7 @@ fn redeploy(
 /// The requests, all at once (each on its own connection, so a stop that waits on one
 /// app does not delay the others), answers printed in their order. Every failure is
 /// reported; the first one decides the exit status.
-fn each(home: &Path, requests: impl IntoIterator<Item = Request>) -> Result<(), Error> {
+pub(super) fn each(home: &Path, requests: impl IntoIterator<Item = Request>) -> Result<(), Error> {
     let requests: Vec<Request> = requests.into_iter().collect();
     if let [request] = &requests[..] {
         return simple(home, request.clone());

@@ -30,17 +30,33 @@ pub(crate) fn run(args: ListArgs, home: &Path) -> Result<(), Error> {
     if args.names {
         return names(home);
     }
-    let mut client = Client::connect_or_spawn(home)?;
-    let workers = match client.call(&Request::List)? {
-        Response::Workers { workers } => workers,
-        other => return Err(render::unexpected("workers", &other)),
-    };
+    let workers = workers(home)?;
     let text = if args.json {
         json(&workers)
     } else {
         human(&workers, render::stdout_is_tty())
     };
     render::print(&text)
+}
+
+/// PM2's `jlist` and `prettylist`: `list --json`, indented for `prettylist`. The fields
+/// are drover's (README's "Coming from PM2" maps PM2's to them).
+pub(crate) fn jlist(home: &Path, pretty: bool) -> Result<(), Error> {
+    let workers = workers(home)?;
+    let text = match pretty {
+        true => pretty_json(&workers),
+        false => json(&workers),
+    };
+    render::print(&text)
+}
+
+/// Every worker, from the supervisor (started when none runs, as PM2's `ls`).
+fn workers(home: &Path) -> Result<Vec<WorkerInfo>, Error> {
+    let mut client = Client::connect_or_spawn(home)?;
+    match client.call(&Request::List)? {
+        Response::Workers { workers } => Ok(workers),
+        other => Err(render::unexpected("workers", &other)),
+    }
 }
 
 /// The app names of the running supervisor, each once, in the order of their first worker.
@@ -75,6 +91,13 @@ pub(crate) fn app_names(workers: &[WorkerInfo]) -> String {
 /// The workers as a JSON array, exactly as the protocol serializes them, on one line.
 pub(crate) fn json(workers: &[WorkerInfo]) -> String {
     let mut text = serde_json::to_string(workers).expect("protocol types serialize");
+    text.push('\n');
+    text
+}
+
+/// [`json`], indented (`prettylist`).
+pub(crate) fn pretty_json(workers: &[WorkerInfo]) -> String {
+    let mut text = serde_json::to_string_pretty(workers).expect("protocol types serialize");
     text.push('\n');
     text
 }
@@ -141,6 +164,16 @@ mod tests {
         assert!(array[1]["pid"].is_null());
         assert!(array[1]["listen"].is_null());
         assert_eq!(json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn prettylist_is_the_same_json_indented() {
+        let workers = [worker(0, "api"), worker(1, "api")];
+        let pretty = pretty_json(&workers);
+        assert!(pretty.lines().count() > 20 && pretty.contains("\n    \"id\": 1,"));
+        let a: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&json(&workers)).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `drover logs`: the last lines of the target's log files, then every new line as the
+//! `drover logs`: the last lines of the targets' log files, then every new line as the
 //! supervisor reads it, PM2's `pm2 logs`: `0|api  | line`.
 //!
 //! The supervisor answers with the paths of the files; the tails are read here, from the
@@ -11,16 +11,22 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::render::{self, style};
+use super::targets::{self, TargetWords};
 use crate::error::Error;
 use crate::ipc::client::{Client, ClientError};
+use crate::logs::DateFormat;
 use crate::protocol::{LogFile, Request, Response, Target};
 
 /// Print the last lines of the apps' log files, then follow new lines until Ctrl-C.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
-    /// App name, worker id, or `all`.
-    #[arg(value_name = "NAME|ID", default_value = "all")]
-    pub target: Target,
+    /// App names, worker ids, `all` (the default), /regex/ of names, a script (the apps
+    /// that run it), an ecosystem file (its apps); several at once, as `stop` takes them.
+    #[arg(value_name = "TARGET", value_parser = targets::check_word)]
+    pub targets: Vec<String>,
+    /// With an ecosystem file: only these of its apps (a,b).
+    #[arg(long, value_name = "NAMES")]
+    pub only: Option<String>,
     /// Lines of history to print from each log file first (0: none).
     #[arg(long, value_name = "N", default_value_t = 15)]
     pub lines: usize,
@@ -34,10 +40,33 @@ pub struct LogsArgs {
     #[arg(long)]
     pub out: bool,
     /// One JSON object per line: {"app", "instance", "id", "stream", "timestamp",
-    /// "message"}; timestamp is null for history read from the files.
+    /// "message"}; message is the line as the file has it; timestamp is null for history
+    /// read from the files, and instance and id are null for lines of a file several
+    /// workers write (merge_logs), which do not say whose they are.
     #[arg(long)]
     pub json: bool,
+    /// The lines alone, as the files have them, without the `id|name |` prefix or the
+    /// files' headers; stderr lines on stderr (PM2's --raw).
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
+    /// Prefix each new line with the time the supervisor read it, in FORMAT (moment
+    /// tokens, as log_date_format; default YYYY-MM-DD-HH:mm:ss, PM2's). A format goes
+    /// after `=`: --timestamp='HH:mm:ss'. History lines have no known time: they are
+    /// printed as the files have them (with their log_date_format stamp, if any).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = DEFAULT_TIMESTAMP,
+        value_parser = DateFormat::parse,
+        conflicts_with = "json"
+    )]
+    pub timestamp: Option<DateFormat>,
 }
+
+/// PM2's `logs --timestamp` format.
+const DEFAULT_TIMESTAMP: &str = "YYYY-MM-DD-HH:mm:ss";
 
 /// Bytes read per step backwards from the end of a file.
 const BLOCK: usize = 64 * 1024;
@@ -47,9 +76,12 @@ const BLOCK: usize = 64 * 1024;
 const MAX_BYTES_PER_LINE: u64 = 1 << 20;
 
 pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
+    let mut wanted = resolve(&args, home)?.into_iter();
+    let target = wanted.next().unwrap_or(Target::All);
     let mut client = Client::connect(home)?;
     let files = match client.call(&Request::Logs {
-        target: args.target.clone(),
+        target,
+        more: wanted.collect(),
         follow: !args.nostream,
     })? {
         Response::LogFiles { files } => files,
@@ -58,11 +90,19 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
     let streams = Streams::from_flags(args.out, args.err);
     let files = select_files(files, streams);
     let format = Format {
-        json: args.json,
+        style: match (args.json, args.raw) {
+            (true, _) => Style::Json,
+            (false, true) => Style::Raw,
+            (false, false) => Style::Prefixed,
+        },
         color: !args.json && render::stdout_is_tty(),
         prefix_width: prefix_width(&files),
+        timestamp: args.timestamp,
     };
-    let mut out = BufWriter::new(io::stdout().lock());
+    let mut out = Output {
+        stdout: BufWriter::new(io::stdout().lock()),
+        stderr: io::stderr().lock(),
+    };
 
     if args.lines > 0 {
         for file in &files {
@@ -77,23 +117,28 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
                 }
             };
             let mut text = String::new();
-            if !format.json {
+            if format.style == Style::Prefixed {
                 let header = format!("{} last {} lines:", file.path.display(), args.lines);
                 text.push_str(&render::paint(&header, style::DIM, format.color));
                 text.push('\n');
             }
+            // A merged file's lines do not say which worker wrote them.
+            let (id, instance) = match file.merged {
+                true => (None, None),
+                false => (Some(file.id), Some(file.instance)),
+            };
             for line in &lines {
                 let message = String::from_utf8_lossy(line);
                 text.push_str(&format.line(&Entry {
-                    id: file.id,
+                    id,
                     app: &file.app,
-                    instance: file.instance,
+                    instance,
                     stream: &file.stream,
                     timestamp: None,
                     message: &message,
                 }));
             }
-            if !emit(&mut out, &text)? {
+            if !out.emit(&format, &file.stream, &text)? {
                 return Ok(());
             }
         }
@@ -106,14 +151,14 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
         match response {
             Response::LogLine(line) if streams.accepts(&line.stream) => {
                 let text = format.line(&Entry {
-                    id: line.id,
+                    id: Some(line.id),
                     app: &line.app,
-                    instance: line.instance,
+                    instance: Some(line.instance),
                     stream: &line.stream,
                     timestamp: Some(&line.timestamp),
                     message: &line.message,
                 });
-                if !emit(&mut out, &text)? {
+                if !out.emit(&format, &line.stream, &text)? {
                     return Ok(());
                 }
             }
@@ -128,13 +173,62 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The targets as the supervisor takes them: names, ids, `all`, /regex/, and the apps of
+/// the scripts and files named (as `stop` reads them); none given: `all`.
+fn resolve(args: &LogsArgs, home: &Path) -> Result<Vec<Target>, Error> {
+    if args.targets.is_empty() {
+        if args.only.is_some() {
+            return Err(Error::Usage(
+                "--only picks apps of an ecosystem file, and no target is one".into(),
+            ));
+        }
+        return Ok(vec![Target::All]);
+    }
+    // PM2 takes `--timestamp HH:mm`; drover takes the format after `=` only, and such a
+    // word (a `:` or a space, which no app name has) is no target.
+    if args.timestamp.is_some()
+        && let Some(word) = args
+            .targets
+            .iter()
+            .find(|w| w.contains([':', ' ']) && !Path::new(w).exists())
+    {
+        return Err(Error::Usage(format!(
+            "{word:?} is no app name: a --timestamp format goes after `=` (--timestamp='{word}')"
+        )));
+    }
+    let words = TargetWords {
+        targets: args.targets.clone(),
+        only: args.only.clone(),
+    };
+    let picked = targets::pick(&words, None, home)?;
+    targets::with_known_file_apps(&picked, home)
+}
+
+/// Where lines go: stdout, or for `--raw` stderr lines, stderr (PM2's).
+struct Output<'a> {
+    stdout: BufWriter<io::StdoutLock<'a>>,
+    stderr: io::StderrLock<'a>,
+}
+
+impl Output<'_> {
+    /// Writes `text` (lines of `stream`) and flushes; `Ok(false)` when the reader went
+    /// away (`drover logs | head`).
+    fn emit(&mut self, format: &Format, stream: &str, text: &str) -> Result<bool, Error> {
+        if format.style == Style::Raw && stream == "err" {
+            emit(&mut self.stderr, text)
+        } else {
+            emit(&mut self.stdout, text)
+        }
+    }
+}
+
 /// Writes and flushes; `Ok(false)` when the reader went away (`drover logs | head`).
 fn emit(out: &mut impl Write, text: &str) -> Result<bool, Error> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(Error::Runtime(anyhow::anyhow!(
-            "cannot write to stdout: {e}"
+            "cannot write the logs: {e}"
         ))),
     }
 }
@@ -188,9 +282,10 @@ pub(crate) fn prefix_width(files: &[LogFile]) -> usize {
 
 /// One line to print, from a file's tail or from the supervisor.
 pub(crate) struct Entry<'a> {
-    pub id: u32,
+    /// The worker that wrote it; None for a line of a merged file (no one knows).
+    pub id: Option<u32>,
     pub app: &'a str,
-    pub instance: u32,
+    pub instance: Option<u32>,
     pub stream: &'a str,
     pub timestamp: Option<&'a str>,
     pub message: &'a str,
@@ -200,25 +295,39 @@ pub(crate) struct Entry<'a> {
 #[derive(Serialize)]
 struct JsonLine<'a> {
     app: &'a str,
-    instance: u32,
-    id: u32,
+    instance: Option<u32>,
+    id: Option<u32>,
     stream: &'a str,
     timestamp: Option<&'a str>,
     message: &'a str,
 }
 
 /// How lines are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `0|api   | message`, PM2's.
+    Prefixed,
+    /// The message alone (`--raw`).
+    Raw,
+    /// A JSON object (`--json`).
+    Json,
+}
+
+/// How lines are printed.
 pub(crate) struct Format {
-    pub json: bool,
-    /// The prefix green for stdout, red for stderr (a terminal only).
+    pub style: Style,
+    /// The prefix green for stdout, red for stderr, the timestamp dim (a terminal only).
     pub color: bool,
     pub prefix_width: usize,
+    /// `--timestamp`: new lines start with the time the supervisor read them.
+    pub timestamp: Option<DateFormat>,
 }
 
 impl Format {
-    /// The line with its `\n`: `0|api   | message`, or a JSON object.
+    /// The line with its `\n`: `[time ]0|api   | message`, `[time ]message`, or a JSON
+    /// object.
     pub fn line(&self, e: &Entry<'_>) -> String {
-        if self.json {
+        if self.style == Style::Json {
             let mut text = serde_json::to_string(&JsonLine {
                 app: e.app,
                 instance: e.instance,
@@ -231,21 +340,36 @@ impl Format {
             text.push('\n');
             return text;
         }
-        let prefix = format!(
-            "{:<width$} |",
-            format!("{}|{}", e.id, e.app),
-            width = self.prefix_width
-        );
-        let colour = if e.stream == "err" {
-            style::RED
-        } else {
-            style::GREEN
-        };
-        format!(
-            "{} {}\n",
-            render::paint(&prefix, colour, self.color),
-            e.message
-        )
+        let mut text = String::new();
+        // PM2's: the time, dim, then a space. Only lines that arrive have one.
+        let read_at = e
+            .timestamp
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let (Some(format), Some(at)) = (&self.timestamp, read_at) {
+            text.push_str(&render::paint(&format.format(&at), style::DIM, self.color));
+            text.push(' ');
+        }
+        if self.style == Style::Prefixed {
+            let prefix = format!("{:<width$} |", who(e), width = self.prefix_width);
+            let colour = if e.stream == "err" {
+                style::RED
+            } else {
+                style::GREEN
+            };
+            text.push_str(&render::paint(&prefix, colour, self.color));
+            text.push(' ');
+        }
+        text.push_str(e.message);
+        text.push('\n');
+        text
+    }
+}
+
+/// `id|name`, or the name alone for a line whose worker is not known (a merged file).
+fn who(e: &Entry<'_>) -> String {
+    match e.id {
+        Some(id) => format!("{id}|{}", e.app),
+        None => e.app.to_owned(),
     }
 }
 
@@ -446,6 +570,7 @@ mod tests {
             instance: id,
             stream: stream.into(),
             path: PathBuf::from(path),
+            merged: false,
         }
     }
 
@@ -481,23 +606,28 @@ mod tests {
 
     fn entry<'a>(id: u32, app: &'a str, stream: &'a str, message: &'a str) -> Entry<'a> {
         Entry {
-            id,
+            id: Some(id),
             app,
-            instance: 0,
+            instance: Some(0),
             stream,
             timestamp: None,
             message,
         }
     }
 
+    fn format(style: Style, prefix_width: usize) -> Format {
+        Format {
+            style,
+            color: false,
+            prefix_width,
+            timestamp: None,
+        }
+    }
+
     #[test]
     fn human_lines_are_prefixed_pm2_style_and_aligned() {
         let files = [file(0, "api", "out", "/a"), file(12, "worker", "out", "/b")];
-        let format = Format {
-            json: false,
-            color: false,
-            prefix_width: prefix_width(&files),
-        };
+        let format = format(Style::Prefixed, prefix_width(&files));
         assert_eq!(
             format.line(&entry(0, "api", "out", "listening")),
             "0|api     | listening\n"
@@ -511,6 +641,13 @@ mod tests {
             format.line(&entry(100, "a-longer-name", "out", "x")),
             "100|a-longer-name | x\n"
         );
+        // A merged file's line names the app alone: its worker is not known.
+        let merged = Entry {
+            id: None,
+            instance: None,
+            ..entry(0, "api", "out", "from someone")
+        };
+        assert_eq!(format.line(&merged), "api       | from someone\n");
         let coloured = Format {
             color: true,
             ..format
@@ -523,16 +660,59 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_have_the_documented_fields() {
-        let format = Format {
-            json: true,
-            color: false,
-            prefix_width: 0,
+    fn raw_lines_are_the_message_alone() {
+        let format = format(Style::Raw, 10);
+        assert_eq!(format.line(&entry(3, "api", "err", "boom")), "boom\n");
+        let live = Entry {
+            timestamp: Some("2025-01-02T03:04:05+00:00"),
+            ..entry(3, "api", "out", "2025-01-02: stamped by log_date_format")
         };
+        assert_eq!(
+            format.line(&live),
+            "2025-01-02: stamped by log_date_format\n"
+        );
+    }
+
+    /// `--timestamp`: the time the supervisor read the line, in the format given, before
+    /// anything else; history (no time known) is printed as it is.
+    #[test]
+    fn timestamps_start_the_lines_that_arrive() {
+        let at = "2025-01-02T03:04:05.678+01:00";
+        for (style, want) in [
+            (Style::Prefixed, "2025-01-02-03:04:05 0|api | hi\n"),
+            (Style::Raw, "2025-01-02-03:04:05 hi\n"),
+        ] {
+            let format = Format {
+                timestamp: Some(DateFormat::parse(DEFAULT_TIMESTAMP).unwrap()),
+                ..format(style, 5)
+            };
+            let live = Entry {
+                timestamp: Some(at),
+                ..entry(0, "api", "out", "hi")
+            };
+            assert_eq!(format.line(&live), want);
+            let history = entry(0, "api", "out", "hi");
+            assert_eq!(format.line(&history), want[20..], "{style:?}");
+        }
+        let format = Format {
+            timestamp: Some(DateFormat::parse("HH:mm:ss.SSS Z").unwrap()),
+            color: true,
+            ..format(Style::Raw, 0)
+        };
+        let live = Entry {
+            timestamp: Some(at),
+            ..entry(0, "api", "out", "hi")
+        };
+        assert_eq!(format.line(&live), "\x1b[2m03:04:05.678 +01:00\x1b[0m hi\n");
+    }
+
+    #[test]
+    fn json_lines_have_the_documented_fields() {
+        let format = format(Style::Json, 0);
         let history = format.line(&Entry {
-            id: 3,
+            id: Some(3),
             app: "api",
-            instance: 1,
+            instance: Some(1),
             stream: "err",
             timestamp: None,
             message: "a \"quoted\" line",
@@ -548,5 +728,16 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&live).unwrap();
         assert_eq!(value["timestamp"], "2025-01-02T03:04:05Z");
         assert_eq!(value["message"], "hi");
+        // A merged file's line: whose it is is not known, and says so.
+        let merged = format.line(&Entry {
+            id: None,
+            instance: None,
+            ..entry(0, "api", "out", "x")
+        });
+        let value: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        assert!(
+            value["id"].is_null() && value["instance"].is_null(),
+            "{value}"
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! - `render`: what the commands that print share;
 //! - `targets`: what the targets of `stop`/`restart`/`reload`/`delete` name (apps,
 //!   scripts, ecosystem files);
-//! - `update`: flags on `restart`/`reload`/`start` of known apps change their settings.
+//! - `update`: flags on `restart`/`reload`/`start` of known apps change their settings;
+//! - `pm2_flags`: PM2's flags drover refuses, with the reason the CLI gives.
 //!
 //! The per-app flags of `run`, `start`, `restart` and `reload` are `config::AppFlags`,
 //! flattened.
@@ -17,14 +18,17 @@ mod completions;
 mod convert;
 mod daemon;
 mod describe;
+mod env;
 mod export;
 mod host;
 mod lifecycle;
 mod list;
 mod logs;
 mod monit;
+mod pm2_flags;
 mod render;
 mod run;
+mod send_signal;
 mod start;
 mod startup;
 mod targets;
@@ -41,10 +45,14 @@ use crate::error::Error;
 #[command(
     name = "drover",
     version,
+    disable_version_flag = true,
     about = "PM2's cluster mode for any language: N workers sharing one port, kept alive, with merged logs",
     after_long_help = after_long_help()
 )]
 pub struct Cli {
+    /// Print version (-v too, as PM2)
+    #[arg(short = 'V', long, short_alias = 'v', action = clap::ArgAction::Version)]
+    version: Option<bool>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,7 +70,10 @@ pub enum Command {
     Start(start::StartArgs),
     /// Start the apps of a file; those that run already take its settings and are
     /// reloaded without dropping a request (PM2's startOrReload).
-    #[command(name = "start-or-reload", visible_alias = "startOrReload")]
+    #[command(
+        name = "start-or-reload",
+        visible_aliases = ["startOrReload", "startOrGracefulReload"]
+    )]
     StartOrReload(start::StartArgs),
     /// Start the apps of a file; those that run already take its settings and are
     /// restarted (PM2's startOrRestart).
@@ -100,12 +111,36 @@ pub enum Command {
     /// Removing steers new connections to the remaining workers, lets the leaving ones
     /// answer what is queued, then stops them; the app is busy until then (exit 7).
     Scale(lifecycle::ScaleArgs),
+    /// Set the restart counters of workers back to 0 (PM2's reset).
+    ///
+    /// The restarts `list` shows, and the count of unstable restarts in a row that leads
+    /// to `errored`, so an app in a crash loop has its whole max_restarts again. Nothing
+    /// is restarted.
+    Reset(lifecycle::TargetArgs),
+    /// Send a signal to the process of each worker (PM2's sendSignal).
+    ///
+    /// To the process `list` shows, not its process group: a gunicorn master gets SIGHUP
+    /// and replaces its own workers gracefully (SIGHUP would kill them). Prints each
+    /// worker and the pid signalled; exits 1 when no worker had a process.
+    #[command(name = "send-signal", visible_alias = "sendSignal")]
+    SendSignal(send_signal::SendSignalArgs),
     /// List every worker.
-    #[command(visible_aliases = ["ls", "ps", "status"])]
+    #[command(visible_aliases = ["ls", "l", "ps", "status"])]
     List(list::ListArgs),
+    /// List every worker as JSON, on one line (`list --json`, PM2's jlist).
+    Jlist,
+    /// List every worker as indented JSON (`list --json`, pretty; PM2's prettylist).
+    Prettylist,
     /// Show an app's resolved settings and its workers.
-    #[command(visible_aliases = ["show", "info"])]
+    #[command(visible_aliases = ["show", "info", "desc"])]
     Describe(describe::DescribeArgs),
+    /// Print the environment of a worker, as drover gave it to the process (PM2's env).
+    ///
+    /// The caller's environment at start (or at the last --update-env), the app's env
+    /// over it, and what drover adds: instance_var, PORT or increment_var, LISTEN_FDS,
+    /// LISTEN_PID, NODE_OPTIONS, PYTHONPATH and the rest. Nothing is masked (the control
+    /// socket answers only your user and root).
+    Env(env::EnvArgs),
     /// Print the last lines of the logs, then follow new ones.
     Logs(logs::LogsArgs),
     /// A live view of every worker (status, cpu, memory, restarts, health) and the
@@ -118,6 +153,7 @@ pub enum Command {
     #[command(visible_alias = "reloadLogs")]
     ReloadLogs,
     /// Save the running apps to $DROVER_HOME/dump.yaml, for `resurrect`.
+    #[command(visible_alias = "dump")]
     Save(lifecycle::SaveArgs),
     /// Start the apps saved by `save` (those saved stopped are listed, stopped).
     ///
@@ -239,7 +275,14 @@ fn after_long_help() -> String {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A PM2 flag drover refuses: say why, in one line.
+        Err(e) => match pm2_flags::explain(&e) {
+            Some(why) => return finish(Err(Error::Usage(why))),
+            None => e.exit(),
+        },
+    };
     // These need no DROVER_HOME: packagers generate completions where HOME is unset,
     // and a unit may be for another user (-u).
     let command = match cli.command {
@@ -262,8 +305,13 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => lifecycle::delete(args, &home),
         Command::Reload(args) => lifecycle::reload(args, &home),
         Command::Scale(args) => lifecycle::scale(args, &home),
+        Command::Reset(args) => lifecycle::reset(args, &home),
+        Command::SendSignal(args) => send_signal::run(args, &home),
         Command::List(args) => list::run(args, &home),
+        Command::Jlist => list::jlist(&home, false),
+        Command::Prettylist => list::jlist(&home, true),
         Command::Describe(args) => describe::run(args, &home),
+        Command::Env(args) => env::run(args, &home),
         Command::Logs(args) => logs::run(args, &home),
         Command::Monit(args) => monit::run(args, &home),
         Command::Flush(args) => lifecycle::flush(args, &home),

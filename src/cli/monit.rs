@@ -96,6 +96,7 @@ fn follow_logs(home: &Path, app: &str, into: &Mutex<VecDeque<String>>, stop: &At
     };
     let files = match client.call(&Request::Logs {
         target: Target::Name(app.to_owned()),
+        more: Vec::new(),
         follow: true,
     }) {
         Ok(Response::LogFiles { files }) => files,

@@ -315,6 +315,7 @@ pub(crate) fn unexpected(expected: &str, got: &Response) -> Error {
         Response::Apps { .. } => "apps",
         Response::LogFiles { .. } => "log_files",
         Response::LogLine(_) => "log_line",
+        Response::Env { .. } => "env",
         Response::Error { .. } => "error",
     };
     Error::Runtime(anyhow::anyhow!(

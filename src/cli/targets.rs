@@ -27,7 +27,7 @@ pub struct TargetWords {
 }
 
 /// A word that cannot be a target (an empty one, a bad /regex/) is refused by clap.
-fn check_word(s: &str) -> Result<String, String> {
+pub(crate) fn check_word(s: &str) -> Result<String, String> {
     s.parse::<Target>().map(|_| s.to_owned())
 }
 

@@ -16,7 +16,7 @@ use super::values::{ArgList, CombinedLog, FromLoose, Loose};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AppFlags {
     /// App name (default: the script's file name without extension).
-    #[arg(long)]
+    #[arg(short = 'n', long)]
     pub name: Option<String>,
     /// Number of workers: a number, `max` or 0 (one per CPU this process may use: its
     /// affinity and cgroup quota), or -1 (that minus 1).

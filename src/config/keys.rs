@@ -663,6 +663,16 @@ pub(crate) fn classify(key: &str) -> KeyKind {
     KeyKind::Unknown
 }
 
+/// Why drover refuses PM2 key `key` (or skips it), with what to do instead: for the
+/// CLI's refusal of the PM2 flag that sets it (`cli::pm2_flags`).
+pub(crate) fn why_unsupported(key: &str) -> Option<String> {
+    let u = UNSUPPORTED.iter().find(|u| u.key == key)?;
+    Some(match u.hint {
+        Some(hint) => format!("{}; instead: {hint}", u.why),
+        None => u.why.to_owned(),
+    })
+}
+
 /// The aliases of a canonical implemented key.
 pub(crate) fn aliases(canon: &str) -> &'static [&'static str] {
     KNOWN

@@ -40,6 +40,7 @@ use yaml_serde::{Mapping, Value};
 
 pub use error::{ConfigError, ErrorInfo};
 pub use flags::AppFlags;
+pub(crate) use keys::why_unsupported;
 pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
 pub use skipped::Skipped;
@@ -47,7 +48,7 @@ pub use spec::*;
 pub use update::update;
 pub use values::{
     ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, LogRetain, LogRotate,
-    MAX_INSTANCES, MemorySize, Millis,
+    MAX_INSTANCES, MemorySize, Millis, any_signal,
 };
 
 use error::{FieldError, Seg, did_you_mean};

@@ -468,14 +468,28 @@ impl FromLoose for KillSignal {
             )
         };
         let Loose::Str(s) = v else { return Err(bad()) };
-        let upper = s.trim().to_ascii_uppercase();
-        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-        SIGNALS
-            .iter()
-            .find(|sig| sig.as_str().strip_prefix("SIG") == Some(bare))
-            .map(|sig| KillSignal(*sig))
+        signal_named(s, SIGNALS.iter().copied())
+            .map(KillSignal)
             .ok_or_else(bad)
     }
+}
+
+/// The signal `name` names among `among`: any case, `SIG` optional (`usr2`, `SIGUSR2`).
+fn signal_named(name: &str, among: impl IntoIterator<Item = Signal>) -> Option<Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    among
+        .into_iter()
+        .find(|sig| sig.as_str().strip_prefix("SIG") == Some(bare))
+}
+
+/// Any signal by name, as `kill_signal` spells them (any case, `SIG` optional): what
+/// `drover send-signal` sends (SIGUSR2, SIGHUP, SIGWINCH, SIGKILL…, every one Linux
+/// names but the real-time ones).
+pub fn any_signal(name: &str) -> Result<Signal, String> {
+    signal_named(name, Signal::iterator()).ok_or_else(|| {
+        format!("{name:?}: not a signal name (SIGUSR2, SIGHUP, SIGTERM, …; `kill -l` lists them)")
+    })
 }
 
 /// Arguments: a list, or one string split like a shell would (whitespace, with
@@ -883,6 +897,25 @@ mod tests {
         }
         assert!("SIGSEGV".parse::<KillSignal>().is_err());
         assert!("".parse::<KillSignal>().is_err());
+    }
+
+    #[test]
+    fn any_signal_is_named_as_kill_signal_spells_them() {
+        for (s, sig) in [
+            ("SIGUSR2", Signal::SIGUSR2),
+            ("usr1", Signal::SIGUSR1),
+            ("SigHup", Signal::SIGHUP),
+            ("WINCH", Signal::SIGWINCH),
+            ("sigkill", Signal::SIGKILL),
+            ("TTIN", Signal::SIGTTIN),
+            (" QUIT ", Signal::SIGQUIT),
+        ] {
+            assert_eq!(any_signal(s), Ok(sig), "{s}");
+        }
+        for bad in ["", "SIG", "USR3", "9", "SIGRTMIN", "kill -9"] {
+            let e = any_signal(bad).unwrap_err();
+            assert!(e.contains("not a signal name"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -880,6 +880,7 @@ mod tests {
             client
                 .send(&Request::Logs {
                     target: Target::All,
+                    more: vec![],
                     follow: true,
                 })
                 .unwrap();
@@ -917,6 +918,7 @@ mod tests {
             client
                 .send(&Request::Logs {
                     target: Target::All,
+                    more: vec![],
                     follow: true,
                 })
                 .unwrap();

@@ -797,7 +797,8 @@ pub struct FollowedLine {
     pub stream: Stream,
     /// When the supervisor read it.
     pub at: chrono::DateTime<chrono::Local>,
-    /// The line without its timestamp prefix or newline (lossy UTF-8).
+    /// The line as written in the file (with its `log_date_format` prefix), without
+    /// its newline (lossy UTF-8).
     pub text: String,
 }
 
@@ -887,7 +888,9 @@ impl LineSink {
         if let Some(console) = &mut self.console {
             console.write(&self.line);
         }
-        self.follow.send(line);
+        // As written in the file, timestamp prefix included: a followed line looks as
+        // the same line does read back from the file.
+        self.follow.send(&self.line[..self.line.len() - 1]);
     }
 
     /// Pushes buffered lines of this sink's files (and of the other writers of a merged
@@ -984,6 +987,34 @@ mod tests {
             hub.sink("api", 0, Stream::Err, &spec(&deep, true, Some("YYYY\n")))
                 .is_err()
         );
+    }
+
+    /// `drover logs` shows a followed line as the file has it: with the timestamp.
+    #[test]
+    fn a_followed_line_is_the_line_as_written_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("api-out.log");
+        let hub = LogHub::new(false);
+        let mut followed = hub.subscribe();
+        for (date_format, instance) in [(Some("[at] YYYY"), 0), (None, 1)] {
+            let mut sink = hub
+                .sink(
+                    "api",
+                    instance,
+                    Stream::Out,
+                    &spec(&base, false, date_format),
+                )
+                .unwrap();
+            sink.write_line(b"hello");
+            sink.flush();
+            let file = std::fs::read_to_string(instance_log_path(&base, instance, false)).unwrap();
+            let line = followed.try_recv().unwrap();
+            assert_eq!(format!("{}\n", line.text), file);
+            assert_eq!(line.instance, instance);
+        }
+        let year = chrono::Local::now().format("%Y").to_string();
+        let stamped = std::fs::read_to_string(instance_log_path(&base, 0, false)).unwrap();
+        assert_eq!(stamped, format!("at {year}: hello\n"));
     }
 
     #[test]

@@ -138,10 +138,14 @@ pub enum Request {
     Describe {
         target: Target,
     },
-    /// The log files of the target (for `logs`, which reads their tails itself), then, with
-    /// `follow`, every new line as it is written.
+    /// The log files of the targets (for `logs`, which reads their tails itself), then,
+    /// with `follow`, every new line as it is written.
     Logs {
         target: Target,
+        /// Further targets (`drover logs api worker`); absent from older clients. A
+        /// supervisor that predates it reads only `target`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        more: Vec<Target>,
         follow: bool,
     },
     Flush {
@@ -156,6 +160,21 @@ pub enum Request {
     },
     Resurrect,
     Kill,
+    /// PM2's `reset`: the restart counters (↺, and the count of unstable restarts in a
+    /// row that leads to `errored`) of the target's workers back to 0.
+    Reset {
+        target: Target,
+    },
+    /// PM2's `sendSignal`: `signal` to the process of each of the target's workers (the
+    /// one `list` shows; not its process group).
+    SendSignal {
+        target: Target,
+        signal: SignalName,
+    },
+    /// PM2's `env <id>`: the environment of one worker (the target must name one).
+    Env {
+        target: Target,
+    },
 }
 
 fn one() -> u32 {
@@ -195,6 +214,16 @@ pub enum Response {
         files: Vec<LogFile>,
     },
     LogLine(LogLine),
+    /// A worker's environment, as drover builds it for the process (`env`).
+    Env {
+        id: u32,
+        app: String,
+        instance: u32,
+        /// The worker's pid (the environment is that process's), or null: what the next
+        /// worker of the slot gets.
+        pid: Option<u32>,
+        vars: BTreeMap<String, String>,
+    },
     Error {
         kind: ErrorKind,
         message: String,
@@ -348,11 +377,17 @@ impl From<ExecMode> for config::ExecMode {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogFile {
+    /// The worker that writes the file; with `merged`, the first of several.
     pub id: u32,
     pub app: String,
+    /// As `id`.
     pub instance: u32,
     pub stream: String,
     pub path: std::path::PathBuf,
+    /// Several workers write the file (merge_logs, or apps naming one path), so its lines
+    /// name no worker (absent from older supervisors: false).
+    #[serde(default)]
+    pub merged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,6 +400,32 @@ pub struct LogLine {
     /// RFC 3339, when the supervisor read the line.
     pub timestamp: String,
     pub message: String,
+}
+
+/// A signal on the wire: its name (`SIGUSR2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct SignalName(pub nix::sys::signal::Signal);
+
+impl From<SignalName> for String {
+    fn from(s: SignalName) -> String {
+        s.0.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for SignalName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+            .map(SignalName)
+            .map_err(|_| format!("{s}: not a signal name"))
+    }
+}
+
+impl fmt::Display for SignalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
 }
 
 /// Encodes one frame as a line (with its '\n').
@@ -425,7 +486,23 @@ mod tests {
             },
             Request::Logs {
                 target: Target::All,
+                more: vec![],
                 follow: true,
+            },
+            Request::Logs {
+                target: Target::Name("api".into()),
+                more: vec![Target::Id(3), Target::Pattern("^w".into())],
+                follow: false,
+            },
+            Request::Reset {
+                target: Target::Pattern("^api".into()),
+            },
+            Request::SendSignal {
+                target: Target::Name("api".into()),
+                signal: SignalName(nix::sys::signal::Signal::SIGUSR2),
+            },
+            Request::Env {
+                target: Target::Id(0),
             },
             Request::Scale {
                 name: "api".into(),
@@ -442,6 +519,43 @@ mod tests {
             let back: Request = decode(&line[..line.len() - 1]).unwrap();
             assert_eq!(back, req);
         }
+    }
+
+    /// What older peers send still decodes: `logs` of one target, log files that do not
+    /// say whether they are merged; a signal travels by name.
+    #[test]
+    fn fields_added_since_version_2_have_defaults() {
+        assert_eq!(
+            decode::<Request>(br#"{"v":2,"cmd":"logs","target":"api","follow":true}"#),
+            Ok(Request::Logs {
+                target: Target::Name("api".into()),
+                more: vec![],
+                follow: true,
+            })
+        );
+        let line = encode(&Request::Logs {
+            target: Target::All,
+            more: vec![],
+            follow: false,
+        });
+        assert!(!String::from_utf8_lossy(&line).contains("more"));
+        let files: Response = decode(
+            br#"{"v":2,"reply":"log_files","files":[{"id":0,"app":"a","instance":0,"stream":"out","path":"/l/a-out.log"}]}"#,
+        )
+        .unwrap();
+        let Response::LogFiles { files } = files else {
+            panic!("{files:?}")
+        };
+        assert!(!files[0].merged);
+        let line = encode(&Request::SendSignal {
+            target: Target::Id(1),
+            signal: SignalName(nix::sys::signal::Signal::SIGHUP),
+        });
+        assert!(String::from_utf8_lossy(&line).contains(r#""signal":"SIGHUP""#));
+        assert!(matches!(
+            decode::<Request>(br#"{"v":2,"cmd":"send_signal","target":"1","signal":"SIGNOPE"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     /// A `save` from a client that predates `--force` is not forced.

@@ -16,7 +16,8 @@
 //!   of 30 s). Consecutive unstable restarts also wait at least 25 ms × 2ⁿ⁻¹ (capped at
 //!   250 ms), so a crash loop never spins a core even with a huge `max_restarts`.
 //! - `restarts` counts every replacement of a running or crashed worker, whatever the
-//!   cause; starting a slot again after a stop is not one (PM2 counts the same).
+//!   cause, once the replacement starts (after a restart delay, as PM2's restart_time);
+//!   starting a slot again after a stop is not one (PM2 counts the same).
 //!
 //! Readiness and replacement:
 //! - A new worker is `launching` until ready: when it signals it ([`ReadyRule::Signal`]:
@@ -738,6 +739,7 @@ impl SlotPolicy {
             Waiting { until } => match event {
                 Event::Timer => {
                     if now >= until {
+                        self.restarts.count(Cause::Crash);
                         self.phase = Spawning;
                         vec![Spawn]
                     } else {
@@ -746,6 +748,7 @@ impl SlotPolicy {
                 }
                 // Asked for a worker now: the delay is skipped.
                 Event::RestartRequested | Event::ReloadRequested => {
+                    self.restarts.count(Cause::Crash);
                     self.reload_pending = event == Event::ReloadRequested;
                     self.phase = Spawning;
                     vec![Spawn]
@@ -931,12 +934,14 @@ impl SlotPolicy {
             self.phase = Phase::Errored;
             return vec![Action::ReleaseListener];
         }
-        self.restarts.count(Cause::Crash);
         let delay = self.restart_delay(uptime);
         if delay.is_zero() {
+            self.restarts.count(Cause::Crash);
             self.phase = Phase::Spawning;
             return vec![Action::Spawn];
         }
+        // Counted once the delay is over and the worker is replaced (PM2's restart_time
+        // too): a stop meanwhile replaces nothing.
         self.phase = Phase::Waiting { until: now + delay };
         // Nobody accepts on this slot's listener meanwhile: past listen_timeout, stop
         // holding connections hostage.
@@ -1049,6 +1054,15 @@ impl SlotPolicy {
             | Phase::Stopped
             | Phase::Errored => false,
         }
+    }
+
+    /// PM2's `reset`: the restart count (↺) and the count of unstable restarts in a row
+    /// back to 0, so a crash-looping slot has its whole `max_restarts` again. Nothing
+    /// else changes: a worker keeps running, a delay under way keeps its length, an
+    /// errored slot stays errored until started.
+    pub fn reset_counters(&mut self) {
+        self.restarts = Restarts::default();
+        self.unstable = 0;
     }
 
     /// How the slot's last worker ended, if one has.
@@ -1197,8 +1211,11 @@ mod tests {
         for (i, row) in rows.iter().enumerate() {
             match policy.phase {
                 Phase::Waiting { until } => {
+                    // The restart delay is over: the crashed worker is replaced now.
+                    assert_eq!(policy.restarts(), expected_restarts, "row {i}");
                     t = until;
                     assert_eq!(policy.on(Event::Timer, t), vec![Spawn], "row {i}");
+                    expected_restarts += 1;
                 }
                 Phase::Spawning => {}
                 _ => assert_eq!(policy.on(Event::Start, t), vec![Spawn], "row {i}"),
@@ -1219,7 +1236,8 @@ mod tests {
                 row.expect_wait_ms.map(|w| t + ms(w)),
                 "row {i}"
             );
-            if row.expect_status != Status::Errored {
+            // Replaced at once; after a delay, once it is over.
+            if row.expect_status == Status::Launching {
                 expected_restarts += 1;
             }
             assert_eq!(policy.restarts(), expected_restarts, "row {i}");
@@ -1229,6 +1247,50 @@ mod tests {
         assert_eq!(policy.on(Event::Timer, t), vec![]);
         assert_eq!(policy.on(Event::RestartRequested, t), vec![Spawn]);
         assert_eq!(policy.unstable, 0);
+    }
+
+    /// `reset` in a crash loop: ↺ reads 0 and the loop gets max_restarts (3) unstable
+    /// restarts again before it is errored.
+    #[test]
+    fn reset_counters_gives_a_crash_loop_its_whole_max_restarts_again() {
+        fn crash(p: &mut SlotPolicy, t: &mut Instant, n: i32) {
+            match p.phase {
+                Phase::Waiting { until } => {
+                    *t = until;
+                    assert_eq!(p.on(Event::Timer, *t), vec![Spawn]);
+                }
+                _ => assert_eq!(p.on(Event::Start, *t), vec![Spawn]),
+            }
+            let pid = online(p, n, *t);
+            *t += ms(10);
+            p.on(
+                Event::Exited {
+                    pid,
+                    status: ExitKind::Code(1),
+                },
+                *t,
+            );
+        }
+        let mut p = policy(ReadyRule::Signal, true);
+        let mut t = Instant::now();
+        // Three unstable runs: two restarts so far, the third after its delay.
+        for n in 0..3 {
+            crash(&mut p, &mut t, n);
+        }
+        assert_eq!((p.restarts(), p.status()), (2, Status::Waiting));
+        p.reset_counters();
+        assert_eq!((p.restarts(), p.status()), (0, Status::Waiting));
+        assert!(p.next_deadline().is_some(), "the delay under way is kept");
+        for n in 3..6 {
+            crash(&mut p, &mut t, n);
+            assert_eq!(p.status(), Status::Waiting, "crash {n}");
+        }
+        // The fourth unstable run in a row since the reset is one too many.
+        crash(&mut p, &mut t, 6);
+        assert_eq!((p.restarts(), p.status()), (4, Status::Errored));
+        // An errored slot stays errored: reset is no start.
+        p.reset_counters();
+        assert_eq!((p.restarts(), p.status()), (0, Status::Errored));
     }
 
     #[test]

@@ -18,11 +18,11 @@ use super::Shared;
 use super::health::{self, CheckRun};
 use super::node_channel::{self, ToWorker};
 use super::policy::{Action, Event, Phase, ReadyRule, Report, Restarts, SlotPolicy, Status};
-use super::spawn::{WorkerLaunch, spawn_worker};
+use super::spawn::{self, EnvSource, WorkerLaunch, spawn_worker};
 use crate::config::{AppSpec, ListenAddr, Runtime};
 use crate::logs::{self, Stream};
 use crate::os::{self, ExitKind};
-use crate::sockets::ListenerCell;
+use crate::sockets::{AppListeners, ListenerCell};
 use crate::sync::lock;
 
 /// What the rest of the supervisor tells a slot. Commands that someone waits on carry
@@ -78,6 +78,30 @@ pub enum SlotMsg {
         app: Arc<AppSpec>,
         env: Arc<BTreeMap<String, String>>,
     },
+    /// PM2's `reset`: the restart counters back to 0; `done` hears once they are.
+    ResetCounters {
+        done: oneshot::Sender<()>,
+    },
+    /// PM2's `sendSignal`: `signal` to the worker's process (not its group).
+    Signal {
+        signal: Signal,
+        done: oneshot::Sender<SignalOutcome>,
+    },
+    /// The environment of the slot's worker (`drover env`).
+    Environment {
+        done: oneshot::Sender<WorkerEnv>,
+    },
+}
+
+/// Whom a signal reached (`Ok`), or why nobody (`Err`): a line for the user either way.
+pub type SignalOutcome = Result<String, String>;
+
+/// A worker's environment, as drover built it (`drover env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    /// The worker whose environment it is; None: what the slot's next worker gets.
+    pub pid: Option<Pid>,
+    pub vars: BTreeMap<String, String>,
 }
 
 /// How the reload of one slot ended: a line for the user either way.
@@ -267,6 +291,20 @@ impl Slot {
                         Some(event) => event,
                         None => continue,
                     },
+                    Some(SlotMsg::ResetCounters { done }) => {
+                        self.policy.reset_counters();
+                        self.publish();
+                        let _ = done.send(());
+                        continue;
+                    }
+                    Some(SlotMsg::Signal { signal, done }) => {
+                        let _ = done.send(self.send_signal(signal));
+                        continue;
+                    }
+                    Some(SlotMsg::Environment { done }) => {
+                        let _ = done.send(self.environment());
+                        continue;
+                    }
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
@@ -316,7 +354,10 @@ impl Slot {
             | SlotMsg::Stop { .. }
             | SlotMsg::Restart { .. }
             | SlotMsg::Update { .. }
-            | SlotMsg::Reload { .. } => unreachable!("handled in run"),
+            | SlotMsg::Reload { .. }
+            | SlotMsg::ResetCounters { .. }
+            | SlotMsg::Signal { .. }
+            | SlotMsg::Environment { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -512,6 +553,60 @@ impl Slot {
         });
     }
 
+    /// `signal` to the worker `list` shows (PM2's sendSignal: to its pid, not its group:
+    /// a gunicorn master gets SIGHUP and reloads its own workers, which SIGHUP would
+    /// kill), whatever its state while it has a process, stopping included.
+    fn send_signal(&self, signal: Signal) -> SignalOutcome {
+        let label = self.label();
+        let Some(pid) = self.policy.pid() else {
+            let status = crate::protocol::WorkerStatus::from(self.policy.status());
+            return Err(format!("{label}: {status}, no process"));
+        };
+        match os::signal_process(pid, signal) {
+            Ok(()) => {
+                info!("{label}: {signal} sent to pid {pid} (send-signal)");
+                Ok(format!("{label}: {signal} sent to pid {pid}"))
+            }
+            Err(e) => Err(format!("{label}: {signal} to pid {pid}: {e}")),
+        }
+    }
+
+    /// The environment the slot's worker was started with: what [`Slot::spawn`] gives
+    /// it, from the same function ([`spawn::started_environment`]).
+    fn environment(&self) -> WorkerEnv {
+        let listeners = self.fd3_listeners();
+        let src = EnvSource {
+            app: &self.app,
+            inherited: &self.env,
+            instance: self.instance,
+            gets_listener: listeners.is_some(),
+            bound_port: listeners.as_deref().and_then(AppListeners::port),
+            shims: Some(self.shared.shims()),
+            notify_socket: self.notify_socket(),
+        };
+        let pid = self.policy.pid();
+        WorkerEnv {
+            pid,
+            vars: spawn::started_environment(&src, pid),
+        }
+    }
+
+    /// The app's listeners, when its workers get one as fd 3. A cluster app without
+    /// `listen:` gets its listener when a worker asks for it (answer_listen), never as
+    /// fd 3: the address is the one the worker asks for.
+    fn fd3_listeners(&self) -> Option<std::sync::MutexGuard<'_, AppListeners>> {
+        match self.app.shares_first_listen() {
+            true => None,
+            false => self.listeners.get().map(lock),
+        }
+    }
+
+    /// NOTIFY_SOCKET for a `wait_ready` worker.
+    fn notify_socket(&self) -> Option<&std::path::Path> {
+        (self.app.restart.wait_ready || self.app.watchdog.is_some())
+            .then_some(self.shared.notify_socket())
+    }
+
     /// Tells the stop and restart waiters whose command has taken effect.
     fn answer_waiters(&mut self) {
         if self.policy.is_at_rest() {
@@ -645,12 +740,7 @@ impl Slot {
 
     fn spawn(&mut self) -> std::io::Result<Pid> {
         let app = &self.app;
-        // A cluster app without `listen:` gets its listener when a worker asks for it
-        // (answer_listen), never as fd 3: the address is the one the worker asks for.
-        let mut guard = match app.shares_first_listen() {
-            true => None,
-            false => self.listeners.get().map(lock),
-        };
+        let mut guard = self.fd3_listeners();
         let (listener, bound_port) = match guard.as_deref_mut() {
             Some(listeners) => {
                 let port = listeners.port();
@@ -666,8 +756,7 @@ impl Slot {
             bound_port,
             trampoline: self.shared.trampoline(),
             shims: Some(self.shared.shims()),
-            notify_socket: (self.app.restart.wait_ready || self.app.watchdog.is_some())
-                .then_some(self.shared.notify_socket()),
+            notify_socket: self.notify_socket(),
         };
         let worker = spawn_worker(&launch)?;
         drop(guard);

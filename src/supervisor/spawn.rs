@@ -62,6 +62,68 @@ pub const SUPERVISOR_ONLY_VARS: &[&str] = &[
     "NODE_CHANNEL_SERIALIZATION_MODE",
 ];
 
+/// What a worker's environment is made of. The spawn builds the worker's environment
+/// from it, and `drover env` shows the same ([`environment`]), so the two cannot drift.
+pub struct EnvSource<'a> {
+    pub app: &'a AppSpec,
+    /// The environment the worker inherits under the app's own (the caller's, at start).
+    pub inherited: &'a BTreeMap<String, String>,
+    pub instance: u32,
+    /// The worker gets the app's listener as fd 3 (LISTEN_FDS…).
+    pub gets_listener: bool,
+    /// The TCP port the listener is bound to, for PORT.
+    pub bound_port: Option<u16>,
+    /// The Node and Python preloads.
+    pub shims: Option<&'a Shims>,
+    /// The supervisor's sd_notify socket, for `wait_ready` apps.
+    pub notify_socket: Option<&'a Path>,
+}
+
+impl<'a> WorkerLaunch<'a> {
+    fn env_source(&self) -> EnvSource<'a> {
+        EnvSource {
+            app: self.app,
+            inherited: self.env,
+            instance: self.instance,
+            gets_listener: self.listener.is_some(),
+            bound_port: self.bound_port,
+            shims: self.shims,
+            notify_socket: self.notify_socket,
+        }
+    }
+}
+
+/// A worker's whole environment: the inherited one (without the supervisor's own
+/// variables), the app's env over it, and what drover adds over both
+/// ([`worker_env`]). The exec trampoline adds LISTEN_PID once it knows its pid.
+pub fn environment(src: &EnvSource<'_>) -> BTreeMap<String, OsString> {
+    let mut env: BTreeMap<String, OsString> = src
+        .inherited
+        .iter()
+        .filter(|(key, _)| !SUPERVISOR_ONLY_VARS.contains(&key.as_str()))
+        .map(|(k, v)| (k.clone(), OsString::from(v)))
+        .collect();
+    // Later wins, as it did for Command::env.
+    env.extend(worker_env(src));
+    env
+}
+
+/// The environment worker `pid` was started with, as text (`drover env`): [`environment`]
+/// and the LISTEN_PID the exec trampoline adds to it (`os::exec_trampoline`). Without a
+/// pid, what the slot's next worker gets.
+pub fn started_environment(src: &EnvSource<'_>, pid: Option<Pid>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = environment(src)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+        .collect();
+    if env.contains_key("LISTEN_FDS")
+        && let Some(pid) = pid
+    {
+        env.insert("LISTEN_PID".into(), pid.to_string());
+    }
+    env
+}
+
 pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     let app = launch.app;
     let mut cmd = Command::new(launch.trampoline);
@@ -70,14 +132,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
         .args(app.command.argv());
     cmd.current_dir(&app.cwd);
     cmd.env_clear();
-    for (key, value) in launch.env {
-        if !SUPERVISOR_ONLY_VARS.contains(&key.as_str()) {
-            cmd.env(key, value);
-        }
-    }
-    for (key, value) in worker_env(launch) {
-        cmd.env(key, value);
-    }
+    cmd.envs(environment(&launch.env_source()));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -87,7 +142,7 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
     // A Node worker gets an IPC channel, as PM2 (and child_process.fork) give one: its
     // process.send('ready'), the shim's 'listening' and its requests for a shared
     // listener come this way (Node has no Unix datagram sockets for sd_notify).
-    let channel = match uses_shim(launch) {
+    let channel = match uses_shim(&launch.env_source()) {
         true => Some(UnixStream::pair()?),
         false => None,
     };
@@ -120,8 +175,8 @@ pub fn spawn_worker(launch: &WorkerLaunch<'_>) -> io::Result<SpawnedWorker> {
 
 /// Every Node worker gets the shim and an IPC channel, as PM2 always gives Node apps one:
 /// apps call `process.send('ready')` whether or not `wait_ready` is set.
-fn uses_shim(launch: &WorkerLaunch<'_>) -> bool {
-    launch.shims.is_some() && launch.app.command.runtime() == Runtime::Node
+fn uses_shim(src: &EnvSource<'_>) -> bool {
+    src.shims.is_some() && src.app.command.runtime() == Runtime::Node
 }
 
 /// The read end of a worker's output pipe, grown to 1 MiB (the unprivileged maximum):
@@ -136,11 +191,11 @@ fn output_pipe(fd: OwnedFd) -> io::Result<pipe::Receiver> {
 /// The variables drover sets on top of the inherited environment, in order of precedence
 /// (later wins): the app's env, then drover's own (which the app's env may pre-empt where
 /// noted).
-fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
+fn worker_env(launch: &EnvSource<'_>) -> Vec<(String, OsString)> {
     let app = launch.app;
     let mut env = app_env(app, launch.instance);
     let has = |key: &str| app.env.contains_key(key);
-    if launch.listener.is_some() {
+    if launch.gets_listener {
         env.push(("LISTEN_FDS".into(), "1".into()));
         env.push(("LISTEN_FDNAMES".into(), app.name.clone().into()));
         if let Some(port) = launch.bound_port
@@ -181,7 +236,7 @@ fn worker_env(launch: &WorkerLaunch<'_>) -> Vec<(String, OsString)> {
             }
         }
         Runtime::Python => {
-            if !has("PYTHONUNBUFFERED") && !launch.env.contains_key("PYTHONUNBUFFERED") {
+            if !has("PYTHONUNBUFFERED") && !launch.inherited.contains_key("PYTHONUNBUFFERED") {
                 env.push(("PYTHONUNBUFFERED".into(), "1".into()));
             }
             if let Some(shims) = launch.shims {
@@ -273,13 +328,13 @@ pub fn spawn_check(
 
 /// PYTHONPATH with the preload's directory first, keeping whatever the app or the caller
 /// set after it.
-fn python_path(launch: &WorkerLaunch<'_>, dir: &Path) -> OsString {
+fn python_path(launch: &EnvSource<'_>, dir: &Path) -> OsString {
     let mut value = OsString::from(dir);
     let existing = launch
         .app
         .env
         .get("PYTHONPATH")
-        .or_else(|| launch.env.get("PYTHONPATH"))
+        .or_else(|| launch.inherited.get("PYTHONPATH"))
         .filter(|p| !p.is_empty());
     if let Some(existing) = existing {
         value.push(":");
@@ -289,12 +344,12 @@ fn python_path(launch: &WorkerLaunch<'_>, dir: &Path) -> OsString {
 }
 
 /// NODE_OPTIONS with the shim preloaded, keeping whatever the app or the caller set.
-fn node_options(launch: &WorkerLaunch<'_>, shim: &Path) -> OsString {
+fn node_options(launch: &EnvSource<'_>, shim: &Path) -> OsString {
     let existing = launch
         .app
         .env
         .get("NODE_OPTIONS")
-        .or_else(|| launch.env.get("NODE_OPTIONS"))
+        .or_else(|| launch.inherited.get("NODE_OPTIONS"))
         .map(OsString::from)
         .unwrap_or_default();
     let shim: PathBuf = shim.into();

@@ -246,3 +246,58 @@ fn each_gunicorn_master_gets_a_control_socket_of_its_own() {
         });
     }
 }
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: i32) -> BTreeSet<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+#[test]
+fn send_signal_hup_has_gunicorn_replace_its_own_workers() {
+    // PM2's sendSignal goes to the worker's pid, and so does drover's: a gunicorn master
+    // takes SIGHUP as "replace your workers gracefully"; drover's workers (the masters)
+    // stay, and nothing counts as a restart.
+    let d = Daemon::new();
+    let gunicorn = venv_bin("gunicorn");
+    let addr = start(&d, "hup", &gunicorn, &["flask_app:app"], "flask");
+    let masters = pids(&d, "hup");
+    let old: BTreeSet<i32> = wait_for("one gunicorn worker per master", DEADLINE, || {
+        let now: BTreeSet<i32> = masters.iter().flat_map(|m| children_of(*m)).collect();
+        (now.len() == 2).then_some(now)
+    });
+    let out = d.ok(&["send-signal", "SIGHUP", "hup"]);
+    for master in &masters {
+        assert!(
+            out.contains(&format!("SIGHUP sent to pid {master}")),
+            "{out}"
+        );
+    }
+    wait_for("the masters' new workers", DEADLINE, || {
+        let now: BTreeSet<i32> = masters.iter().flat_map(|m| children_of(*m)).collect();
+        (now.len() == 2 && now.is_disjoint(&old) && old.iter().all(|p| is_gone(*p))).then_some(())
+    });
+    let reply = wait_serving(addr);
+    assert!(!old.contains(&pid_of(&reply)), "{reply}");
+    assert_eq!(pids(&d, "hup"), masters);
+    assert!(
+        d.list()
+            .iter()
+            .all(|w| w["restarts"] == 0 && w["status"] == "online")
+    );
+}

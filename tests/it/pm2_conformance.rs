@@ -22,6 +22,7 @@ const KILLTOOFAST_JS: &str =
 const ENV_JS: &str =
     "setInterval(function() {\n  console.log(process.env.TEST_VARIABLE);\n}, 100);\n";
 const HTTP_WAIT_START_JS: &str = "var http = require('http');\n\nvar app = http.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end('hey');\n})\n\nvar listener = app.listen(0, function() {\n  console.log('Listening on port ' + listener.address().port);\n  process.send('ready');\n});\n";
+const SIGNAL_JS: &str = "setInterval(function() {\n  console.log('ok');\n}, 1000);\n\nprocess.on('SIGUSR2', function () {\n  console.log('SIGUSR2');\n});\n";
 const HTTP_WAIT_START_NOCB_JS: &str = "var http = require('http');\n\nvar app = http.createServer(function(req, res) {\n  res.writeHead(200);\n  res.end('hey');\n})\n\nvar listener = app.listen(0, function() {\n  console.log('Listening on port ' + listener.address().port);\n});\n";
 
 /// A daemon whose home holds PM2's fixture files; commands run in that directory, as
@@ -37,6 +38,7 @@ fn with_fixtures() -> Daemon {
         ("env.js", ENV_JS),
         ("http-wait-start.js", HTTP_WAIT_START_JS),
         ("http-wait-start_nocb.js", HTTP_WAIT_START_NOCB_JS),
+        ("signal.js", SIGNAL_JS),
     ] {
         d.home.write(name, text);
     }
@@ -891,4 +893,103 @@ fn logs_log_entire() {
     check(&d, true);
     d.ok(&["start", "throw-later1.json"]);
     check(&d, false);
+}
+
+#[test]
+fn cli_reset() {
+    // test/e2e/cli/reset.sh
+    let d = with_fixtures();
+    // By id.
+    d.ok(&["start", "echo.js"]);
+    should(&d, "online", 1);
+    assert_eq!(restart_times(&d), [0]);
+    d.ok(&["restart", "0"]);
+    assert_eq!(restart_times(&d), [1]);
+    let out = d.ok(&["reset", "0"]);
+    assert!(out.contains("restarts 0"), "{out}");
+    assert_eq!(restart_times(&d), [0]);
+
+    // By name. PM2 starts a second app named echo (`-i 4 -f`); drover's names are
+    // unique, so the second one is echo-4 and a /regex/ names both (5 workers).
+    d.ok(&["start", "echo.js", "-i", "4", "--name", "echo-4"]);
+    should(&d, "online", 5);
+    assert_eq!(restart_times(&d), [0; 5]);
+    d.ok(&["restart", "/^echo/"]);
+    assert_eq!(restart_times(&d), [1; 5]);
+    d.ok(&["reset", "/^echo/"]);
+    assert_eq!(restart_times(&d), [0; 5]);
+    // And by name proper, several at once.
+    d.ok(&["restart", "echo", "echo-4"]);
+    assert_eq!(restart_times(&d), [1; 5]);
+    d.ok(&["reset", "echo", "echo-4"]);
+    assert_eq!(restart_times(&d), [0; 5]);
+
+    // All.
+    for _ in 0..3 {
+        d.ok(&["restart", "all"]);
+    }
+    assert_eq!(restart_times(&d), [3; 5]);
+    d.ok(&["reset", "all"]);
+    assert_eq!(restart_times(&d), [0; 5]);
+    // Not PM2's: a script names the apps that run it, as `stop` reads it.
+    d.ok(&["restart", "all"]);
+    d.ok(&["reset", "echo.js"]);
+    assert_eq!(restart_times(&d), [0; 5]);
+    // Nothing to reset: no such app (exit 4), nothing changed.
+    let out = d.home.output(&["reset", "nope"]);
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+
+    // Restart delay: a crash waiting out its delay is no restart yet.
+    d.ok(&["delete", "all"]);
+    d.ok(&["start", "killtoofast.js", "--restart-delay", "5000"]);
+    let waiting = wait_for("the first crash", DEADLINE, || {
+        let list = d.list();
+        (list[0]["status"] == "waiting").then_some(list)
+    });
+    assert_eq!(waiting[0]["restarts"], 0, "{waiting:?}");
+}
+
+#[test]
+fn internals_signal() {
+    // test/e2e/internals/signal.sh: `pm2 sendSignal SIGUSR2 <name|id>`.
+    let d = with_fixtures();
+    d.ok(&["start", "signal.js", "-i", "2"]);
+    should(&d, "online", 2);
+    let logs = ["logs/signal-out-0.log", "logs/signal-out-1.log"];
+    // PM2's script empties the log first; here: the app's first line says its
+    // handler is in place (it is set before the first tick).
+    for log in logs {
+        wait_for(&format!("a tick in {log}"), DEADLINE, || {
+            d.home.read(log).contains("ok\n").then_some(())
+        });
+    }
+    let out = d.ok(&["sendSignal", "SIGUSR2", "signal"]);
+    for w in d.list() {
+        let line = format!("signal#{}: SIGUSR2 sent to pid {}", w["instance"], w["pid"]);
+        assert!(out.contains(&line), "{line:?} in {out}");
+    }
+    for log in logs {
+        wait_for(&format!("SIGUSR2 in {log}"), DEADLINE, || {
+            (d.home.read(log).matches("SIGUSR2").count() == 1).then_some(())
+        });
+    }
+    d.ok(&["stop", "signal.js"]);
+    // Not PM2's: no worker has a process to signal; that is an error (exit 1).
+    let out = d.home.output(&["sendSignal", "SIGUSR2", "signal"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(out.stderr.contains("reached no worker"), "{}", out.stderr);
+
+    // By id (PM2 starts the stopped app again; here a new one, of one worker).
+    d.ok(&["delete", "all"]);
+    d.ok(&["start", "signal.js"]);
+    should(&d, "online", 1);
+    wait_for("a tick", DEADLINE, || {
+        log_of(&d, "signal-out.log").contains("ok\n").then_some(())
+    });
+    let id = d.list()[0]["id"].to_string();
+    d.ok(&["send-signal", "usr2", &id]);
+    wait_for("SIGUSR2 in the log", DEADLINE, || {
+        (log_of(&d, "signal-out.log").matches("SIGUSR2").count() == 1).then_some(())
+    });
+    assert_eq!(d.statuses("signal"), ["online"]);
 }

@@ -188,10 +188,12 @@ fn two_workers_writing_50k_lines_each_then_exiting_lose_no_line() {
     let eco = home.write(
         "eco.yaml",
         &format!(
-            "apps:\n  - name: spam\n    script: {}\n    args: ['50000']\n    instances: 2\n    merge_logs: true\n    log_date_format: 'YYYY-MM-DD HH:mm:ss Z'\n    out_file: spam.log\n    autorestart: false\n",
+            "apps:\n  - name: spam\n    script: {}\n    args: ['50000']\n    instances: 2\n    merge_logs: true\n    log_date_format: 'YYYY-MM-DD HH:mm:ss Z'\n    out_file: spam.log\n    autorestart: false\n    log_rotate: false\n",
             fixture("log_spammer.js").display()
         ),
     );
+    // 13 MB of lines, past the default rotation size: one file, so it can be read whole
+    // (tests/it/log_rotation.rs checks lines across rotations).
     let mut running = home.run(&[eco.to_str().unwrap()]);
     // Every worker exits; with nothing left to supervise, drover run exits by itself.
     let status = running.wait_exit(Duration::from_secs(60));

@@ -34,7 +34,7 @@ impl Supervisor {
     /// `log_file`s (stream `log`), which `logs` leaves out: their lines are in the
     /// out and err files too.
     pub(super) fn log_files(&self, ids: &[u32], combined: bool) -> Vec<LogFile> {
-        let mut files = Vec::new();
+        let mut files: Vec<LogFile> = Vec::new();
         for app in &self.apps {
             for slot in app.slots.iter().filter(|s| ids.contains(&s.id)) {
                 let logs = &app.spec.logs;
@@ -43,9 +43,12 @@ impl Supervisor {
                     .into_iter()
                     .chain(combined.map(|f| ("log", f)))
                 {
-                    let path = instance_log_path(base, slot.handle.instance, app.spec.logs.merge);
-                    // A merged file is listed once, under its first worker.
-                    if files.iter().any(|f: &LogFile| f.path == path) {
+                    let merge = app.spec.logs.merge;
+                    let path = instance_log_path(base, slot.handle.instance, merge);
+                    // A merged file is listed once, under its first worker; a path two
+                    // apps name is merged too.
+                    if let Some(known) = files.iter_mut().find(|f| f.path == path) {
+                        known.merged = true;
                         continue;
                     }
                     files.push(LogFile {
@@ -54,6 +57,7 @@ impl Supervisor {
                         instance: slot.handle.instance,
                         stream: stream.into(),
                         path,
+                        merged: merge,
                     });
                 }
             }

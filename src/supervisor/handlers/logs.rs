@@ -1,4 +1,4 @@
-//! `logs`: the log files of the target (the CLI reads their tails itself), then, with
+//! `logs`: the log files of the targets (the CLI reads their tails itself), then, with
 //! `follow`, every new line from a task of its own until the client hangs up.
 
 use std::collections::BTreeMap;
@@ -15,16 +15,25 @@ impl Supervisor {
     /// until the client hangs up, so the control loop stays free.
     pub(super) fn logs(
         &self,
-        target: &Target,
+        targets: &[Target],
         follow: bool,
         reply: &mpsc::Sender<Response>,
     ) -> Result<Answer, Failure> {
-        let ids = match (target, self.resolve(target)) {
-            (_, Ok(ids)) => ids,
-            // `drover logs` with nothing running yet still follows what comes.
-            (Target::All, Err(_)) => Vec::new(),
-            (_, Err(f)) => return Err(f),
-        };
+        let mut ids = Vec::new();
+        for target in targets {
+            match (target, self.resolve(target)) {
+                (_, Ok(more)) => {
+                    for id in more {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                // `drover logs` with nothing running yet still follows what comes.
+                (Target::All, Err(_)) => {}
+                (_, Err(f)) => return Err(f),
+            }
+        }
         let files = self.log_files(&ids, false);
         self.shared.logs().flush_all();
         let names: BTreeMap<(String, u32), u32> = self
@@ -36,7 +45,7 @@ impl Supervisor {
                     .map(move |s| ((a.spec.name.clone(), s.handle.instance), s.id))
             })
             .collect();
-        let all = *target == Target::All;
+        let all = targets.contains(&Target::All);
         let mut lines = self.shared.logs().subscribe();
         let reply = reply.clone();
         tokio::spawn(async move {

@@ -12,6 +12,7 @@
 
 mod delete;
 mod describe;
+mod env;
 mod flush;
 mod kill;
 mod list;
@@ -19,10 +20,12 @@ mod logs;
 mod ping;
 mod reload;
 mod reload_logs;
+mod reset;
 mod restart;
 mod resurrect;
 mod save;
 mod scale;
+mod send_signal;
 mod start;
 mod stop;
 
@@ -116,6 +119,7 @@ impl Supervisor {
                 | Request::List
                 | Request::Describe { .. }
                 | Request::Logs { .. }
+                | Request::Env { .. }
                 | Request::Kill
         );
         if self.shutting_down && !allowed {
@@ -152,7 +156,14 @@ impl Supervisor {
             Request::Scale { name, instances } => self.scale(&name, instances),
             Request::List => Ok(Answer::Now(self.list())),
             Request::Describe { target } => Ok(Answer::Now(self.describe(&target))),
-            Request::Logs { target, follow } => self.logs(&target, follow, &reply),
+            Request::Logs {
+                target,
+                more,
+                follow,
+            } => {
+                let targets: Vec<Target> = std::iter::once(target).chain(more).collect();
+                self.logs(&targets, follow, &reply)
+            }
             Request::Flush { target } => Ok(Answer::Now(self.flush(&target))),
             Request::ReloadLogs => Ok(Answer::Now(self.reload_logs())),
             Request::Save { force } => Ok(self.save(force)),
@@ -161,6 +172,9 @@ impl Supervisor {
                 flow = Flow::Kill;
                 Ok(Answer::Now(kill::kill()))
             }
+            Request::Reset { target } => self.reset(&target),
+            Request::SendSignal { target, signal } => self.send_signal(&target, signal.0),
+            Request::Env { target } => self.env(&target),
         };
         match answer.unwrap_or_else(|f| Answer::Now(Err(f))) {
             // A fresh channel with room for the answer: never waits.
