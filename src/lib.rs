@@ -32,6 +32,10 @@
 //! - [`logs`]: worker output → whole, timestamped lines in files (and the console),
 //!   rotated between two lines (`logs::rotation`); the supervisor's own drover.log
 //!   (`logs::own`).
+//! - [`metrics`]: the Prometheus endpoint (`/metrics`, `/healthz`) on a thread of its
+//!   own, reading the supervisor through [`metrics::Source`] (`supervisor::metrics`
+//!   implements it from published state); its address comes from a file's top-level
+//!   `metrics:` or `--metrics` (`config::MetricsSpec`).
 //! - [`sampler`]: RSS/CPU of each worker's process tree, once a second; knows nothing
 //!   of the supervisor (it reports through [`sampler::Watched`]).
 //! - [`shim`]: the preloads: Node's turns `listen(PORT)` into the shared listener;
@@ -50,6 +54,7 @@ pub mod error;
 pub mod ipc;
 pub mod js_ecosystem;
 pub mod logs;
+pub mod metrics;
 pub mod os;
 pub mod protocol;
 pub mod sampler;

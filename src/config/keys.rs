@@ -696,7 +696,10 @@ pub(crate) fn all_names() -> Vec<&'static str> {
 }
 
 /// Top-level keys of an ecosystem file (`pm2` is PM2's other name for `apps`).
-pub(crate) const TOP_LEVEL: &[&str] = &["apps", "pm2"];
+pub(crate) const TOP_LEVEL: &[&str] = &["apps", "pm2", METRICS];
+
+/// drover's top-level key: where the supervisor serves its metrics (`config::metrics`).
+pub(crate) const METRICS: &str = "metrics";
 
 /// PM2's top-level section for `pm2 deploy`: skipped with a warning, like a [`Policy::Skip`]
 /// key (it describes deploying the apps, not running them).

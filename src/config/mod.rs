@@ -13,6 +13,7 @@
 //! - `resolve`: [`RawApp`] → [`AppSpec`]: defaults, paths, cross-key rules
 //! - `update`: a known app's [`AppSpec`] changed by flags (`restart api --node-args …`)
 //! - `locate`: the line of a key, found after the fact
+//! - `metrics`: the file's top-level `metrics:` and `--metrics`: the supervisor's endpoint
 //! - `error`: [`ConfigError`] and "did you mean"
 
 pub mod spec;
@@ -21,6 +22,7 @@ mod error;
 mod flags;
 mod keys;
 mod locate;
+mod metrics;
 mod raw;
 mod resolve;
 mod skipped;
@@ -41,6 +43,7 @@ use yaml_serde::{Mapping, Value};
 pub use error::{ConfigError, ErrorInfo};
 pub use flags::AppFlags;
 pub(crate) use keys::why_unsupported;
+pub use metrics::{MetricsAddr, MetricsSpec, is_loopback};
 pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
 pub use skipped::Skipped;
@@ -88,6 +91,8 @@ pub struct Loaded {
     /// `--env <name>` that no app of the file has an `env_<name>` for: the apps run
     /// with their `env` alone, as under PM2, which only warns.
     pub env_unknown: Option<String>,
+    /// The file's top-level `metrics:`: where the supervisor serves its metrics.
+    pub metrics: Option<MetricsSpec>,
 }
 
 /// Validate the apps a JavaScript ecosystem file exported, as node serialised them
@@ -101,6 +106,11 @@ pub fn load_js_exports(
     match load_text(json, origin, ctx, true) {
         Ok(loaded) => Ok(Loaded {
             skipped: loaded.skipped.without_lines(),
+            // A line of node's JSON is no line of the file.
+            metrics: loaded.metrics.map(|m| MetricsSpec {
+                origin: origin.display().to_string(),
+                ..m
+            }),
             ..loaded
         }),
         Err(mut e) => {
@@ -182,6 +192,7 @@ fn load_text(
         .map_err(|e| ConfigError::file(origin, format!("merge key (<<): {e}")))?;
     let mut skipped = Skipped::new(origin);
     let (apps, prefix) = file.apps(&doc, &mut skipped)?;
+    let metrics = file.metrics(&doc)?;
     let base = resolve::normalize(&ctx.cwd.join(origin.parent().unwrap_or(Path::new(""))));
 
     let mut specs: Vec<AppSpec> = Vec::with_capacity(apps.len());
@@ -254,6 +265,7 @@ fn load_text(
         apps: specs,
         skipped,
         env_unknown,
+        metrics,
     })
 }
 
@@ -357,6 +369,8 @@ impl File<'_> {
                         .at_key(&key, "apps: and pm2: both list apps; keep one")
                         .with_hint(HINT_SHAPE));
                 }
+                // Read by `File::metrics`.
+                keys::METRICS => {}
                 keys::DEPLOY => {
                     let line = locate::locate(self.text, &[Seg::Key(key.clone())]).map(|l| l.0);
                     skipped.deploy(line);
@@ -401,6 +415,39 @@ impl File<'_> {
                 )
                 .with_hint("start each app with `- `, as in `- script: app.js`")),
         }
+    }
+
+    /// The top-level `metrics:` (None in a file of one app, whose keys are the app's).
+    fn metrics(&self, doc: &Value) -> Result<Option<MetricsSpec>, ConfigError> {
+        let (Value::Mapping(top), false) = (doc, is_single_app(doc)) else {
+            return Ok(None);
+        };
+        let Some(value) = top.get(keys::METRICS) else {
+            return Ok(None);
+        };
+        let line = locate::locate(self.text, &[Seg::Key(keys::METRICS.into())]).map(|l| l.0);
+        let origin = match line {
+            Some(line) => format!("{}:{line}", self.origin.display()),
+            None => self.origin.display().to_string(),
+        };
+        metrics::from_value(value, origin).map_err(|e| {
+            let at = locate::locate(self.text, &e.path).map(|l| l.0).or(line);
+            let mut err = ConfigError::file(self.origin, e.message).at(at);
+            err.key = Some(
+                e.path
+                    .iter()
+                    .filter_map(|s| match s {
+                        Seg::Key(k) => Some(k.as_str()),
+                        Seg::Index(_) => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("."),
+            );
+            match e.hint {
+                Some(hint) => err.with_hint(hint),
+                None => err,
+            }
+        })
     }
 
     /// An error at a top-level key.

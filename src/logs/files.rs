@@ -551,6 +551,9 @@ struct HubInner {
     dropped: Arc<AtomicU64>,
     /// Lines lost per file path, kept after the file closes.
     dropped_by_path: Mutex<HashMap<PathBuf, Arc<AtomicU64>>>,
+    /// Lines each app's workers wrote, by stream (the metrics' count), kept after the
+    /// app is gone so a name that comes back counts on.
+    written: Mutex<HashMap<(String, Stream), Arc<AtomicU64>>>,
     /// The archiver thread's queue (each open file has a copy).
     archiver: mpsc::Sender<Job>,
 }
@@ -593,6 +596,7 @@ impl LogHub {
                 files: Mutex::new(HashMap::new()),
                 dropped: Arc::new(AtomicU64::new(0)),
                 dropped_by_path: Mutex::new(HashMap::new()),
+                written: Mutex::new(HashMap::new()),
                 archiver,
             }
         });
@@ -648,6 +652,10 @@ impl LogHub {
             label: format!("{app}#{instance} | ").into_bytes(),
             buf: Vec::new(),
         });
+        let written = lock(&self.inner.written)
+            .entry((app.to_owned(), stream))
+            .or_default()
+            .clone();
         Ok(LineSink {
             file,
             combined,
@@ -655,6 +663,7 @@ impl LogHub {
             follow,
             stamper,
             line: Vec::with_capacity(256),
+            written,
         })
     }
 
@@ -777,6 +786,14 @@ impl LogHub {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// Lines the workers of app `app` wrote on `stream` since the hub was made (counted
+    /// as read, whether or not a file took them).
+    pub fn lines_written(&self, app: &str, stream: Stream) -> u64 {
+        lock(&self.inner.written)
+            .get(&(app.to_owned(), stream))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// Lines lost writing to this file (as configured, with the instance suffix).
     pub fn dropped_lines_in(&self, path: &Path) -> u64 {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -858,6 +875,8 @@ pub struct LineSink {
     stamper: Option<Stamper>,
     /// The line being assembled: `<timestamp>: ` + text + `\n`.
     line: Vec<u8>,
+    /// The app's count of lines on this stream.
+    written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for LineSink {
@@ -882,6 +901,7 @@ impl LineSink {
         }
         self.line.extend_from_slice(line);
         self.line.push(b'\n');
+        self.written.fetch_add(1, Ordering::Relaxed);
         for file in self.file.iter().chain(&self.combined) {
             file.append(&self.line);
         }
@@ -1096,6 +1116,68 @@ mod tests {
         assert_eq!(count, 2 * LINES);
         assert!(seen.values().all(|m| m.iter().all(|&b| b)));
         assert_eq!(hub.dropped_lines(), 0);
+    }
+
+    #[test]
+    fn lines_are_counted_per_app_and_stream_also_when_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(false);
+        let mut out0 = hub
+            .sink(
+                "api",
+                0,
+                Stream::Out,
+                &spec(&dir.path().join("a.log"), false, None),
+            )
+            .unwrap();
+        let mut out1 = hub
+            .sink(
+                "api",
+                1,
+                Stream::Out,
+                &spec(&dir.path().join("a.log"), false, None),
+            )
+            .unwrap();
+        let mut err = hub
+            .sink(
+                "api",
+                0,
+                Stream::Err,
+                &spec(Path::new("/dev/null"), false, None),
+            )
+            .unwrap();
+        let mut other = hub
+            .sink(
+                "web",
+                0,
+                Stream::Out,
+                &spec(&dir.path().join("w.log"), false, None),
+            )
+            .unwrap();
+        for _ in 0..3 {
+            out0.write_line(b"x");
+        }
+        out1.write_line(b"y");
+        err.write_line(b"e");
+        err.write_line(b"e");
+        other.write_line(b"w");
+        assert_eq!(hub.lines_written("api", Stream::Out), 4);
+        assert_eq!(hub.lines_written("api", Stream::Err), 2);
+        assert_eq!(hub.lines_written("web", Stream::Out), 1);
+        assert_eq!(hub.lines_written("web", Stream::Err), 0);
+        assert_eq!(hub.lines_written("nobody", Stream::Out), 0);
+        // A sink made again for the same app (a restarted worker) counts on.
+        drop(out0);
+        let mut again = hub
+            .sink(
+                "api",
+                0,
+                Stream::Out,
+                &spec(&dir.path().join("a.log"), false, None),
+            )
+            .unwrap();
+        again.write_line(b"z");
+        assert_eq!(hub.lines_written("api", Stream::Out), 5);
     }
 
     #[test]
