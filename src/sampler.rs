@@ -117,6 +117,28 @@ pub fn process_usage(pid: i32) -> Option<Usage> {
     })
 }
 
+/// When a process started: the boot time (`btime` of /proc/stat) plus its start in
+/// clock ticks since boot (field 22 of /proc/<pid>/stat).
+pub fn process_start(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let since_boot = Duration::from_secs_f64(ticks as f64 / Sampler::default().ticks_per_second);
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(boot) + since_boot)
+}
+
 /// One process's counters, from /proc/<pid>/stat.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Stat {
@@ -282,6 +304,20 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_started_a_moment_ago_and_has_used_some_memory() {
+        let me = std::process::id() as i32;
+        let started = process_start(me).unwrap();
+        let age = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap();
+        // The test binary started within the last hour (btime has 1 s resolution).
+        assert!(age < Duration::from_secs(3600), "{age:?}");
+        let usage = process_usage(me).unwrap();
+        assert!(usage.rss > 0 && usage.cpu_seconds >= 0.0, "{usage:?}");
+        assert_eq!(process_start(-1), None);
     }
 
     #[test]

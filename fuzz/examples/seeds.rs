@@ -46,6 +46,7 @@ fn main() {
                 update_env: false,
                 running: Default::default(),
                 parallel: 1,
+                metrics: None,
             },
         ),
         (
@@ -145,6 +146,7 @@ fn main() {
             Response::Pong {
                 pid: 1,
                 version: "0.1.0".into(),
+                metrics: None,
             },
         ),
         (

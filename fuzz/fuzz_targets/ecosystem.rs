@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
                 update_env: false,
                 running: Default::default(),
                 parallel: 1,
+                metrics: None,
             };
             let line = encode(&req);
             let back: Request =

@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::RunArgs;
-use crate::config::{self, AppSpec, ResolveContext};
+use crate::config::{self, AppSpec, MetricsSpec, ResolveContext};
 use crate::error::Error;
 
 /// The apps to run: those of every target in order (an ecosystem file's, `--only` some
-/// of them; one app per script, from it and the flags).
-pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
+/// of them; one app per script, from it and the flags); and the metrics endpoint the
+/// files ask for.
+pub fn load(args: &RunArgs, home: &Path) -> Result<(Vec<AppSpec>, Option<MetricsSpec>), Error> {
     let targets: Vec<&Path> = args.targets.iter().map(PathBuf::as_path).collect();
-    Ok(load_each(args, &targets, home)?
-        .into_iter()
-        .flat_map(|t| t.apps)
-        .collect())
+    let each = load_each(args, &targets, home)?;
+    let metrics = one_endpoint(each.iter().filter_map(|t| t.metrics.as_ref()))?;
+    Ok((each.into_iter().flat_map(|t| t.apps).collect(), metrics))
 }
 
 /// The apps one target of `run` or `start` describes.
@@ -26,6 +26,29 @@ pub fn load(args: &RunArgs, home: &Path) -> Result<Vec<AppSpec>, Error> {
 pub struct TargetApps {
     pub source: Source,
     pub apps: Vec<AppSpec>,
+    /// An ecosystem file's top-level `metrics:`.
+    pub metrics: Option<MetricsSpec>,
+}
+
+/// One supervisor serves one metrics endpoint: the files that name one must name the
+/// same address. The endpoint they ask for, if any.
+pub fn one_endpoint<'a>(
+    asked: impl IntoIterator<Item = &'a MetricsSpec>,
+) -> Result<Option<MetricsSpec>, Error> {
+    let mut first: Option<&MetricsSpec> = None;
+    for spec in asked {
+        match first {
+            None => first = Some(spec),
+            Some(one) if one.listen == spec.listen => {}
+            Some(one) => {
+                return Err(Error::Usage(format!(
+                    "{}: metrics: {} and {}: metrics: {}: one supervisor serves one metrics endpoint; name the same address in both, or leave metrics: out of one",
+                    one.origin, one.listen, spec.origin, spec.listen
+                )));
+            }
+        }
+    }
+    Ok(first.cloned())
 }
 
 /// The apps of each of `targets` (some of `args.targets`), validated together: the
@@ -52,6 +75,7 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
                 each.push(TargetApps {
                     source,
                     apps: vec![config::resolve_cli(raw, &ctx)?],
+                    metrics: None,
                 });
             }
             Source::Ecosystem(kind) => {
@@ -59,12 +83,13 @@ pub fn load_each(args: &RunArgs, targets: &[&Path], home: &Path) -> Result<Vec<T
                 if kind == Ecosystem::Stdin && targets[..i].iter().any(|t| *t == Path::new("-")) {
                     return Err(Error::Usage("- (stdin) can be given once".into()));
                 }
-                let (file, warnings) = ecosystem(kind, target, &ctx)?;
-                warn(&warnings);
-                files.push((each.len(), file));
+                let file = ecosystem(kind, target, &ctx)?;
+                warn(&file.warnings);
+                files.push((each.len(), file.apps));
                 each.push(TargetApps {
                     source,
                     apps: Vec::new(),
+                    metrics: file.metrics,
                 });
             }
         }
@@ -182,14 +207,23 @@ impl Source {
 /// The name an ecosystem file is shown by, and its validated apps.
 pub type FileApps = (String, Vec<AppSpec>);
 
-/// Loads the ecosystem file `target` (a path, or `-`), validating every app; with the
-/// warnings a command that applies its settings shows ([`warn`]): PM2 keys it skips, an
-/// `--env` none of its apps has.
+/// An ecosystem file, read.
+#[derive(Debug)]
+pub struct EcosystemFile {
+    pub apps: FileApps,
+    /// Its top-level `metrics:`.
+    pub metrics: Option<MetricsSpec>,
+    /// What a command that applies its settings shows ([`warn`]): PM2 keys it skips, an
+    /// `--env` none of its apps has.
+    pub warnings: Vec<String>,
+}
+
+/// Loads the ecosystem file `target` (a path, or `-`), validating every app.
 pub fn ecosystem(
     kind: Ecosystem,
     target: &Path,
     ctx: &ResolveContext,
-) -> Result<(FileApps, Vec<String>), Error> {
+) -> Result<EcosystemFile, Error> {
     let loaded = match kind {
         Ecosystem::Stdin => {
             let text = std::io::read_to_string(std::io::stdin())
@@ -230,7 +264,11 @@ pub fn ecosystem(
         Ecosystem::Stdin => config::STDIN.to_owned(),
         _ => target.display().to_string(),
     };
-    Ok(((shown, loaded.apps), warnings))
+    Ok(EcosystemFile {
+        apps: (shown, loaded.apps),
+        metrics: loaded.metrics,
+        warnings,
+    })
 }
 
 /// Prints the warnings of files whose settings a command applies.

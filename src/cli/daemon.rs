@@ -16,6 +16,8 @@ pub struct DaemonArgs {
     /// Start the apps saved by `drover save` (for the systemd unit).
     #[arg(long)]
     pub resurrect: bool,
+    #[command(flatten)]
+    pub metrics: host::MetricsArgs,
 }
 
 /// Exit status of a daemon that found another supervisor already holding the lock: not a
@@ -23,6 +25,7 @@ pub struct DaemonArgs {
 const ALREADY_RUNNING: u8 = 0;
 
 pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
+    let metrics = args.metrics.spec()?;
     let Some(_lock) = host::try_lock(&home)? else {
         eprintln!("drover daemon: {}", host::already_running(&home));
         std::process::exit(i32::from(ALREADY_RUNNING));
@@ -51,15 +54,23 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
         } else {
             Vec::new()
         };
-    host::supervise(&home, apps, false)?;
+    host::supervise(&home, apps, false, metrics)?;
     tracing::info!("supervisor stopped");
     Ok(())
 }
 
 pub fn ping(home: &Path) -> Result<(), Error> {
     let mut client = Client::connect_or_spawn(home)?;
-    if let Response::Pong { pid, version } = client.call(&Request::Ping)? {
-        println!("pong: supervisor pid {pid}, drover {version}");
+    if let Response::Pong {
+        pid,
+        version,
+        metrics,
+    } = client.call(&Request::Ping)?
+    {
+        match metrics {
+            Some(url) => println!("pong: supervisor pid {pid}, drover {version}, metrics on {url}"),
+            None => println!("pong: supervisor pid {pid}, drover {version}"),
+        }
     }
     Ok(())
 }

@@ -8,15 +8,42 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
+use clap::Args;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::config::MetricsSpec;
 use crate::error::Error;
 use crate::ipc::client::socket_path;
 use crate::supervisor::{self, NewApp, RunOptions, RunOutcome};
 
 pub const LOCK_FILE: &str = "drover.lock";
+
+/// `--metrics ADDR` of `run` and `daemon`: the supervisor hosted here serves its metrics.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics and the supervisor's health at
+    /// /healthz: a port (9615, on 127.0.0.1), 127.0.0.1:9615, [::1]:9615; 0 picks a free
+    /// port (`drover ping` shows it). Over an ecosystem file's `metrics:`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Let --metrics listen on an address other machines reach (0.0.0.0:9615): every
+    /// app's names and figures are then open to the network.
+    #[arg(long, requires = "metrics")]
+    pub metrics_public: bool,
+}
+
+impl MetricsArgs {
+    /// The endpoint the flags ask for (None: no --metrics).
+    pub fn spec(&self) -> Result<Option<MetricsSpec>, Error> {
+        self.metrics
+            .as_deref()
+            .map(|addr| MetricsSpec::from_flag(addr, self.metrics_public))
+            .transpose()
+            .map_err(Error::Usage)
+    }
+}
 
 /// Takes `$DROVER_HOME/drover.lock` for the life of the supervisor; `Ok(None)` when
 /// another process holds it. A lock, not a pid file: the kernel releases it when the
@@ -91,8 +118,14 @@ pub fn init_tracing(
 
 /// Runs the supervisor on this thread until it ends, with SIGINT/SIGTERM as its shutdown
 /// and the control socket bound. `foreground` is `drover run` (workers' output on the
-/// console, exit once every worker is done, SIGHUP reloads); else the daemon.
-pub fn supervise(home: &Path, apps: Vec<NewApp>, foreground: bool) -> Result<RunOutcome, Error> {
+/// console, exit once every worker is done, SIGHUP reloads); else the daemon. `metrics`:
+/// where to serve the metrics endpoint.
+pub fn supervise(
+    home: &Path,
+    apps: Vec<NewApp>,
+    foreground: bool,
+    metrics: Option<MetricsSpec>,
+) -> Result<RunOutcome, Error> {
     // Current-thread runtime on the main thread: workers' PR_SET_PDEATHSIG is tied to the
     // spawning thread, which must live as long as the supervisor. One thread is plenty:
     // the supervisor is never in the data path.
@@ -125,6 +158,7 @@ pub fn supervise(home: &Path, apps: Vec<NewApp>, foreground: bool) -> Result<Run
             reload_on_sighup: foreground,
             reopen_logs_on_sigusr1: true,
             notify_service_manager: true,
+            metrics,
         };
         let outcome = supervisor::run(apps, opts, shutdown).await;
         let _ = std::fs::remove_file(&socket);

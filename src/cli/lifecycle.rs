@@ -11,7 +11,7 @@ use super::update;
 use crate::config::{AppFlags, AppSpec};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{OnRunning, Request, Target};
+use crate::protocol::{MetricsConfig, OnRunning, Request, Target};
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
@@ -211,7 +211,14 @@ fn redeploy(
     update_env: bool,
 ) -> Option<Request> {
     let apps = picked.file_apps();
-    (!apps.is_empty()).then(|| update::request(&apps, how, parallel, update_env))
+    (!apps.is_empty()).then(|| {
+        let mut request = update::request(&apps, how, parallel, update_env);
+        // The files' settings include where the supervisor serves its metrics.
+        if let Request::Start { metrics, .. } = &mut request {
+            *metrics = picked.metrics.as_ref().map(MetricsConfig::from);
+        }
+        request
+    })
 }
 
 /// The requests, all at once (each on its own connection, so a stop that waits on one

@@ -61,7 +61,7 @@ pub struct Cli {
 pub enum Command {
     /// Run apps in the foreground (like pm2-runtime): workers' output on our stdout/stderr,
     /// SIGINT or SIGTERM stops every worker gracefully.
-    Run(RunArgs),
+    Run(run::RunCommandArgs),
     /// Start apps in the background supervisor (started on first use).
     ///
     /// An app that runs already is reported (exit 5) when given as a script; from an

@@ -1,12 +1,26 @@
 //! `drover run`: the supervisor in the foreground, as pm2-runtime in a container or a
 //! systemd unit. Workers' output goes to our stdout/stderr with a `name#i |` prefix.
 
+use clap::Args;
+
 use super::{RunArgs, apps, host};
 use crate::error::Error;
 use crate::supervisor::NewApp;
 
-pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
-    let specs = apps::load(&args, &home)?;
+#[derive(Debug, Args)]
+pub struct RunCommandArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub metrics: host::MetricsArgs,
+}
+
+pub fn run(args: RunCommandArgs, home: std::path::PathBuf) -> Result<(), Error> {
+    let RunCommandArgs { run: args, metrics } = args;
+    // `--metrics` over the files' `metrics:`.
+    let flag = metrics.spec()?;
+    let (specs, asked) = apps::load(&args, &home)?;
+    let metrics = flag.or(asked);
     let env = apps::caller_env();
     let apps = specs
         .into_iter()
@@ -20,7 +34,7 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
     // `list`, `logs`, `stop` … work against this supervisor too.
     let _lock = host::lock(&home)?;
 
-    let outcome = host::supervise(&home, apps, true)?;
+    let outcome = host::supervise(&home, apps, true, metrics)?;
     if outcome.all_done {
         tracing::info!("every worker has stopped; exiting");
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use super::{RunArgs, apps, update};
 use crate::error::Error;
 use crate::ipc::client::Client;
-use crate::protocol::{AppConfig, OnRunning, Request, Response, Target};
+use crate::protocol::{AppConfig, MetricsConfig, OnRunning, Request, Response, Target};
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
@@ -33,7 +33,10 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
         .filter(|(_, k)| k.is_none())
         .map(|(t, _)| t.as_path())
         .collect();
-    let mut loaded = apps::load_each(&args.run, &new, home)?.into_iter();
+    let loaded = apps::load_each(&args.run, &new, home)?;
+    // The files that ask for an endpoint ask for one address; each carries it.
+    let metrics = apps::one_endpoint(loaded.iter().filter_map(|t| t.metrics.as_ref()))?;
+    let mut loaded = loaded.into_iter();
     let env = apps::caller_env();
     let mut requests = Vec::new();
     let new_settings = !args.run.app.given().is_empty() || !args.run.args.is_empty();
@@ -64,6 +67,10 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
                         apps::Source::Script => OnRunning::Report,
                     }),
                     parallel: 1,
+                    metrics: metrics
+                        .as_ref()
+                        .filter(|_| target.metrics.is_some())
+                        .map(MetricsConfig::from),
                 }
             }
         };

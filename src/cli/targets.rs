@@ -41,6 +41,9 @@ pub struct Picked {
     /// What the files warn of (skipped PM2 keys, an unknown `--env`): shown by the
     /// commands that apply their settings (`restart`, `reload`), not by `stop`/`delete`.
     pub warnings: Vec<String>,
+    /// The metrics endpoint the files ask for (one address, checked): applied by the
+    /// commands that apply their settings.
+    pub metrics: Option<config::MetricsSpec>,
 }
 
 impl Picked {
@@ -61,6 +64,7 @@ pub fn pick(words: &TargetWords, env_name: Option<&str>, home: &Path) -> Result<
     // Asked for only when a word is a file: most commands name apps.
     let mut running: Option<Vec<AppInfo>> = None;
     let mut stdin_read = false;
+    let mut asked = Vec::new();
     for word in &words.targets {
         let target: Target = word.parse().map_err(Error::Usage)?;
         let path = Path::new(word);
@@ -97,11 +101,13 @@ pub fn pick(words: &TargetWords, env_name: Option<&str>, home: &Path) -> Result<
         };
         if let Some(kind) = kind {
             stdin_read |= kind == Ecosystem::Stdin;
-            let (file, warnings) = apps::ecosystem(kind, path, &ctx)?;
-            picked.files.push(file);
-            picked.warnings.extend(warnings);
+            let file = apps::ecosystem(kind, path, &ctx)?;
+            picked.files.push(file.apps);
+            picked.warnings.extend(file.warnings);
+            asked.extend(file.metrics);
         }
     }
+    picked.metrics = apps::one_endpoint(&asked)?;
     if let Some(env) = env_name
         && picked.files.is_empty()
     {

@@ -48,5 +48,6 @@ pub fn request(apps: &[AppSpec], how: OnRunning, parallel: u32, update_env: bool
         update_env,
         running: how,
         parallel,
+        metrics: None,
     }
 }

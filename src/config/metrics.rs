@@ -23,6 +23,20 @@ pub struct MetricsSpec {
 }
 
 impl MetricsSpec {
+    /// An endpoint at `listen`, refused (naming `origin`) if it is not loopback and not
+    /// `public`.
+    pub fn new(listen: SocketAddr, public: bool, origin: String) -> Result<MetricsSpec, String> {
+        let spec = MetricsSpec {
+            listen,
+            public,
+            origin,
+        };
+        match spec.refused() {
+            Some(why) => Err(format!("{}: metrics: {why}", spec.origin)),
+            None => Ok(spec),
+        }
+    }
+
     /// `--metrics ADDR` (and `--metrics-public`).
     pub fn from_flag(text: &str, public: bool) -> Result<MetricsSpec, String> {
         let listen: MetricsAddr = text.parse().map_err(|e| format!("--metrics: {e}"))?;

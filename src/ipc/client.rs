@@ -392,6 +392,7 @@ mod tests {
         Response::Pong {
             pid: 1,
             version: "t".into(),
+            metrics: None,
         }
     }
 

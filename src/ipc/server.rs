@@ -583,6 +583,7 @@ mod tests {
                             .send(Response::Pong {
                                 pid: std::process::id(),
                                 version: "test".into(),
+                                metrics: None,
                             })
                             .await;
                     }

@@ -115,7 +115,9 @@ impl Endpoint {
     ) -> std::io::Result<Endpoint> {
         let bound = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel();
-        let started = SystemTime::now();
+        // The process's start, not the endpoint's: a `start FILE` may begin it later.
+        let started = crate::sampler::process_start(std::process::id() as i32)
+            .unwrap_or_else(SystemTime::now);
         let thread = std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || {

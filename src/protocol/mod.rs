@@ -110,6 +110,11 @@ pub enum Request {
         /// --parallel N`; absent from older clients: 1).
         #[serde(default = "one")]
         parallel: u32,
+        /// The file's top-level `metrics:`: the supervisor serves its endpoint there
+        /// (before any app of the batch starts; refused if it serves another address).
+        /// Absent from older clients: none asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<MetricsConfig>,
     },
     Stop {
         target: Target,
@@ -181,6 +186,39 @@ fn one() -> u32 {
     1
 }
 
+/// Where a file asks the supervisor to serve its metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsConfig {
+    /// `127.0.0.1:9615`, `[::1]:9615`.
+    pub listen: String,
+    /// A non-loopback address is allowed.
+    pub public: bool,
+    /// Who asked: `ecosystem.yaml:3`.
+    pub origin: String,
+}
+
+impl From<&config::MetricsSpec> for MetricsConfig {
+    fn from(spec: &config::MetricsSpec) -> Self {
+        MetricsConfig {
+            listen: spec.listen.to_string(),
+            public: spec.public,
+            origin: spec.origin.clone(),
+        }
+    }
+}
+
+impl TryFrom<MetricsConfig> for config::MetricsSpec {
+    type Error = String;
+    /// Checked again as the file was: a peer is not trusted with the loopback rule.
+    fn try_from(c: MetricsConfig) -> Result<Self, String> {
+        let listen = c
+            .listen
+            .parse()
+            .map_err(|_| format!("{}: metrics: not an address: {:?}", c.origin, c.listen))?;
+        config::MetricsSpec::new(listen, c.public, c.origin)
+    }
+}
+
 /// `start` of an app that runs already: say so (a script: PM2's "already launched"),
 /// or take the new settings and replace its workers (an ecosystem file: PM2's
 /// startOrReload / startOrRestart, one command that deploys).
@@ -199,6 +237,10 @@ pub enum Response {
     Pong {
         pid: u32,
         version: String,
+        /// Where it serves its metrics endpoint (absent: it serves none, or an older
+        /// supervisor).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metrics: Option<String>,
     },
     /// Success, with a line for the user.
     Done {

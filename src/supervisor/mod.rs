@@ -8,6 +8,7 @@
 pub mod dump;
 mod handlers;
 mod health;
+mod metrics;
 mod node_channel;
 mod notify;
 pub mod policy;
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::AppSpec;
+use crate::config::{AppSpec, MetricsSpec};
 use crate::ipc::server::{self, Incoming};
 use crate::logs::LogHub;
 use crate::os;
@@ -71,6 +72,9 @@ pub struct RunOptions {
     /// Tell the service manager that started us (NOTIFY_SOCKET, systemd's
     /// `Type=notify`) when we are ready, reloading, stopping, and alive.
     pub notify_service_manager: bool,
+    /// Serve `/metrics` and `/healthz` there (`--metrics`, a file's `metrics:`); bound
+    /// before any worker starts, so an address in use fails the run with nothing started.
+    pub metrics: Option<MetricsSpec>,
 }
 
 /// How a supervisor run ended.
@@ -150,6 +154,8 @@ pub(crate) struct Supervisor {
     shutting_down: bool,
     /// systemd, when it started us as a `Type=notify` service.
     service: Option<Arc<ServiceManager>>,
+    /// The metrics endpoint, and the table it reads.
+    metrics: metrics::Metrics,
 }
 
 /// Whether the main loop goes on after a request.
@@ -206,6 +212,7 @@ pub async fn run(
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks
         });
+    let (requests_tx, mut requests) = mpsc::channel::<Incoming>(64);
     let mut sup = Supervisor {
         shared: shared.clone(),
         home: opts.home.clone(),
@@ -214,7 +221,18 @@ pub async fn run(
         finished: finished_tx,
         shutting_down: false,
         service,
+        metrics: metrics::Metrics::new(shared.clone(), requests_tx.clone()),
     };
+    // Before any worker: an address in use fails the run with nothing started.
+    if let Some(spec) = opts.metrics {
+        let prepared = sup
+            .metrics
+            .prepare(spec)
+            .map_err(|f| anyhow::anyhow!(f.message))?;
+        if let Some(prepared) = prepared {
+            sup.metrics.serve(prepared).map_err(anyhow::Error::msg)?;
+        }
+    }
 
     let reaper = {
         let shared = shared.clone();
@@ -236,7 +254,6 @@ pub async fn run(
     // cannot be bound fails the whole run with nothing started.
     sup.add_apps(apps).map_err(|e| anyhow::anyhow!(e.message))?;
 
-    let (requests_tx, mut requests) = mpsc::channel::<Incoming>(64);
     let (control_stop, control_stopped) = oneshot::channel::<()>();
     let control = opts.control.map(|listener| {
         tokio::spawn(server::serve(listener, requests_tx, async {
@@ -258,6 +275,7 @@ pub async fn run(
             break true;
         }
         sup.tell_service_manager();
+        sup.metrics.publish(&sup.apps);
         tokio::select! {
             _ = &mut shutdown => break false,
             Some(incoming) = requests.recv() => {
@@ -305,6 +323,7 @@ pub async fn run(
     tokio::pin!(stopped);
     loop {
         sup.tell_service_manager();
+        sup.metrics.publish(&sup.apps);
         tokio::select! {
             () = &mut stopped => break,
             Some(incoming) = requests.recv() => {
@@ -316,6 +335,7 @@ pub async fn run(
         }
     }
     let _ = control_stop.send(());
+    sup.metrics.stop();
     let errored = sup
         .apps
         .iter()

@@ -113,6 +113,15 @@ impl Shared {
         lock(&self.usage).get(&pid).copied().unwrap_or_default()
     }
 
+    /// The usage of each of `pids` (a default one for None or an unknown pid), under
+    /// one lock: a scrape of every worker.
+    pub fn usages(&self, pids: &[Option<Pid>]) -> Vec<Usage> {
+        let usage = lock(&self.usage);
+        pids.iter()
+            .map(|pid| pid.and_then(|p| usage.get(&p).copied()).unwrap_or_default())
+            .collect()
+    }
+
     pub fn slot_changed(&self) {
         self.slot_changed.notify_one();
     }

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Finished, Flow, Pending, Supervisor, Tidy};
-use crate::config::AppSpec;
+use crate::config::{AppSpec, MetricsSpec};
 use crate::ipc::server::Incoming;
 use crate::protocol::{ErrorKind, Request, Response, Target};
 
@@ -130,17 +130,23 @@ impl Supervisor {
             return flow;
         }
         let answer = match request {
-            Request::Ping => Ok(Answer::Now(ping::ping())),
+            Request::Ping => Ok(Answer::Now(ping::ping(self.metrics.bound()))),
             Request::Start {
                 apps,
                 env,
                 update_env,
                 running,
                 parallel,
-            } => match apps.into_iter().map(AppSpec::try_from).collect() {
-                Ok(apps) => self.start(apps, env, update_env, running, parallel),
+                metrics,
+            } => match (
+                apps.into_iter().map(AppSpec::try_from).collect(),
+                metrics.map(MetricsSpec::try_from).transpose(),
+            ) {
+                (Ok(apps), Ok(metrics)) => {
+                    self.start_serving(apps, env, update_env, running, parallel, metrics)
+                }
                 // Checked by the CLI: only a foreign or broken client gets here.
-                Err(message) => Err(Failure {
+                (Err(message), _) | (_, Err(message)) => Err(Failure {
                     kind: ErrorKind::BadRequest,
                     message,
                 }),

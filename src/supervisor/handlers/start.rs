@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{Answer, Failure, Reply, done};
-use crate::config::AppSpec;
+use crate::config::{AppSpec, MetricsSpec};
 use crate::protocol::{ErrorKind, OnRunning, Response, Target};
 use crate::supervisor::policy::Status;
 use crate::supervisor::slot::SlotMsg;
@@ -20,6 +20,32 @@ use crate::supervisor::{NewApp, Supervisor, Tidy};
 type Redeploy = Pin<Box<dyn Future<Output = (Vec<u32>, Reply)> + Send>>;
 
 impl Supervisor {
+    /// [`start`](Self::start), and the metrics endpoint the file asks for: its address
+    /// is bound first and served once the apps have started, so a file that fails
+    /// starts neither.
+    pub(super) fn start_serving(
+        &mut self,
+        apps: Vec<AppSpec>,
+        env: BTreeMap<String, String>,
+        update_env: bool,
+        on_running: OnRunning,
+        parallel: u32,
+        metrics: Option<MetricsSpec>,
+    ) -> Result<Answer, Failure> {
+        let prepared = match metrics {
+            Some(spec) => self.metrics.prepare(spec)?,
+            None => None,
+        };
+        let answer = self.start(apps, env, update_env, on_running, parallel)?;
+        if let Some(prepared) = prepared
+            && let Err(e) = self.metrics.serve(prepared)
+        {
+            // The apps run: their start stands, and the log says why there are no metrics.
+            tracing::error!("{e}");
+        }
+        Ok(answer)
+    }
+
     pub(super) fn start(
         &mut self,
         apps: Vec<AppSpec>,
