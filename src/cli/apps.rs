@@ -42,8 +42,11 @@ pub fn one_endpoint<'a>(
             Some(one) if one.listen == spec.listen => {}
             Some(one) => {
                 return Err(Error::Usage(format!(
-                    "{}: metrics: {} and {}: metrics: {}: one supervisor serves one metrics endpoint; name the same address in both, or leave metrics: out of one",
-                    one.origin, one.listen, spec.origin, spec.listen
+                    "{}: {} and {}: {}: one supervisor serves one metrics endpoint; name the same address in both, or leave metrics: out of one",
+                    one.origin.key(),
+                    one.listen,
+                    spec.origin.key(),
+                    spec.listen
                 )));
             }
         }

@@ -17,22 +17,53 @@ pub struct MetricsSpec {
     pub listen: SocketAddr,
     /// May listen on an address other machines reach.
     pub public: bool,
-    /// Who asked, for messages: `ecosystem.yaml:3` (the file and line of `metrics:`)
-    /// or `--metrics`.
-    pub origin: String,
+    /// Who asked, for messages.
+    pub origin: MetricsOrigin,
+}
+
+/// Who asked for an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsOrigin {
+    /// `--metrics` of `run` or `daemon`.
+    Flag,
+    /// A file's `metrics:`: `ecosystem.yaml:3` (its name and the key's line, when known).
+    File(String),
+}
+
+impl MetricsOrigin {
+    /// The key as a message starts with it: `ecosystem.yaml:3: metrics`, `--metrics`.
+    pub fn key(&self) -> String {
+        match self {
+            MetricsOrigin::Flag => "--metrics".into(),
+            MetricsOrigin::File(at) => format!("{at}: metrics"),
+        }
+    }
+}
+
+impl fmt::Display for MetricsOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsOrigin::Flag => f.write_str("--metrics"),
+            MetricsOrigin::File(at) => f.write_str(at),
+        }
+    }
 }
 
 impl MetricsSpec {
     /// An endpoint at `listen`, refused (naming `origin`) if it is not loopback and not
     /// `public`.
-    pub fn new(listen: SocketAddr, public: bool, origin: String) -> Result<MetricsSpec, String> {
+    pub fn new(
+        listen: SocketAddr,
+        public: bool,
+        origin: MetricsOrigin,
+    ) -> Result<MetricsSpec, String> {
         let spec = MetricsSpec {
             listen,
             public,
             origin,
         };
         match spec.refused() {
-            Some(why) => Err(format!("{}: metrics: {why}", spec.origin)),
+            Some(why) => Err(format!("{}: {why}", spec.origin.key())),
             None => Ok(spec),
         }
     }
@@ -43,7 +74,7 @@ impl MetricsSpec {
         let spec = MetricsSpec {
             listen: listen.0,
             public,
-            origin: "--metrics".into(),
+            origin: MetricsOrigin::Flag,
         };
         if let Some(why) = spec.refused() {
             return Err(format!("--metrics: {why}; add --metrics-public to mean it"));
@@ -120,7 +151,10 @@ pub(crate) struct MetricsError {
 
 /// Reads a file's top-level `metrics:` value (`None` for a null one: as if absent).
 /// `origin` is how the spec names where it came from (`ecosystem.yaml:3`).
-pub(crate) fn from_value(v: &Value, origin: String) -> Result<Option<MetricsSpec>, MetricsError> {
+pub(crate) fn from_value(
+    v: &Value,
+    origin: MetricsOrigin,
+) -> Result<Option<MetricsSpec>, MetricsError> {
     let top = |message: String| MetricsError {
         path: vec![Seg::Key("metrics".into())],
         message,
@@ -292,7 +326,7 @@ mod tests {
             "{e}"
         );
         let spec = MetricsSpec::from_flag("0.0.0.0:9615", true).unwrap();
-        assert!(spec.public && spec.origin == "--metrics");
+        assert!(spec.public && spec.origin == MetricsOrigin::Flag);
         let e = MetricsSpec::from_flag("nine", false).unwrap_err();
         assert!(e.starts_with("--metrics: expected a port"), "{e}");
     }

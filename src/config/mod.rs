@@ -43,7 +43,7 @@ use yaml_serde::{Mapping, Value};
 pub use error::{ConfigError, ErrorInfo};
 pub use flags::AppFlags;
 pub(crate) use keys::why_unsupported;
-pub use metrics::{MetricsAddr, MetricsSpec, is_loopback};
+pub use metrics::{MetricsAddr, MetricsOrigin, MetricsSpec, is_loopback};
 pub use raw::RawApp;
 pub use resolve::MAX_UNIX_PATH;
 pub use skipped::Skipped;
@@ -108,7 +108,7 @@ pub fn load_js_exports(
             skipped: loaded.skipped.without_lines(),
             // A line of node's JSON is no line of the file.
             metrics: loaded.metrics.map(|m| MetricsSpec {
-                origin: origin.display().to_string(),
+                origin: MetricsOrigin::File(origin.display().to_string()),
                 ..m
             }),
             ..loaded
@@ -426,10 +426,10 @@ impl File<'_> {
             return Ok(None);
         };
         let line = locate::locate(self.text, &[Seg::Key(keys::METRICS.into())]).map(|l| l.0);
-        let origin = match line {
+        let origin = MetricsOrigin::File(match line {
             Some(line) => format!("{}:{line}", self.origin.display()),
             None => self.origin.display().to_string(),
-        };
+        });
         metrics::from_value(value, origin).map_err(|e| {
             let at = locate::locate(self.text, &e.path).map(|l| l.0).or(line);
             let mut err = ConfigError::file(self.origin, e.message).at(at);

@@ -86,13 +86,14 @@ pub fn bind(spec: &MetricsSpec) -> Result<std::net::TcpListener, String> {
             _ => e.to_string(),
         };
         format!(
-            "{}: metrics: cannot listen on {}: {why}",
-            spec.origin, spec.listen
+            "{}: cannot listen on {}: {why}",
+            spec.origin.key(),
+            spec.listen
         )
     })?;
     listener
         .set_nonblocking(true)
-        .map_err(|e| format!("{}: metrics: {e}", spec.origin))?;
+        .map_err(|e| format!("{}: {e}", spec.origin.key()))?;
     Ok(listener)
 }
 

@@ -202,7 +202,7 @@ impl From<&config::MetricsSpec> for MetricsConfig {
         MetricsConfig {
             listen: spec.listen.to_string(),
             public: spec.public,
-            origin: spec.origin.clone(),
+            origin: spec.origin.to_string(),
         }
     }
 }
@@ -215,7 +215,8 @@ impl TryFrom<MetricsConfig> for config::MetricsSpec {
             .listen
             .parse()
             .map_err(|_| format!("{}: metrics: not an address: {:?}", c.origin, c.listen))?;
-        config::MetricsSpec::new(listen, c.public, c.origin)
+        // Only files' endpoints travel: a flag's is served where it is given.
+        config::MetricsSpec::new(listen, c.public, config::MetricsOrigin::File(c.origin))
     }
 }
 

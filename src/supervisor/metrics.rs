@@ -130,8 +130,11 @@ impl Metrics {
             return Err(Failure {
                 kind: ErrorKind::BadRequest,
                 message: format!(
-                    "{}: metrics: {}: this supervisor serves its metrics on {} already (asked by {}); one supervisor has one endpoint: name that address, or leave metrics: out",
-                    spec.origin, spec.listen, serving.bound, serving.spec.origin
+                    "{}: {}: this supervisor serves its metrics on {} already (asked by {}); one supervisor has one endpoint: name that address, or leave metrics: out",
+                    spec.origin.key(),
+                    spec.listen,
+                    serving.bound,
+                    serving.spec.origin
                 ),
             });
         }
@@ -142,10 +145,10 @@ impl Metrics {
     /// Serves an address [`prepare`](Self::prepare)d.
     pub fn serve(&mut self, prepared: Prepared) -> Result<(), String> {
         let Prepared { listener, spec } = prepared;
-        let origin = spec.origin.clone();
+        let key = spec.origin.key();
         let source: Arc<dyn metrics::Source> = self.source.clone();
         let endpoint = Endpoint::start(listener, spec, source)
-            .map_err(|e| format!("{origin}: metrics: cannot start its thread: {e}"))?;
+            .map_err(|e| format!("{key}: cannot start its thread: {e}"))?;
         self.endpoint = Some(endpoint);
         Ok(())
     }

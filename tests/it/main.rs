@@ -18,6 +18,7 @@ mod health;
 mod log_rotation;
 mod logs;
 mod man;
+mod metrics;
 mod monit;
 mod pm2_cli;
 mod pm2_conformance;
