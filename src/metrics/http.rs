@@ -3,8 +3,9 @@
 //!
 //! What a client may hold is capped, so slow clients and many clients cost the
 //! supervisor nothing: at most [`Limits::connections`] connections, and when a new one
-//! comes past that, the oldest connection still sending its request is dropped (one
-//! whose answer is being written is not: the new one is closed instead); a request
+//! comes past that, the oldest connection not being answered (still sending its
+//! request, or done) is dropped; when every one is being answered, the new one is
+//! closed instead. A request
 //! must arrive whole within [`Limits::request_time`] and [`Limits::request_bytes`]
 //! (dribbling does not extend it), and the answer must be taken within
 //! [`Limits::response_time`].
@@ -66,7 +67,8 @@ pub(super) struct Pages {
 /// A connection being served.
 struct Open {
     accepted: Instant,
-    /// Its request is in: it is being answered.
+    /// Its request is in and its answer is being made or written: it is not dropped to
+    /// make room (before, it is still sending its request; after, it is lingering).
     answering: Arc<AtomicBool>,
     abort: AbortHandle,
 }
@@ -127,8 +129,7 @@ pub(super) async fn serve(
     tasks.abort_all();
 }
 
-/// Drops the oldest connection that has not sent its whole request; false if every
-/// one has.
+/// Drops the oldest connection that is not being answered; false if every one is.
 fn evict_oldest_unanswered(open: &mut HashMap<tokio::task::Id, Open>) -> bool {
     let oldest = open
         .iter()
@@ -224,6 +225,8 @@ async fn connection(
         stream.shutdown().await
     })
     .await;
+    // The answer is out: from here on, this connection may make room for another.
+    answering.store(false, Ordering::Relaxed);
     // What the client still sends (a body we did not ask for) is read and dropped, so
     // the close is a FIN rather than a reset that could cut the answer short.
     let _ = tokio::time::timeout(LINGER, async {
@@ -434,4 +437,124 @@ fn response(
         bytes.extend_from_slice(body.as_bytes());
     }
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::pin::Pin;
+
+    use super::*;
+    use crate::metrics::Snapshot;
+
+    /// A supervisor whose control loop answers as told.
+    enum Loop {
+        Answers,
+        Gone,
+        Stuck,
+    }
+
+    impl Source for Loop {
+        fn snapshot(&self) -> Snapshot {
+            Snapshot::default()
+        }
+        fn ping(&self) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+            match self {
+                Loop::Answers => Box::pin(async { true }),
+                Loop::Gone => Box::pin(async { false }),
+                Loop::Stuck => Box::pin(std::future::pending()),
+            }
+        }
+    }
+
+    /// Serves on a thread of its own until the returned sender is dropped.
+    fn server(source: Loop, limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                let pages = Pages {
+                    source: Arc::new(source),
+                    started: SystemTime::now(),
+                };
+                serve(listener, pages, limits, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        (addr, stop)
+    }
+
+    fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn healthz_says_whether_the_control_loop_answers() {
+        let limits = Limits {
+            healthz_time: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (addr, _stop) = server(Loop::Answers, limits);
+        let ok = exchange(addr, HEALTHZ);
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        let (addr, _stop) = server(Loop::Stuck, limits);
+        let stuck = exchange(addr, HEALTHZ);
+        assert!(
+            stuck.starts_with("HTTP/1.1 503 ") && stuck.ends_with("did not answer within 200 ms\n"),
+            "{stuck}"
+        );
+        let (addr, _stop) = server(Loop::Gone, limits);
+        let gone = exchange(addr, HEALTHZ);
+        assert!(
+            gone.starts_with("HTTP/1.1 503 ") && gone.contains("gone"),
+            "{gone}"
+        );
+    }
+
+    /// Whether the server closed `s` within a second.
+    fn closed(s: &mut TcpStream) -> bool {
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_connection_still_sending_makes_room() {
+        let limits = Limits {
+            connections: 2,
+            ..Limits::default()
+        };
+        let (addr, _stop) = server(Loop::Answers, limits);
+        // Accepted in the order they connect (the kernel's queue is first in, first out).
+        let mut oldest = TcpStream::connect(addr).unwrap();
+        oldest.write_all(b"GET /metr").unwrap();
+        let mut younger = TcpStream::connect(addr).unwrap();
+        younger.write_all(b"GET /metr").unwrap();
+        // Two silent connections held: a third comes in, and is answered.
+        let third = exchange(addr, HEALTHZ);
+        assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+        assert!(closed(&mut oldest), "the oldest silent one made room");
+        assert!(!closed(&mut younger), "the younger one is still waited for");
+    }
 }
