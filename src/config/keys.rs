@@ -695,8 +695,43 @@ pub(crate) fn all_names() -> Vec<&'static str> {
     names
 }
 
-/// Top-level keys of an ecosystem file (`pm2` is PM2's other name for `apps`).
+/// Top-level keys of an ecosystem file (`pm2` is PM2's other name for `apps`), for
+/// "did you mean"; each is documented in [`TOP_KEYS`].
 pub(crate) const TOP_LEVEL: &[&str] = &["apps", "pm2", METRICS];
+
+/// A key at the top of an ecosystem file, beside the apps: drover-ecosystem(5) and
+/// README's table of them are generated from these.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct TopKey {
+    pub key: &'static str,
+    pub aliases: &'static [&'static str],
+    /// A value, as YAML (after `key: `).
+    pub example: &'static str,
+    pub about: &'static str,
+}
+
+/// The top-level keys, documented.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const TOP_KEYS: &[TopKey] = &[
+    TopKey {
+        key: "apps",
+        aliases: &["pm2"],
+        example: "[{script: app.js, instances: max}]",
+        about: "the list of apps, each a map of the keys below (PM2's); a file may instead be the list itself, or one app",
+    },
+    TopKey {
+        key: METRICS,
+        aliases: &[],
+        example: "127.0.0.1:9615",
+        about: "where the supervisor serves Prometheus metrics (`/metrics`) and its own health (`/healthz`): a port (on 127.0.0.1), `host:port` or `[v6]:port`, 0 for a free port; loopback only unless written `{listen: 0.0.0.0:9615, public: true}`. One supervisor has one endpoint: the first file (or `--metrics`) that asks sets it, and a file naming another address is refused",
+    },
+    TopKey {
+        key: DEPLOY,
+        aliases: &[],
+        example: "{production: {user: deploy, host: [web1]}}",
+        about: "PM2's `pm2 deploy` section: skipped, with a warning",
+    },
+];
 
 /// drover's top-level key: where the supervisor serves its metrics (`config::metrics`).
 pub(crate) const METRICS: &str = "metrics";
@@ -868,26 +903,81 @@ mod tests {
         table
     }
 
-    /// README's table is this one: `UPDATE_README=1 cargo test readme_keys` rewrites it.
+    /// README's table of top-level keys, from [`TOP_KEYS`].
+    fn readme_top_table() -> String {
+        let mut rows = vec!["| top-level key | |".to_owned(), "|---|---|".to_owned()];
+        for k in TOP_KEYS {
+            rows.push(format!(
+                "| {} | {}; e.g. `{}: {}` |",
+                names(k.key, k.aliases),
+                k.about,
+                k.key,
+                k.example
+            ));
+        }
+        let table = rows.join("\n") + "\n";
+        assert!(
+            !table.lines().any(|l| l.matches('|').count() != 3),
+            "a cell holds a `|`:\n{table}"
+        );
+        table
+    }
+
     #[test]
-    fn readme_keys_table_is_generated_from_these_tables() {
-        const BEGIN: &str = "<!-- pm2-keys: generated from src/config/keys.rs, do not edit -->\n";
-        const END: &str = "<!-- pm2-keys: end -->\n";
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-        let readme = std::fs::read_to_string(path).unwrap();
-        let start = readme.find(BEGIN).expect("README has the begin marker") + BEGIN.len();
-        let end = start
+    fn every_top_level_key_is_documented() {
+        for key in TOP_LEVEL {
+            assert!(
+                TOP_KEYS
+                    .iter()
+                    .any(|k| k.key == *key || k.aliases.contains(key)),
+                "{key}"
+            );
+        }
+    }
+
+    /// Replaces what is between `begin` and `end` in README with `want` (with
+    /// UPDATE_README), or checks it is that.
+    fn generated_in_readme(readme: &mut String, begin: &str, end: &str, want: &str) -> bool {
+        let start = readme.find(begin).expect("README has the begin marker") + begin.len();
+        let stop = start
             + readme[start..]
-                .find(END)
+                .find(end)
                 .expect("README has the end marker");
-        let want = readme_table();
+        if readme[start..stop] == *want {
+            return true;
+        }
+        readme.replace_range(start..stop, want);
+        false
+    }
+
+    /// README's tables are these: `UPDATE_README=1 cargo test readme_keys` rewrites them
+    /// (one test, so two never write the file at once).
+    #[test]
+    fn readme_keys_tables_are_generated_from_these_tables() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let mut readme = std::fs::read_to_string(path).unwrap();
+        let keys = generated_in_readme(
+            &mut readme,
+            "<!-- pm2-keys: generated from src/config/keys.rs, do not edit -->\n",
+            "<!-- pm2-keys: end -->\n",
+            &readme_table(),
+        );
+        let top = generated_in_readme(
+            &mut readme,
+            "<!-- top-keys: generated from src/config/keys.rs, do not edit -->\n",
+            "<!-- top-keys: end -->\n",
+            &readme_top_table(),
+        );
         if std::env::var_os("UPDATE_README").is_some() {
-            let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
-            std::fs::write(path, updated).unwrap();
+            std::fs::write(path, readme).unwrap();
         } else {
             assert!(
-                readme[start..end] == want,
+                keys,
                 "README's PM2 keys table is out of date: run UPDATE_README=1 cargo test readme_keys"
+            );
+            assert!(
+                top,
+                "README's top-level keys table is out of date: run UPDATE_README=1 cargo test readme_keys"
             );
         }
     }

@@ -97,6 +97,24 @@ pub(crate) fn render() -> String {
     );
     paragraph(
         &mut page,
+        "Beside `apps:`, the top of the file may have these keys (any other is an error):",
+    );
+    for k in keys::TOP_KEYS {
+        let mut tag = vec![bold(k.key)];
+        for alias in k.aliases {
+            tag.push(roman(", "));
+            tag.push(bold(*alias));
+        }
+        page.control("TP", []).text(tag);
+        let mut body = inline(k.about);
+        body.push(roman("."));
+        body.push(line_break());
+        body.push(italic("Example: "));
+        body.push(bold(format!("{}: {}", k.key, k.example)));
+        page.text(body);
+    }
+    paragraph(
+        &mut page,
         "A file is checked whole before anything starts: an unknown key (with the key it probably meant), a value of the wrong type, two apps of one name, or a key drover refuses is an error naming the file, the line, the app and the key, and nothing running is touched. Relative paths are resolved against the app's `cwd`, which is itself relative to the file's directory.",
     );
 

@@ -1750,3 +1750,107 @@ fn log_rotation_keys_flags_and_bad_values() {
     .to_string();
     assert!(e.starts_with("--log-compress: has no effect"), "{e}");
 }
+
+#[test]
+fn metrics_at_the_top_of_the_file() {
+    let f = fx();
+    let apps = "apps:\n  - script: app.js\n";
+    let at = |text: &str| f.load_full(text).metrics;
+    assert_eq!(at(apps), None);
+    assert_eq!(at(&format!("metrics:\n{apps}")), None, "null: as if absent");
+    let spec = at(&format!("{apps}metrics: 9615\n")).unwrap();
+    assert_eq!(spec.listen, "127.0.0.1:9615".parse().unwrap());
+    assert!(!spec.public);
+    assert_eq!(spec.origin, MetricsOrigin::File("ecosystem.yaml:3".into()));
+    assert_eq!(spec.origin.key(), "ecosystem.yaml:3: metrics");
+    let spec = at(&format!(
+        "metrics: {{listen: \"[::]:0\", public: true}}\n{apps}"
+    ))
+    .unwrap();
+    assert!(spec.public && spec.listen.ip().is_unspecified());
+    // JSON, as PM2 users write it; and an app object alone has no top level.
+    let json = r#"{"apps": [{"script": "app.js"}], "metrics": "localhost:9615"}"#;
+    let loaded = load_str(json, Path::new("eco.json"), &f.ctx).unwrap();
+    assert_eq!(
+        loaded.metrics.unwrap().listen,
+        "127.0.0.1:9615".parse().unwrap()
+    );
+    let e = f.err("script: app.js\nmetrics: 9615\n");
+    assert!(e.contains("unknown key \"metrics\""), "{e}");
+    // A JavaScript file's exports name the file, not a line of node's JSON.
+    let loaded = load_js_exports(json, Path::new("ecosystem.config.js"), &f.ctx).unwrap();
+    assert_eq!(
+        loaded.metrics.unwrap().origin,
+        MetricsOrigin::File("ecosystem.config.js".into())
+    );
+    let e = load_js_exports(
+        r#"{"apps": [{"script": "app.js"}], "metrics": "0.0.0.0:9615"}"#,
+        Path::new("ecosystem.config.js"),
+        &f.ctx,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, None);
+    assert!(
+        e.to_string()
+            .starts_with("ecosystem.config.js: metrics: 0.0.0.0:9615 is not a loopback address"),
+        "{e}"
+    );
+    assert_eq!(e.key.as_deref(), Some("metrics"));
+}
+
+#[test]
+fn bad_metrics_name_the_line_and_key() {
+    let f = fx();
+    let apps = "apps:\n  - script: app.js\n";
+    for (top, want, key) in [
+        (
+            "metrics: [9615]\n",
+            "ecosystem.yaml:1: metrics: expected an address (9615, 127.0.0.1:9615) or {listen: ADDR, public: true}, got a list",
+            "metrics",
+        ),
+        (
+            "metrics: true\n",
+            "ecosystem.yaml:1: metrics: expected an address",
+            "metrics",
+        ),
+        (
+            "metrics:\n  listen: [1]\n",
+            "ecosystem.yaml:2: metrics.listen: expected an address (9615, 127.0.0.1:9615), got a list",
+            "metrics.listen",
+        ),
+        (
+            "metrics:\n  listen: 1\n  public: yes please\n",
+            "ecosystem.yaml:3: metrics.public: expected true or false",
+            "metrics.public",
+        ),
+        (
+            "metrics:\n  listen: 192.168.1.1:1\n",
+            "ecosystem.yaml:2: metrics: 192.168.1.1:1 is not a loopback address",
+            "metrics.listen",
+        ),
+        (
+            "metrics:\n  listen: 1\n  port: 2\n",
+            "ecosystem.yaml:3: unknown key \"port\" in metrics (it has listen, public)",
+            "metrics.port",
+        ),
+    ] {
+        let e = f.load(&format!("{top}{apps}")).unwrap_err();
+        assert!(e.to_string().starts_with(want), "{top}: {e}");
+        assert_eq!(e.key.as_deref(), Some(key), "{top}");
+    }
+}
+
+#[test]
+fn every_top_level_example_loads() {
+    let f = fx();
+    for k in super::keys::TOP_KEYS {
+        let text = if k.key == "apps" {
+            format!("{}: {}\n", k.key, k.example)
+        } else {
+            format!("apps: [{{script: app.js}}]\n{}: {}\n", k.key, k.example)
+        };
+        if let Err(e) = f.load(&text) {
+            panic!("{}: {e}", k.key);
+        }
+    }
+}
