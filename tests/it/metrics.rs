@@ -374,23 +374,26 @@ fn a_busy_workers_cpu_seconds_grow_and_an_idle_ones_hardly() {
         .unwrap()
         .parse()
         .unwrap();
+    // None until the app's workers are in the table (the endpoint serves from before
+    // the first worker starts).
     let cpu = |app: &str| {
         value(
             &scrape(addr),
             "drover_worker_cpu_seconds_total",
             &[("app", app)],
         )
-        .unwrap()
     };
-    let first = wait_for("the busy worker sampled", DEADLINE, || {
-        let c = cpu("busy");
-        (c > 0.0).then_some(c)
+    // Both sampled: from then on the idle worker's start-up CPU is behind it.
+    let (first, idle_first) = wait_for("both workers sampled", DEADLINE, || {
+        match (cpu("busy")?, cpu("idle")?) {
+            (busy, idle) if busy > 0.0 && idle > 0.0 => Some((busy, idle)),
+            _ => None,
+        }
     });
-    let idle_first = cpu("idle");
     wait_for("a second of CPU more", DEADLINE, || {
-        (cpu("busy") >= first + 1.0).then_some(())
+        (cpu("busy")? >= first + 1.0).then_some(())
     });
-    let idle_gained = cpu("idle") - idle_first;
+    let idle_gained = cpu("idle").unwrap() - idle_first;
     assert!(idle_gained < 0.5, "the idle worker gained {idle_gained} s");
     run.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(run.wait_exit(DEADLINE).success());
