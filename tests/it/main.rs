@@ -6,6 +6,7 @@ mod cluster_port;
 mod completions;
 mod container;
 mod daemon;
+mod deploy_doc;
 mod ecosystem_js;
 mod exit_codes;
 mod export;
