@@ -300,6 +300,9 @@ pub struct AppInfo {
     pub workers: Vec<WorkerInfo>,
     /// Log lines that could not be written (disk full and the like).
     pub dropped_log_lines: u64,
+    /// When `cron_restart` next reloads it (RFC 3339, local time; absent: no schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_next: Option<String>,
 }
 
 /// A worker's state as `list` shows it.

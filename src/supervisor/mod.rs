@@ -15,6 +15,7 @@ mod service_manager;
 mod shared;
 pub mod slot;
 pub mod spawn;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -98,6 +99,8 @@ pub(crate) struct App {
     pub slots: Vec<SlotEntry>,
     /// A change to the app's slots that is under way; a second one is refused as busy.
     pub pending: Option<Pending>,
+    /// Its watch and cron_restart, reloading it by themselves.
+    pub triggers: triggers::Triggers,
 }
 
 /// A change of an app's slots that takes time, run by a task of its own.
@@ -150,6 +153,8 @@ pub(crate) struct Supervisor {
     shutting_down: bool,
     /// systemd, when it started us as a `Type=notify` service.
     service: Option<Arc<ServiceManager>>,
+    /// Where apps' watches and schedules ask for their reload.
+    triggered: mpsc::UnboundedSender<triggers::Trigger>,
 }
 
 /// Whether the main loop goes on after a request.
@@ -192,6 +197,7 @@ pub async fn run(
         notify_path.clone(),
     ));
     let (finished_tx, mut finished) = mpsc::unbounded_channel();
+    let (triggered_tx, mut triggered) = mpsc::unbounded_channel();
     let service = match opts.notify_service_manager {
         true => ServiceManager::from_env().map(Arc::new),
         false => None,
@@ -214,6 +220,7 @@ pub async fn run(
         finished: finished_tx,
         shutting_down: false,
         service,
+        triggered: triggered_tx,
     };
 
     let reaper = {
@@ -271,6 +278,7 @@ pub async fn run(
                 info!("SIGHUP received: reloading every app");
                 sup.reload_all_logged();
             }
+            Some(trigger) = triggered.recv() => sup.triggered(trigger),
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
                 info!("SIGUSR1 received: reopening every log file");
                 sup.reload_logs_logged();
@@ -427,14 +435,23 @@ impl Supervisor {
             };
             bound.push(listeners);
         }
+        // Watches next, still before any worker starts.
+        let mut armed = Vec::new();
+        for app in &apps {
+            let spec = Arc::new(app.spec.clone());
+            let triggers =
+                triggers::arm(&spec, &self.triggered).map_err(handlers::Failure::failed)?;
+            armed.push((spec, triggers));
+        }
         let mut names = Vec::new();
-        for (new, listeners) in apps.into_iter().zip(bound) {
+        for ((new, listeners), (spec, triggers)) in apps.into_iter().zip(bound).zip(armed) {
             let mut app = App {
-                spec: Arc::new(new.spec),
+                spec,
                 env: Arc::new(new.env),
                 listeners: Arc::new(listeners),
                 slots: Vec::new(),
                 pending: None,
+                triggers,
             };
             for instance in 0..app.spec.instances {
                 self.add_slot(&mut app, instance, !new.stopped);

@@ -26,3 +26,4 @@ mod reload;
 mod responsive;
 mod run;
 mod systemd;
+mod watch;
