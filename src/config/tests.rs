@@ -1465,6 +1465,8 @@ fn an_app_written_back_resolves_to_itself() {
         "- script: app.js\n  log_max_size: 1M\n  log_retain: 3\n  log_rotate: daily\n  log_compress: true\n",
         "- script: app.js\n  log_rotate: false\n",
         "- script: app.js\n  disable_logs: true\n  log_rotate: false\n",
+        "- script: app.js\n  watch: [srv]\n  ignore_watch: ['*.tmp', cache]\n  watch_delay: 2s\n  cron_restart: '*/5 * * * *'\n",
+        "- script: app.js\n  watch: true\n",
     ];
     for text in files {
         let spec = f.one(text);
