@@ -60,4 +60,5 @@ pub mod shim;
 pub mod sockets;
 pub mod supervisor;
 mod sync;
+pub mod upgrade;
 pub mod watch;

@@ -1,9 +1,11 @@
 //! `drover run`: the supervisor in the foreground, as pm2-runtime in a container or a
 //! systemd unit. Workers' output goes to our stdout/stderr with a `name#i |` prefix.
 
-use super::{RunArgs, apps, host};
+use super::host::{self, Beginning};
+use super::{RunArgs, apps};
 use crate::error::Error;
-use crate::supervisor::NewApp;
+use crate::supervisor::{NewApp, RunOutcome};
+use crate::upgrade::state::{HostKind, State};
 
 pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
     let specs = apps::load(&args, &home)?;
@@ -18,9 +20,25 @@ pub fn run(args: RunArgs, home: std::path::PathBuf) -> Result<(), Error> {
         .collect();
     host::init_tracing(false, None);
     // `list`, `logs`, `stop` … work against this supervisor too.
-    let _lock = host::lock(&home)?;
+    let lock = host::lock(&home)?;
+    let outcome = host::supervise(&home, HostKind::Run, &lock, Beginning::Fresh(apps), None)?;
+    finished(outcome)
+}
 
-    let outcome = host::supervise(&home, apps, true)?;
+/// `drover run` again, in the image an in-place update (SIGUSR2) executed.
+pub fn resumed(state: State) -> Result<(), Error> {
+    host::init_tracing(false, None);
+    let home = state.supervisor.home.clone();
+    let lock = host::adopt_lock(state.host.lock_fd)?;
+    let begin = Beginning::Resumed {
+        state: Box::new(state),
+        failure: None,
+    };
+    finished(host::supervise(&home, HostKind::Run, &lock, begin, None)?)
+}
+
+/// How `drover run` ends: an error when workers ended errored (crash loops).
+fn finished(outcome: RunOutcome) -> Result<(), Error> {
     if outcome.all_done {
         tracing::info!("every worker has stopped; exiting");
     }

@@ -392,6 +392,9 @@ mod tests {
         Response::Pong {
             pid: 1,
             version: "t".into(),
+            binary: None,
+            started_at_ms: None,
+            last_update: None,
         }
     }
 

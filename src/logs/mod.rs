@@ -38,6 +38,7 @@ pub mod timestamp;
 
 pub use files::{FollowedLine, LineSink, LogHub, instance_log_path};
 pub use lines::{LineSplitter, MAX_LINE, PumpStats, pump};
+pub(crate) use lines::{PumpEnd, pump_until};
 pub use timestamp::DateFormat;
 
 /// Which of a worker's output streams.

@@ -175,6 +175,11 @@ pub enum Request {
     Env {
         target: Target,
     },
+    /// `drover update`: the supervisor re-executes `binary` (absolute) in its own
+    /// process, every worker kept. Understood across protocol versions ([`Stable`]).
+    Update {
+        binary: std::path::PathBuf,
+    },
 }
 
 fn one() -> u32 {
@@ -199,6 +204,24 @@ pub enum Response {
     Pong {
         pid: u32,
         version: String,
+        /// The binary the supervisor runs (absent from older peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
+        /// When the supervisor started, ms since the Unix epoch (absent from older
+        /// peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at_ms: Option<u64>,
+        /// Its last in-place update, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_update: Option<UpdateInfo>,
+    },
+    /// The supervisor hands itself over to `binary` (`drover update`): it stops
+    /// answering for a moment; `ping` then shows update `id` done or failed.
+    Updating {
+        id: u64,
+        pid: u32,
+        from_version: String,
+        binary: String,
     },
     /// Success, with a line for the user.
     Done {
@@ -228,6 +251,47 @@ pub enum Response {
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// One in-place update of the supervisor, as `ping` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateInfo {
+    pub id: u64,
+    /// When the supervisor answered again, ms since the Unix epoch.
+    pub at_ms: u64,
+    pub from_version: String,
+    pub from_binary: String,
+    pub to_binary: String,
+    /// The version that runs now: the new one, or the old one when the update failed.
+    pub running_version: String,
+    /// How long the supervisor did not answer.
+    pub took_ms: u64,
+    /// Why the new binary did not take over; the old one goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// The messages every version of drover understands, whatever the protocol version in
+/// their frame: `ping` and `update` and their answers, so that a newly installed drover
+/// can see and upgrade the supervisor an older one started. Their shapes never change
+/// but by fields with defaults (`stable_messages_keep_their_shape` pins them).
+pub trait Stable {
+    fn is_stable(&self) -> bool;
+}
+
+impl Stable for Request {
+    fn is_stable(&self) -> bool {
+        matches!(self, Request::Ping | Request::Update { .. })
+    }
+}
+
+impl Stable for Response {
+    fn is_stable(&self) -> bool {
+        matches!(
+            self,
+            Response::Pong { .. } | Response::Updating { .. } | Response::Error { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -456,14 +520,20 @@ pub enum DecodeError {
 }
 
 /// Decodes one line (without its '\n'), checking the version first so a peer of another
-/// version gets a version error, not a parse error.
-pub fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, DecodeError> {
+/// version gets a version error, not a parse error; but a [`Stable`] message is read
+/// whatever its version.
+pub fn decode<T: serde::de::DeserializeOwned + Stable>(line: &[u8]) -> Result<T, DecodeError> {
     #[derive(Deserialize)]
     struct VersionOnly {
         v: u32,
     }
     match serde_json::from_slice::<VersionOnly>(line) {
-        Ok(VersionOnly { v }) if v != VERSION => return Err(DecodeError::Version { theirs: v }),
+        Ok(VersionOnly { v }) if v != VERSION => {
+            return match serde_json::from_slice::<Frame<T>>(line) {
+                Ok(frame) if frame.msg.is_stable() => Ok(frame.msg),
+                _ => Err(DecodeError::Version { theirs: v }),
+            };
+        }
         Ok(_) => {}
         Err(e) => return Err(DecodeError::Malformed(e.to_string())),
     }

@@ -299,6 +299,38 @@ pub struct SlotPolicy {
     overlap: bool,
 }
 
+/// What a slot's policy has lived through, apart from its app's settings: the part that
+/// crosses an in-place upgrade of drover (`drover update`, see `crate::upgrade`), kept
+/// as it is and rebuilt with [`SlotPolicy::with_state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyState {
+    pub phase: Phase,
+    pub retiring: Option<Retiring>,
+    pub restarts: Restarts,
+    pub is_ready: bool,
+    pub unstable: u32,
+    pub backoff: Option<Duration>,
+    pub last_exit: Option<ExitKind>,
+    pub reload_pending: bool,
+}
+
+impl PolicyState {
+    /// Every worker process of the slot: the one it runs, the replacement getting
+    /// ready, the one retiring.
+    pub fn workers(&self) -> Vec<Pid> {
+        let mut pids = match self.phase {
+            Phase::Starting { pid, .. }
+            | Phase::Online { pid, .. }
+            | Phase::Stopping { pid, .. } => vec![pid],
+            Phase::SpawningReplacement { old, .. } => vec![old.pid],
+            Phase::Replacing { old, new, .. } => vec![old.pid, new],
+            Phase::Spawning | Phase::Waiting { .. } | Phase::Stopped | Phase::Errored => vec![],
+        };
+        pids.extend(self.retiring.map(|r| r.pid));
+        pids
+    }
+}
+
 const UNSTABLE_FLOOR_BASE: Duration = Duration::from_millis(25);
 const UNSTABLE_FLOOR_MAX: Duration = Duration::from_millis(250);
 
@@ -317,6 +349,45 @@ impl SlotPolicy {
             stop,
             ready,
             overlap,
+        }
+    }
+
+    /// Its state, for an in-place upgrade.
+    pub fn state(&self) -> PolicyState {
+        PolicyState {
+            phase: self.phase,
+            retiring: self.retiring,
+            restarts: self.restarts,
+            is_ready: self.is_ready,
+            unstable: self.unstable,
+            backoff: self.backoff,
+            last_exit: self.last_exit,
+            reload_pending: self.reload_pending,
+        }
+    }
+
+    /// This policy (its settings) in `state`: where a slot was before an upgrade.
+    pub fn with_state(self, state: PolicyState) -> Self {
+        let PolicyState {
+            phase,
+            retiring,
+            restarts,
+            is_ready,
+            unstable,
+            backoff,
+            last_exit,
+            reload_pending,
+        } = state;
+        SlotPolicy {
+            phase,
+            retiring,
+            restarts,
+            is_ready,
+            unstable,
+            backoff,
+            last_exit,
+            reload_pending,
+            ..self
         }
     }
 
@@ -1079,6 +1150,11 @@ impl SlotPolicy {
             Phase::SpawningReplacement { old, .. } | Phase::Replacing { old, .. } => Some(old.pid),
             _ => None,
         }
+    }
+
+    /// Every worker process the slot has (see [`PolicyState::workers`]).
+    pub fn workers(&self) -> Vec<Pid> {
+        self.state().workers()
     }
 
     /// When the current worker started.

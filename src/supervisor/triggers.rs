@@ -19,12 +19,15 @@ use crate::watch::{self, AppWatch};
 pub(crate) enum Trigger {
     FilesChanged(String),
     Scheduled(String),
+    /// One of the above that came while drover was being updated in place, handed
+    /// over to the new image.
+    HeldBack(String),
 }
 
 impl Trigger {
     pub fn app(&self) -> &str {
         match self {
-            Trigger::FilesChanged(app) | Trigger::Scheduled(app) => app,
+            Trigger::FilesChanged(app) | Trigger::Scheduled(app) | Trigger::HeldBack(app) => app,
         }
     }
 
@@ -32,6 +35,9 @@ impl Trigger {
         match self {
             Trigger::FilesChanged(_) => "its files changed",
             Trigger::Scheduled(_) => "its cron_restart time came",
+            Trigger::HeldBack(_) => {
+                "its files changed or its cron_restart time came during the update"
+            }
         }
     }
 }

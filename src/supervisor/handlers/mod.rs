@@ -28,6 +28,9 @@ mod scale;
 mod send_signal;
 mod start;
 mod stop;
+pub(crate) mod update;
+
+pub(crate) use update::{UpdateRun, unix_ms};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -129,8 +132,22 @@ impl Supervisor {
             });
             return flow;
         }
+        // An update waits for the operations under way; new ones would keep it waiting.
+        if let Some(run) = &self.update
+            && !allowed
+            && !matches!(request, Request::Update { .. })
+        {
+            let _ = reply.try_send(Response::Error {
+                kind: ErrorKind::Busy,
+                message: format!(
+                    "drover is being updated in place (to {}); try again in a moment",
+                    run.binary.display()
+                ),
+            });
+            return flow;
+        }
         let answer = match request {
-            Request::Ping => Ok(Answer::Now(ping::ping())),
+            Request::Ping => Ok(Answer::Now(self.ping())),
             Request::Start {
                 apps,
                 env,
@@ -175,6 +192,7 @@ impl Supervisor {
             Request::Reset { target } => self.reset(&target),
             Request::SendSignal { target, signal } => self.send_signal(&target, signal.0),
             Request::Env { target } => self.env(&target),
+            Request::Update { binary } => self.update(binary, &reply),
         };
         match answer.unwrap_or_else(|f| Answer::Now(Err(f))) {
             // A fresh channel with room for the answer: never waits.
@@ -183,12 +201,14 @@ impl Supervisor {
             }
             Answer::Later(work) => {
                 let finished = self.finished.clone();
+                let op = self.ops.begin();
                 tokio::spawn(async move {
                     let (tidy, r) = work.await;
                     let answer = response_of(r);
                     match tidy {
                         Tidy::Nothing => {
                             let _ = reply.send(answer).await;
+                            drop(op);
                         }
                         // The main loop changes the table, then answers.
                         tidy => {
@@ -196,6 +216,7 @@ impl Supervisor {
                                 tidy,
                                 answer,
                                 reply,
+                                op,
                             });
                         }
                     }

@@ -1,11 +1,29 @@
-//! `ping`: the supervisor's pid and version.
+//! `ping`: the supervisor's pid, version and binary, when it started, and its last
+//! in-place update.
+
+use crate::protocol::{Response, UpdateInfo};
+use crate::supervisor::Supervisor;
 
 use super::Reply;
-use crate::protocol::Response;
 
-pub(super) fn ping() -> Reply {
-    Ok(Response::Pong {
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    })
+impl Supervisor {
+    pub(super) fn ping(&self) -> Reply {
+        let last_update = self.history.last().map(|r| UpdateInfo {
+            id: r.id,
+            at_ms: r.at_ms,
+            from_version: r.from_version.clone(),
+            from_binary: r.from_binary.display().to_string(),
+            to_binary: r.to_binary.display().to_string(),
+            running_version: r.running_version.clone(),
+            took_ms: r.took_ms,
+            failure: r.failure.clone(),
+        });
+        Ok(Response::Pong {
+            pid: std::process::id(),
+            version: crate::upgrade::version().into(),
+            binary: Some(self.binary.display().to_string()),
+            started_at_ms: Some(self.started_at_ms),
+            last_update,
+        })
+    }
 }

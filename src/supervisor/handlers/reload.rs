@@ -118,7 +118,9 @@ impl Supervisor {
     fn reload_logged(&mut self, target: &Target) {
         match self.reload(target, 1, None) {
             Ok(work) => {
+                let op = self.ops.begin();
                 tokio::spawn(async move {
+                    let _op = op;
                     match work.await.1 {
                         Ok(Response::Done { message }) => info!("{message}"),
                         Ok(_) => {}
