@@ -798,7 +798,7 @@ mod tests {
             ),
             (
                 "version 3",
-                b"{\"v\":3,\"cmd\":\"ping\"}\n".to_vec(),
+                b"{\"v\":3,\"cmd\":\"list\"}\n".to_vec(),
                 false,
                 ErrorKind::Version,
                 "version 3",

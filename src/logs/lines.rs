@@ -451,4 +451,49 @@ mod tests {
             "quick line\nprogress 50%\n... done\n"
         );
     }
+
+    /// A freeze (an in-place upgrade) stops the pump between two reads: whole lines are
+    /// in the file, the start of the next one comes back with the pipe, and a pump
+    /// started from them (the next image's) finishes that line as one.
+    #[test]
+    fn a_frozen_pump_hands_back_the_pipe_and_the_unfinished_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let spec = logs(&path, true);
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let mut tx = std::fs::File::from(tx);
+        use std::io::Write;
+        rt().block_on(async {
+            let freezer = crate::sync::FreezeSender::new();
+            let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rx).unwrap();
+            let sink = hub.sink("api", 0, Stream::Out, &spec).unwrap();
+            let pump = tokio::spawn(pump_until(rx, sink, Vec::new(), freezer.subscribe()));
+            tx.write_all(b"one\ntwo\nthr").unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&path).unwrap_or_default() != "one\ntwo\n" {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the whole lines never came"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            freezer.freeze();
+            let (reader, partial) = match pump.await.unwrap() {
+                PumpEnd::Frozen { reader, partial } => (reader, partial),
+                PumpEnd::Drained(stats) => panic!("drained: {stats:?}"),
+            };
+            assert_eq!(partial, b"thr");
+            // Written while nobody reads: it waits in the pipe.
+            tx.write_all(b"ee\nfour\n").unwrap();
+            drop(tx);
+            let sink = hub.sink("api", 0, Stream::Out, &spec).unwrap();
+            let end = pump_until(reader, sink, partial, Freeze::never()).await;
+            assert!(matches!(end, PumpEnd::Drained(_)), "{end:?}");
+        });
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "one\ntwo\nthree\nfour\n"
+        );
+    }
 }

@@ -640,6 +640,65 @@ mod tests {
         );
     }
 
+    /// `ping`, `update` and their answers are read across versions ([`Stable`]): their
+    /// JSON is pinned here, and may only gain fields with defaults.
+    #[test]
+    fn stable_messages_keep_their_shape() {
+        let text = |line: Vec<u8>| String::from_utf8(line).unwrap();
+        assert_eq!(
+            text(encode(&Request::Ping)),
+            format!("{{\"v\":{VERSION},\"cmd\":\"ping\"}}\n")
+        );
+        assert_eq!(
+            text(encode(&Request::Update {
+                binary: "/usr/bin/drover".into()
+            })),
+            format!("{{\"v\":{VERSION},\"cmd\":\"update\",\"binary\":\"/usr/bin/drover\"}}\n")
+        );
+        let pong = Response::Pong {
+            pid: 7,
+            version: "0.1.0".into(),
+            binary: Some("/usr/bin/drover".into()),
+            started_at_ms: Some(1),
+            last_update: Some(UpdateInfo {
+                id: 2,
+                at_ms: 3,
+                from_version: "0.1.0".into(),
+                from_binary: "/a".into(),
+                to_binary: "/b".into(),
+                running_version: "0.2.0".into(),
+                took_ms: 4,
+                failure: Some("why".into()),
+            }),
+        };
+        assert_eq!(
+            text(encode(&pong)),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"pong\",\"pid\":7,\"version\":\"0.1.0\",\"binary\":\"/usr/bin/drover\",\"started_at_ms\":1,\"last_update\":{{\"id\":2,\"at_ms\":3,\"from_version\":\"0.1.0\",\"from_binary\":\"/a\",\"to_binary\":\"/b\",\"running_version\":\"0.2.0\",\"took_ms\":4,\"failure\":\"why\"}}}}\n"
+            )
+        );
+        assert_eq!(
+            text(encode(&Response::Updating {
+                id: 2,
+                pid: 7,
+                from_version: "0.1.0".into(),
+                binary: "/b".into()
+            })),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"updating\",\"id\":2,\"pid\":7,\"from_version\":\"0.1.0\",\"binary\":\"/b\"}}\n"
+            )
+        );
+        assert_eq!(
+            text(encode(&Response::Error {
+                kind: ErrorKind::Busy,
+                message: "m".into()
+            })),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"error\",\"kind\":\"busy\",\"message\":\"m\"}}\n"
+            )
+        );
+    }
+
     #[test]
     fn garbage_and_other_versions_are_told_apart() {
         assert!(matches!(
@@ -651,8 +710,36 @@ mod tests {
             Err(DecodeError::Malformed(_))
         ));
         assert_eq!(
-            decode::<Request>(b"{\"v\":3,\"cmd\":\"ping\"}"),
+            decode::<Request>(b"{\"v\":3,\"cmd\":\"list\"}"),
             Err(DecodeError::Version { theirs: 3 })
+        );
+        // ping and update are read whatever the version (`Stable`), so a newer drover
+        // can see and upgrade the running supervisor.
+        assert_eq!(
+            decode::<Request>(b"{\"v\":3,\"cmd\":\"ping\"}"),
+            Ok(Request::Ping)
+        );
+        assert_eq!(
+            decode::<Request>(b"{\"v\":1,\"cmd\":\"update\",\"binary\":\"/usr/bin/drover\"}"),
+            Ok(Request::Update {
+                binary: "/usr/bin/drover".into()
+            })
+        );
+        assert_eq!(
+            decode::<Response>(
+                b"{\"v\":9,\"reply\":\"pong\",\"pid\":7,\"version\":\"9.0.0\",\"future\":1}"
+            ),
+            Ok(Response::Pong {
+                pid: 7,
+                version: "9.0.0".into(),
+                binary: None,
+                started_at_ms: None,
+                last_update: None
+            })
+        );
+        assert_eq!(
+            decode::<Response>(b"{\"v\":9,\"reply\":\"workers\",\"workers\":[]}"),
+            Err(DecodeError::Version { theirs: 9 })
         );
         assert!(matches!(
             decode::<Request>(b"[1,2]"),

@@ -2022,4 +2022,55 @@ mod tests {
             }
         }
     }
+
+    /// A policy rebuilt from its state (an in-place upgrade) goes on exactly as the one
+    /// it was taken from: cut a run of events at every point, and both answer the rest
+    /// alike, crash counting, backoff, readiness, a replacement under way and all.
+    #[test]
+    fn a_policy_rebuilt_from_its_state_goes_on_as_before() {
+        let t = Instant::now();
+        let crash = |n: i32| Event::Exited {
+            pid: pid(n),
+            status: ExitKind::Code(1),
+        };
+        let events: Vec<(Event, Duration)> = vec![
+            (Event::Start, ms(0)),
+            (Event::Spawned { pid: pid(1) }, ms(0)),
+            (Event::Ready { pid: pid(1) }, ms(10)),
+            (crash(1), ms(20)),
+            (Event::Timer, ms(60)),
+            (Event::Spawned { pid: pid(2) }, ms(60)),
+            (crash(2), ms(70)),
+            (Event::Timer, ms(200)),
+            (Event::Spawned { pid: pid(3) }, ms(200)),
+            (Event::Ready { pid: pid(3) }, ms(210)),
+            (Event::MemoryExceeded { pid: pid(3) }, ms(5000)),
+            (Event::Spawned { pid: pid(4) }, ms(5000)),
+            (Event::Ready { pid: pid(4) }, ms(5100)),
+            (Event::Timer, ms(20_000)),
+            (crash(3), ms(20_001)),
+            (Event::ReloadRequested, ms(30_000)),
+            (Event::Spawned { pid: pid(5) }, ms(30_000)),
+            (Event::Ready { pid: pid(5) }, ms(30_050)),
+            (Event::StopRequested, ms(40_000)),
+            (Event::Timer, ms(60_000)),
+            (crash(5), ms(60_001)),
+            (crash(4), ms(60_002)),
+        ];
+        for cut in 0..=events.len() {
+            let mut original = policy(ReadyRule::Signal, true);
+            for (event, at) in &events[..cut] {
+                original.on(*event, t + *at);
+            }
+            let mut rebuilt = policy(ReadyRule::Signal, true).with_state(original.state());
+            assert_eq!(rebuilt.state(), original.state(), "cut at {cut}");
+            for (event, at) in &events[cut..] {
+                let a = original.on(*event, t + *at);
+                let b = rebuilt.on(*event, t + *at);
+                assert_eq!(a, b, "cut at {cut}, {event:?}");
+                assert_eq!(rebuilt.state(), original.state(), "cut at {cut}, {event:?}");
+                assert_eq!(rebuilt.next_deadline(), original.next_deadline());
+            }
+        }
+    }
 }

@@ -197,12 +197,32 @@ pub struct Clock {
     mono: Duration,
 }
 
+/// A pair of readings taken further apart than this is taken again: the two clocks are
+/// the same, so the pair is only as good as the time between its readings.
+const CLOCK_PAIR_WINDOW: Duration = Duration::from_micros(20);
+
 impl Clock {
+    /// The two clocks read together: the monotonic clock on either side of the
+    /// `Instant`, taken again while a preemption came in between (a few times at most).
     pub fn now() -> Clock {
-        Clock {
-            instant: Instant::now(),
-            mono: crate::os::monotonic_now(),
+        let mut best: Option<(Duration, Clock)> = None;
+        for _ in 0..8 {
+            let before = crate::os::monotonic_now();
+            let instant = Instant::now();
+            let after = crate::os::monotonic_now();
+            let window = after.saturating_sub(before);
+            let clock = Clock {
+                instant,
+                mono: before + window / 2,
+            };
+            if window <= CLOCK_PAIR_WINDOW {
+                return clock;
+            }
+            if best.is_none_or(|(w, _)| window < w) {
+                best = Some((window, clock));
+            }
         }
+        best.expect("read at least once").1
     }
 
     pub fn mono(&self, t: Instant) -> Mono {
@@ -825,5 +845,312 @@ mod hex {
                     .map_err(|_| serde::de::Error::custom("not hex"))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{ResolveContext, load_str};
+
+    fn app_config(name: &str, instances: u32) -> AppConfig {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.js"), "").unwrap();
+        let ctx = ResolveContext {
+            home: dir.path().join("home"),
+            cwd: dir.path().to_path_buf(),
+            cpus: 2,
+            env_name: None,
+        };
+        let text = format!(
+            "apps:\n  - name: {name}\n    script: app.js\n    instances: {instances}\n    listen: 127.0.0.1:0\n"
+        );
+        let spec = load_str(&text, Path::new("eco.yaml"), &ctx)
+            .unwrap()
+            .apps
+            .remove(0);
+        AppConfig::from(&spec)
+    }
+
+    fn state() -> State {
+        let clock = Clock::now();
+        let now = Instant::now();
+        let policy = PolicyState {
+            phase: Phase::Replacing {
+                old: Incumbent {
+                    pid: Pid::from_raw(100),
+                    since: now - Duration::from_secs(60),
+                },
+                new: Pid::from_raw(101),
+                new_since: now - Duration::from_millis(5),
+                deadline: now + Duration::from_secs(8),
+                why: Why::Memory,
+            },
+            retiring: Some(Retiring {
+                pid: Pid::from_raw(99),
+                kill_at: Some(now + Duration::from_secs(1)),
+            }),
+            restarts: Restarts {
+                crash: 1,
+                memory: 2,
+                health: 3,
+                reload: 4,
+                restart: 5,
+            },
+            is_ready: true,
+            unstable: 1,
+            backoff: Some(Duration::from_millis(150)),
+            last_exit: Some(ExitKind::Signal(Signal::SIGKILL)),
+            reload_pending: false,
+        };
+        State {
+            format: STATE_FORMAT,
+            written_by: "0.1.0".into(),
+            update: UpdateRequest {
+                id: 3,
+                binary_from: "/usr/bin/drover".into(),
+                binary_to: "/usr/local/bin/drover".into(),
+                froze_at: clock.mono(now),
+            },
+            host: HostState {
+                kind: HostKind::Daemon,
+                lock_fd: Some(3),
+            },
+            supervisor: SupervisorState {
+                home: "/home/u/.drover".into(),
+                options: OptionsState {
+                    console: false,
+                    exit_when_idle: false,
+                    reload_on_sighup: false,
+                    reopen_logs_on_sigusr1: true,
+                    notify_service_manager: true,
+                },
+                control_fd: Some(4),
+                notify_fd: 5,
+                next_id: 9,
+                started_at_ms: 1_700_000_000_000,
+                history: vec![],
+                reloads_due: vec!["api".into()],
+            },
+            apps: vec![AppState {
+                config: app_config("api", 2),
+                env: BTreeMap::from([("HOME".into(), "/home/u".into())]),
+                listeners: Some(ListenersState {
+                    asked: ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+                    bound: ListenAddr::Tcp("127.0.0.1:41000".parse().unwrap()),
+                    mode: SocketMode::Reuseport,
+                    fds: vec![Some(6), None],
+                    group: vec![0],
+                    resting: vec![1],
+                    steering: true,
+                }),
+                more_listeners: vec![MoreListener {
+                    asked: ListenAddr::Tcp("[::]:9100".parse().unwrap()),
+                    fd: 7,
+                }],
+                slots: vec![SlotState {
+                    id: 4,
+                    instance: 1,
+                    policy: PolicyRecord::of(&policy, &clock),
+                    watch: WatchRecord {
+                        pid: None,
+                        next_check: None,
+                        failures: 0,
+                        last_ping: None,
+                        problem: Some("no WATCHDOG=1".into()),
+                    },
+                    taking: Some(true),
+                    deferred: vec![
+                        DeferredRecord::Exited {
+                            pid: 99,
+                            status: ExitRecord::Code(0),
+                        },
+                        DeferredRecord::Checked {
+                            pid: 100,
+                            failure: Some("503".into()),
+                        },
+                    ],
+                    channels: vec![ChannelState {
+                        pid: 100,
+                        fd: 8,
+                        partial: b"{\"cmd\":\"NODE_".to_vec(),
+                        skipping: false,
+                    }],
+                }],
+            }],
+            pumps: vec![PumpState {
+                app: "api".into(),
+                instance: 1,
+                stream: StreamName::Err,
+                fd: 10,
+                partial: vec![0, 0xff, b'\n', b'x'],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_state_reads_back_as_written() {
+        let state = state();
+        let back = State::decode(&state.encode()).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.fds(), vec![3, 4, 5, 6, 7, 8, 10]);
+        assert_eq!(back.workers(), 1);
+    }
+
+    #[test]
+    fn another_format_is_refused_before_anything_else_is_read() {
+        let mut value: serde_json::Value = serde_json::from_slice(&state().encode()).unwrap();
+        value["format"] = (STATE_FORMAT + 1).into();
+        value["apps"] = "whatever a later drover writes".into();
+        let bytes = serde_json::to_vec(&value).unwrap();
+        assert_eq!(
+            State::decode(&bytes),
+            Err(StateError::Format {
+                theirs: STATE_FORMAT + 1
+            })
+        );
+        let e = State::decode(&bytes).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("this drover reads format {STATE_FORMAT}")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_state_is_refused_with_the_reason() {
+        type Damage = Box<dyn Fn(&mut State)>;
+        let cases: Vec<(Damage, &str)> = vec![
+            (
+                Box::new(|s| s.pumps[0].fd = 5),
+                "descriptor 5 is negative or named twice",
+            ),
+            (
+                Box::new(|s| s.apps[0].slots[0].channels[0].fd = -1),
+                "descriptor -1",
+            ),
+            (
+                Box::new(|s| s.apps[0].slots[0].instance = 2),
+                "instance 2 of 2",
+            ),
+            (
+                Box::new(|s| {
+                    let slot = s.apps[0].slots[0].clone();
+                    s.apps[0].slots.push(SlotState {
+                        channels: vec![],
+                        ..slot
+                    });
+                }),
+                "worker id 4 named twice",
+            ),
+            (
+                Box::new(|s| s.apps[0].config.kill_signal = "SIGNOPE".into()),
+                "unknown kill_signal",
+            ),
+            (
+                Box::new(|s| {
+                    s.apps[0].slots[0].deferred[0] = DeferredRecord::Exited {
+                        pid: 0,
+                        status: ExitRecord::Signal("SIGWHAT".into()),
+                    }
+                }),
+                "pid 0",
+            ),
+        ];
+        for (damage, needle) in cases {
+            let mut s = state();
+            damage(&mut s);
+            let e = State::decode(&s.encode()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e:?} lacks {needle:?}");
+        }
+        let e = State::decode(b"{\"format\":1}").unwrap_err().to_string();
+        assert!(e.starts_with("malformed hand-over state"), "{e}");
+    }
+
+    /// An instant goes through the monotonic clock and comes back the same (within the
+    /// pairing of the two clocks' readings, microseconds), in the past and the future.
+    #[test]
+    fn instants_cross_as_monotonic_readings() {
+        let clock = Clock::now();
+        let now = Instant::now();
+        for t in [
+            now,
+            now - Duration::from_secs(3600),
+            now + Duration::from_millis(1500),
+        ] {
+            let back = Clock::now().instant(clock.mono(t));
+            let off = back.max(t) - back.min(t);
+            assert!(
+                off < Duration::from_millis(1),
+                "{t:?} came back {off:?} off"
+            );
+        }
+        let past = clock.mono(now - Duration::from_secs(2));
+        assert!(Clock::now().since(past) >= Duration::from_secs(2));
+        assert_eq!(
+            Clock::now().since(clock.mono(now + Duration::from_secs(60))),
+            Duration::ZERO
+        );
+    }
+
+    /// Every phase and after-stop survives the trip as it was.
+    #[test]
+    fn every_phase_reads_back() {
+        let clock = Clock::now();
+        let now = Instant::now();
+        let pid = Pid::from_raw(42);
+        let old = Incumbent { pid, since: now };
+        let phases = [
+            Phase::Spawning,
+            Phase::Starting {
+                pid,
+                since: now,
+                deadline: now + Duration::from_secs(3),
+            },
+            Phase::Online { pid, since: now },
+            Phase::SpawningReplacement {
+                old,
+                why: Why::Reload,
+            },
+            Phase::Replacing {
+                old,
+                new: Pid::from_raw(43),
+                new_since: now,
+                deadline: now,
+                why: Why::Health,
+            },
+            Phase::Stopping {
+                pid,
+                since: now,
+                deadline: None,
+                then: AfterStop::Respawn(Cause::Restart),
+            },
+            Phase::Stopping {
+                pid,
+                since: now,
+                deadline: Some(now),
+                then: AfterStop::Rest,
+            },
+            Phase::Waiting { until: now },
+            Phase::Stopped,
+            Phase::Errored,
+        ];
+        for phase in phases {
+            let policy = PolicyState {
+                phase,
+                retiring: None,
+                restarts: Restarts::default(),
+                is_ready: false,
+                unstable: 0,
+                backoff: None,
+                last_exit: Some(ExitKind::Code(3)),
+                reload_pending: true,
+            };
+            let record = PolicyRecord::of(&policy, &clock);
+            let text = serde_json::to_string(&record).unwrap();
+            let back: PolicyRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.to_policy(&clock).unwrap(), policy, "{text}");
+        }
     }
 }

@@ -26,4 +26,5 @@ mod reload;
 mod responsive;
 mod run;
 mod systemd;
+mod upgrade;
 mod watch;
