@@ -358,7 +358,7 @@ pub(crate) const KNOWN: &[Known] = &[
         unset: Unset::Means("node_modules, .git and logs; the app's own log files always"),
         example: "[node_modules, \"*.log\", tmp/**]",
         example_with: "watch: true",
-        about: "Paths not watched: a plain name matches any file or directory of that name, a glob (`*`, `**`, `?`, `[…]`) matches the path relative to the watched one, or any file name.",
+        about: "Paths not watched: a plain name matches any file or directory of that name, a glob (`*`, `**`, `?`, `[abc]`) matches the path relative to the watched one, or any file name.",
         note: "replaces the default list, as PM2's; globs, not regular expressions",
         ..BLANK
     },

@@ -443,3 +443,41 @@ fn without_a_supervisor_there_is_nothing_to_update() {
         "no supervisor was started"
     );
 }
+
+/// `drover logs` following the stream goes on with the new image: it says so once, and
+/// lines written after the update reach it.
+#[test]
+fn logs_following_the_stream_carry_on_across_an_update() {
+    let d = Daemon::new();
+    let eco = d.home.write(
+        "eco.yaml",
+        &format!(
+            "apps:\n  - name: web\n    script: {}\n    instances: 2\n    listen: 127.0.0.1:0\n    env:\n      LOG_CONNECTIONS: '1'\n",
+            fixture("http_worker.js").display()
+        ),
+    );
+    d.ok(&["start", eco.to_str().unwrap()]);
+    let addr = listen_of(&d.wait_online("web", 2)[0]);
+    wait_serving(addr);
+    let follower = d
+        .home
+        .spawn_wrapped(&["env"], &["logs", "web", "--lines", "0"]);
+    wait_for("the follower subscribed", DEADLINE, || {
+        let _ = get_json(addr, "/");
+        follower.stdout().contains("connection pid=").then_some(())
+    });
+    let new_binary = copy_of_drover(&d, "drover-new");
+    d.ok(&["update", "--binary", new_binary.to_str().unwrap()]);
+    follower.wait_stderr("updated in place; following on");
+    let seen = follower.stdout().matches("connection pid=").count();
+    wait_for("a line written after the update", DEADLINE, || {
+        let _ = get_json(addr, "/");
+        (follower.stdout().matches("connection pid=").count() > seen).then_some(())
+    });
+    assert_eq!(
+        follower.count_stderr("following on"),
+        1,
+        "{}",
+        follower.stderr()
+    );
+}
