@@ -131,7 +131,11 @@ impl Supervisor {
         }
         // A channel no slot claims (its worker exited while freezing) closes here.
         drop(channels);
-        let mut reloads_due: Vec<String> = Vec::new();
+        let mut reloads_due: Vec<String> = self
+            .update
+            .as_mut()
+            .map(|run| std::mem::take(&mut run.held_back))
+            .unwrap_or_default();
         while let Ok(trigger) = inbox.triggered.try_recv() {
             let name = trigger.app().to_owned();
             if !reloads_due.contains(&name) {

@@ -375,15 +375,19 @@ fn each_failing_binary_leaves_the_old_supervisor_serving() {
 
 /// An update waits for the operation under way (a reload whose new worker takes its
 /// time to be ready) and refuses changes meanwhile; a second update is refused as
-/// busy; then the first one goes through.
+/// busy; a file change in a watched directory meanwhile is held back, and the new image
+/// reloads the app; then the first update goes through.
 #[test]
 fn an_update_waits_for_a_reload_and_is_the_only_one() {
     let d = Daemon::new();
+    let watched = d.home.path().join("src");
+    std::fs::create_dir(&watched).unwrap();
     let eco = d.home.write(
         "eco.yaml",
         &format!(
-            "apps:\n  - name: slow\n    script: {}\n    listen: 127.0.0.1:0\n    wait_ready: true\n    listen_timeout: 20000\n    env:\n      WAIT_READY: '1'\n      READY_DELAY_MS: '1500'\n",
-            fixture("http_worker.js").display()
+            "apps:\n  - name: slow\n    script: {}\n    listen: 127.0.0.1:0\n    wait_ready: true\n    listen_timeout: 20000\n    watch: [{}]\n    watch_delay: 50\n    env:\n      WAIT_READY: '1'\n      READY_DELAY_MS: '1500'\n",
+            fixture("http_worker.js").display(),
+            watched.display()
         ),
     );
     d.ok(&["start", eco.to_str().unwrap()]);
@@ -406,6 +410,13 @@ fn an_update_waits_for_a_reload_and_is_the_only_one() {
     assert!(second.contains("already under way"), "{second}");
     let change = d.fails(&["restart", "slow"]);
     assert!(change.contains("being updated in place"), "{change}");
+    std::fs::write(watched.join("changed.js"), "").unwrap();
+    wait_for("the change held back", DEADLINE, || {
+        d.home
+            .read("drover.log")
+            .contains("slow: its files changed: reloading after the update")
+            .then_some(())
+    });
     let reloaded = reload.join().unwrap();
     assert!(
         reloaded.status.success(),

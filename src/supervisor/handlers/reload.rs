@@ -108,6 +108,14 @@ impl Supervisor {
         if self.shutting_down || app.pending.is_some() {
             return;
         }
+        // A reload now would keep the update waiting: the next image does it.
+        if let Some(run) = &mut self.update {
+            if !run.held_back.iter().any(|a| a == name) {
+                info!("{name}: {}: reloading after the update", trigger.reason());
+                run.held_back.push(name.to_owned());
+            }
+            return;
+        }
         if app.slots.iter().all(|s| s.handle.status.borrow().at_rest) {
             return;
         }

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::{Answer, Failure, Pending};
 use crate::protocol::{ErrorKind, Response};
 use crate::supervisor::Supervisor;
+use crate::supervisor::triggers::Trigger;
 
 /// How long an update waits for the operations under way (a reload, a drain, a stop)
 /// before it is refused as busy.
@@ -31,6 +32,9 @@ pub(crate) struct UpdateRun {
     /// The `drover update` client; none for SIGUSR2.
     pub reply: Option<mpsc::Sender<Response>>,
     pub give_up_at: Instant,
+    /// Apps whose watch or schedule asked for a reload meanwhile: reloaded by the next
+    /// image, or by this one if the update does not happen.
+    pub held_back: Vec<String>,
 }
 
 /// `t` in ms since the Unix epoch.
@@ -90,6 +94,7 @@ impl Supervisor {
             binary,
             reply,
             give_up_at: Instant::now() + QUIET_TIMEOUT,
+            held_back: Vec::new(),
         });
         Ok(())
     }
@@ -146,6 +151,9 @@ impl Supervisor {
         warn!("update {}: {message}", run.id);
         if let Some(reply) = run.reply {
             let _ = reply.try_send(Response::Error { kind, message });
+        }
+        for app in run.held_back {
+            let _ = self.triggered.send(Trigger::HeldBack(app));
         }
     }
 }
