@@ -243,16 +243,28 @@ fn a_worker_killed_during_the_hand_over_is_restarted_after_it() {
     let d = Daemon::new();
     let addr = d.start_http("web", 2, &[]);
     let victim_file = d.home.path().join("victim");
-    // No fork in the wrapper (builtins only): a shell that forked would wait(2) for its
-    // child and could reap the worker's exit instead of the supervisor.
-    let wrapper = script(
-        &d,
+    // The wrapper kills the worker, waits until it is a zombie (dead, its exit not yet
+    // collected), then execs drover: the exit happens while no image of drover runs and
+    // waits for the new image. Python, not a shell: a shell may reap a child it did not
+    // start (on SIGCHLD), and the exit would be lost to the test, not to drover.
+    let wrapper = d.home.write(
         "drover-killing",
         &format!(
-            "if [ -n \"$DROVER_UPGRADE_STATE_FD\" ]; then read victim < {}; kill -9 \"$victim\"; fi\nexec {DROVER} \"$@\"",
-            victim_file.display()
+            r#"#!/usr/bin/env python3
+import os, sys, time
+if os.environ.get("DROVER_UPGRADE_STATE_FD"):
+    victim = int(open("{victim}").read())
+    os.kill(victim, 9)
+    deadline = time.monotonic() + 10
+    while open(f"/proc/{{victim}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the worker did not die"
+        time.sleep(0.005)
+os.execv("{DROVER}", ["{DROVER}"] + sys.argv[1:])
+"#,
+            victim = victim_file.display()
         ),
     );
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let web = d.wait_online("web", 2);
     let victim = web[0]["pid"].as_i64().unwrap();
     let id = web[0]["id"].as_u64().unwrap();
