@@ -42,6 +42,8 @@
 //!   Python's gives uvicorn a graceful shutdown and keeps fromfd'd TCP sockets TCP.
 //! - [`cpus`]: the CPUs this process may use (affinity and cgroup quota), for
 //!   `instances: max`.
+//! - [`watch`]: an app's files watched with inotify, a burst of changes one reload.
+//! - [`schedule`]: `cron_restart`'s expressions and their next times (pure).
 //! - [`os`]: the one module with `unsafe`: pre-exec hooks, the exec trampoline, signals,
 //!   reaping.
 //! - [`error`]: one error enum, mapped to exit codes in one place ([`error::Exit`]).
@@ -58,7 +60,10 @@ pub mod metrics;
 pub mod os;
 pub mod protocol;
 pub mod sampler;
+pub mod schedule;
 pub mod shim;
 pub mod sockets;
 pub mod supervisor;
 mod sync;
+pub mod upgrade;
+pub mod watch;

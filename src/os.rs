@@ -320,3 +320,147 @@ pub fn listen_queue_len(fd: BorrowedFd<'_>) -> io::Result<u32> {
     }
     Ok(info.tcpi_unacked)
 }
+
+// In-place upgrade (`crate::upgrade`): what crosses the exec of a new drover binary.
+
+/// Sets or clears close-on-exec on `fd`. What crosses the exec of `drover update` has
+/// it cleared just before the exec, and set again by the new image as it adopts it.
+pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
+    let flags = match cloexec {
+        true => flags | FdFlag::FD_CLOEXEC,
+        false => flags - FdFlag::FD_CLOEXEC,
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
+/// [`set_cloexec`] on a descriptor known by number: one the hand-over state names,
+/// which nothing in this image owns until it is adopted.
+pub fn set_cloexec_raw(raw: RawFd, cloexec: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD fails with EBADF on a number that is not open, and touches nothing.
+    if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("descriptor {raw} is not open"),
+        ));
+    }
+    // SAFETY: the descriptor is open (checked above) and stays so for the call: this
+    // image closes no descriptor it does not own, and nothing owns this one.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    set_cloexec(fd, cloexec)
+}
+
+/// Takes charge of descriptor `raw`, inherited across an exec from the previous image,
+/// and sets close-on-exec on it again. Fails when no such descriptor is open. Each
+/// descriptor is adopted once: the state that names them refuses a number named twice
+/// (`upgrade::state`).
+pub fn adopt_fd(raw: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only reads the descriptor table entry; an unopened number fails
+    // with EBADF and touches nothing.
+    if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("descriptor {raw} is not open"),
+        ));
+    }
+    // SAFETY: the descriptor is open (checked above), and nothing else in this process
+    // owns it: it was inherited across exec, named once by the hand-over state, and no
+    // code of this image has opened it (descriptors it opens are new numbers).
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    set_cloexec(std::os::fd::AsFd::as_fd(&fd), true)?;
+    Ok(fd)
+}
+
+/// The kernel's monotonic clock (CLOCK_MONOTONIC, which `Instant` reads on Linux). It
+/// goes on across an exec, so deadlines and start times cross as readings of it.
+pub fn monotonic_now() -> std::time::Duration {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always there");
+    std::time::Duration::from(now)
+}
+
+/// An in-memory file holding `bytes`, sealed (memfd_create, then F_ADD_SEALS): whoever
+/// reads it sees exactly what was written, and nobody can change it afterwards.
+pub fn sealed_memfd(name: &str, bytes: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    use std::io::Write;
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    let seals = SealFlag::F_SEAL_WRITE
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_SEAL;
+    fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(file.into())
+}
+
+/// Replaces this process's image with `binary` run with `argv`, the same environment
+/// and `extra_env` (execve): the pid stays, the children stay ours, and every
+/// descriptor without close-on-exec stays open. Call it on the main thread only: an
+/// exec from another thread ends the main thread, which fires the workers'
+/// PR_SET_PDEATHSIG. Returns only on failure.
+pub fn exec_in_place(
+    binary: &std::path::Path,
+    argv: &[OsString],
+    extra_env: &[(&str, String)],
+) -> io::Error {
+    use std::ffi::{CString, OsStr};
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |s: &OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: a NUL byte in an argument", s.to_string_lossy()),
+            )
+        })
+    };
+    let replaced = |key: &OsStr| extra_env.iter().any(|(k, _)| OsStr::new(k) == key);
+    let mut env: Vec<OsString> = std::env::vars_os()
+        .filter(|(key, _)| !replaced(key))
+        .map(|(key, value)| {
+            let mut kv = key;
+            kv.push("=");
+            kv.push(value);
+            kv
+        })
+        .collect();
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| OsString::from(format!("{k}={v}"))),
+    );
+    let prepared = (|| {
+        let path = cstr(binary.as_os_str())?;
+        let args = argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<io::Result<Vec<_>>>()?;
+        let env = env
+            .iter()
+            .map(|e| cstr(e))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok::<_, io::Error>((path, args, env))
+    })();
+    match prepared {
+        Ok((path, args, env)) => match nix::unistd::execve(&path, &args, &env) {
+            Err(errno) => io::Error::from(errno),
+            Ok(never) => match never {},
+        },
+        Err(e) => e,
+    }
+}
+
+/// Removes variable `name` from this process's environment and returns its value. Call
+/// it only at the start of `main`, before any thread exists.
+pub fn take_env_var(name: &str) -> Option<OsString> {
+    let value = std::env::var_os(name)?;
+    // SAFETY: called first thing in main, while the process has a single thread, so no
+    // other thread can be reading the environment.
+    unsafe { std::env::remove_var(name) };
+    Some(value)
+}

@@ -72,6 +72,32 @@ pub struct AppListeners {
     probes: BTreeMap<u16, u32>,
     /// Whether a steering program is attached to the group.
     steering: bool,
+    /// A unix listener's socket file is ours to remove when the listeners are dropped;
+    /// not once they are handed over to the next image (`drover update`).
+    owns_path: bool,
+}
+
+/// An app's listeners as they cross an in-place upgrade (`crate::upgrade`): each open
+/// listener by slot, the kernel's order of the reuseport group (which the steering
+/// program indexes), and the slots that take no new connection. Steering away for a
+/// drain and health probes do not cross: nothing drains during an upgrade, and a probe
+/// in flight is dropped (its check is run again).
+#[derive(Debug)]
+pub struct ListenersHandover {
+    pub bound: ListenAddr,
+    pub mode: SocketMode,
+    pub fds: Vec<Option<OwnedFd>>,
+    pub group: Vec<u32>,
+    pub resting: Vec<u32>,
+    pub steering: bool,
+}
+
+/// A [`ListenerCell`] as it crosses an in-place upgrade.
+#[derive(Debug, Default)]
+pub struct CellHandover {
+    /// The address asked for, and the listeners bound for it.
+    pub bound: Option<(ListenAddr, ListenersHandover)>,
+    pub more: Vec<(ListenAddr, OwnedFd)>,
 }
 
 /// How long a connection whose SYN reached a listener before it was steered away may
@@ -127,6 +153,7 @@ impl AppListeners {
             resting: BTreeSet::new(),
             probes: BTreeMap::new(),
             steering: false,
+            owns_path: true,
         };
         if listeners.steerable() {
             listeners.group.push(0);
@@ -141,6 +168,48 @@ impl AppListeners {
 
     pub fn bound(&self) -> &ListenAddr {
         &self.bound
+    }
+
+    /// Hands every listener over to the next image (`drover update`): this value is
+    /// left without any, and dropping it removes no socket file.
+    pub fn hand_over(&mut self) -> ListenersHandover {
+        self.owns_path = false;
+        ListenersHandover {
+            bound: self.bound.clone(),
+            mode: self.mode,
+            fds: std::mem::take(&mut self.fds),
+            group: std::mem::take(&mut self.group),
+            resting: std::mem::take(&mut self.resting).into_iter().collect(),
+            steering: std::mem::replace(&mut self.steering, false),
+        }
+    }
+
+    /// The listeners the previous image handed over, with the steering program rebuilt
+    /// for what they are now (no drain, no probe).
+    pub fn taken_over(handover: ListenersHandover) -> Self {
+        let ListenersHandover {
+            bound,
+            mode,
+            fds,
+            group,
+            resting,
+            steering,
+        } = handover;
+        let mut listeners = AppListeners {
+            bound,
+            mode,
+            fds,
+            group,
+            excluded: BTreeMap::new(),
+            resting: resting.into_iter().collect(),
+            probes: BTreeMap::new(),
+            steering,
+            owns_path: true,
+        };
+        if let Err(e) = listeners.resteer() {
+            warn!("{}: cannot steer connections: {e}", listeners.bound);
+        }
+        listeners
     }
 
     /// The TCP port actually bound, if any.
@@ -602,7 +671,7 @@ fn shut_down(fd: &OwnedFd) {
 
 impl Drop for AppListeners {
     fn drop(&mut self) {
-        if let ListenAddr::Unix(path) = &self.bound {
+        if let (ListenAddr::Unix(path), true) = (&self.bound, self.owns_path) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -668,6 +737,29 @@ impl ListenerCell {
         );
         more.push((asked.clone(), fd));
         Ok(copy)
+    }
+
+    /// Hands every listener over to the next image (`drover update`), leaving the cell
+    /// empty of them.
+    pub fn hand_over(&self) -> CellHandover {
+        let bound = self.bound.get().map(|b| {
+            let listeners = crate::sync::lock(&b.listeners).hand_over();
+            (b.asked.clone(), listeners)
+        });
+        let more = std::mem::take(&mut *crate::sync::lock(&self.more));
+        CellHandover { bound, more }
+    }
+
+    /// The cell the previous image handed over.
+    pub fn taken_over(handover: CellHandover) -> Self {
+        let cell = match handover.bound {
+            Some((asked, listeners)) => {
+                ListenerCell::bound(asked, AppListeners::taken_over(listeners))
+            }
+            None => ListenerCell::default(),
+        };
+        *crate::sync::lock(&cell.more) = handover.more;
+        cell
     }
 
     /// Closes the listeners of the further addresses (the app stopped: its ports are

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::host;
+use super::host::{self, Beginning};
 use crate::error::Error;
 use crate::ipc::client::Client;
+use crate::logs::own::OwnLogGuard;
 use crate::protocol::{Request, Response};
 use crate::supervisor::{NewApp, dump};
+use crate::upgrade::state::{HostKind, State};
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
@@ -26,14 +28,11 @@ const ALREADY_RUNNING: u8 = 0;
 
 pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
     let metrics = args.metrics.spec()?;
-    let Some(_lock) = host::try_lock(&home)? else {
+    let Some(lock) = host::try_lock(&home)? else {
         eprintln!("drover daemon: {}", host::already_running(&home));
         std::process::exit(i32::from(ALREADY_RUNNING));
     };
-    // drover.log, when the CLI started us with it as stderr: rotated from here on.
-    let own_log = crate::logs::own::writer(&home.join(crate::ipc::client::LOG_NAME));
-    let (own_log, _flush_on_exit) = own_log.unzip();
-    host::init_tracing(true, own_log);
+    let mut own_log = own_log(&home);
     // symlink_metadata: a link planted at the dump is reported by `load`, not skipped.
     let saved = |name: String| std::fs::symlink_metadata(home.join(name)).is_ok();
     let apps =
@@ -54,9 +53,38 @@ pub fn run(args: DaemonArgs, home: PathBuf) -> Result<(), Error> {
         } else {
             Vec::new()
         };
-    host::supervise(&home, apps, false, metrics)?;
+    host::supervise(
+        &home,
+        HostKind::Daemon,
+        &lock,
+        Beginning::Fresh { apps, metrics },
+        own_log.as_mut(),
+    )?;
     tracing::info!("supervisor stopped");
     Ok(())
+}
+
+/// The daemon again, in the image an in-place update executed.
+pub fn resumed(state: State) -> Result<(), Error> {
+    let home = state.supervisor.home.clone();
+    let mut own_log = own_log(&home);
+    let lock = host::adopt_lock(state.host.lock_fd)?;
+    let begin = Beginning::Resumed {
+        state: Box::new(state),
+        failure: None,
+    };
+    host::supervise(&home, HostKind::Daemon, &lock, begin, own_log.as_mut())?;
+    tracing::info!("supervisor stopped");
+    Ok(())
+}
+
+/// drover.log, when the CLI started us with it as stderr: rotated from here on. The
+/// guard writes what is queued when dropped.
+fn own_log(home: &Path) -> Option<OwnLogGuard> {
+    let own_log = crate::logs::own::writer(&home.join(crate::ipc::client::LOG_NAME));
+    let (writer, guard) = own_log.unzip();
+    host::init_tracing(true, writer);
+    guard
 }
 
 pub fn ping(home: &Path) -> Result<(), Error> {
@@ -64,15 +92,56 @@ pub fn ping(home: &Path) -> Result<(), Error> {
     if let Response::Pong {
         pid,
         version,
+        binary,
+        started_at_ms,
+        last_update,
         metrics,
     } = client.call(&Request::Ping)?
     {
-        match metrics {
-            Some(url) => println!("pong: supervisor pid {pid}, drover {version}, metrics on {url}"),
-            None => println!("pong: supervisor pid {pid}, drover {version}"),
+        let mut line = format!("pong: supervisor pid {pid}, drover {version}");
+        if let Some(binary) = binary {
+            line.push_str(&format!(" ({binary})"));
+        }
+        if let Some(started) = started_at_ms {
+            line.push_str(&format!(", started {}", local_time(started)));
+        }
+        if let Some(url) = metrics {
+            line.push_str(&format!(", metrics on {url}"));
+        }
+        println!("{line}");
+        if let Some(u) = last_update {
+            match &u.failure {
+                None => println!(
+                    "updated in place {}: drover {} ({}) → drover {} ({}), {} ms without answering",
+                    local_time(u.at_ms),
+                    u.from_version,
+                    u.from_binary,
+                    u.running_version,
+                    u.to_binary,
+                    u.took_ms
+                ),
+                Some(why) => println!(
+                    "update to {} failed {}: {why}; drover {} went on",
+                    u.to_binary,
+                    local_time(u.at_ms),
+                    u.running_version
+                ),
+            }
         }
     }
     Ok(())
+}
+
+/// `ms` since the Unix epoch as local time, to the second.
+fn local_time(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(
+        || format!("{ms} ms after the epoch"),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
+    )
 }
 
 pub fn kill(home: &Path) -> Result<(), Error> {

@@ -161,6 +161,25 @@ fn app_block(app: &AppInfo, color: bool) -> String {
             "health check",
             or_none(spec.health.as_ref().map(health_check)),
         ),
+        (
+            "watch",
+            or_none(spec.watch.as_ref().map(|w| {
+                let paths: Vec<String> = w.paths.iter().map(|p| p.display().to_string()).collect();
+                format!(
+                    "{} (ignoring {}; quiet for {})",
+                    paths.join(", "),
+                    w.ignore.join(" "),
+                    render::duration(Duration::from_millis(w.delay_ms))
+                )
+            })),
+        ),
+        (
+            "cron restart",
+            or_none(spec.cron_restart.as_ref().map(|expr| match &app.cron_next {
+                Some(next) => format!("{expr} (next {next})"),
+                None => expr.clone(),
+            })),
+        ),
         ("out log", log_paths(spec, &spec.out_file)),
         ("error log", log_paths(spec, &spec.error_file)),
         (
@@ -331,12 +350,15 @@ mod tests {
             max_memory_restart: Some(512 << 20),
             watchdog: None,
             health: None,
+            watch: None,
+            cron_restart: None,
         };
         AppInfo {
             spec: AppConfig::from(&spec),
             listen: Some("127.0.0.1:40123".into()),
             workers: (0..instances).map(|i| worker(i, "api")).collect(),
             dropped_log_lines: 0,
+            cron_next: None,
         }
     }
 

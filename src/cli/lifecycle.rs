@@ -6,8 +6,8 @@ use std::path::Path;
 
 use clap::Args;
 
+use super::changed_settings;
 use super::targets::{self, TargetWords};
-use super::update;
 use crate::config::{AppFlags, AppSpec};
 use crate::error::Error;
 use crate::ipc::client::Client;
@@ -141,7 +141,7 @@ pub fn restart(args: RestartArgs, home: &Path) -> Result<(), Error> {
     if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
         return simple(
             home,
-            update::request(&apps, OnRunning::Restart, 1, args.update_env),
+            changed_settings::request(&apps, OnRunning::Restart, 1, args.update_env),
         );
     }
     let env = args.update_env.then(super::apps::caller_env);
@@ -163,7 +163,7 @@ pub fn reload(args: ReloadArgs, home: &Path) -> Result<(), Error> {
     if let Some(apps) = with_new_settings(&picked, &args.app, home)? {
         return simple(
             home,
-            update::request(&apps, OnRunning::Reload, args.parallel, args.update_env),
+            changed_settings::request(&apps, OnRunning::Reload, args.parallel, args.update_env),
         );
     }
     let env = args.update_env.then(super::apps::caller_env);
@@ -199,7 +199,7 @@ fn with_new_settings(
     if !picked.files.is_empty() {
         flags.check_with_ecosystem_file(false)?;
     }
-    update::changed_apps(&picked.targets, flags, &[], home).map(Some)
+    changed_settings::changed_apps(&picked.targets, flags, &[], home).map(Some)
 }
 
 /// `restart FILE` / `reload FILE` are PM2's startOrRestart / startOrReload: the file's
@@ -212,7 +212,7 @@ fn redeploy(
 ) -> Option<Request> {
     let apps = picked.file_apps();
     (!apps.is_empty()).then(|| {
-        let mut request = update::request(&apps, how, parallel, update_env);
+        let mut request = changed_settings::request(&apps, how, parallel, update_env);
         // The files' settings include where the supervisor serves its metrics.
         if let Request::Start { metrics, .. } = &mut request {
             *metrics = picked.metrics.as_ref().map(MetricsConfig::from);

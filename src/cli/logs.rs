@@ -77,13 +77,13 @@ const MAX_BYTES_PER_LINE: u64 = 1 << 20;
 
 pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
     let mut wanted = resolve(&args, home)?.into_iter();
-    let target = wanted.next().unwrap_or(Target::All);
-    let mut client = Client::connect(home)?;
-    let files = match client.call(&Request::Logs {
-        target,
+    let request = Request::Logs {
+        target: wanted.next().unwrap_or(Target::All),
         more: wanted.collect(),
         follow: !args.nostream,
-    })? {
+    };
+    let mut client = Client::connect(home)?;
+    let files = match client.call(&request)? {
         Response::LogFiles { files } => files,
         other => return Err(render::unexpected("log_files", &other)),
     };
@@ -147,6 +147,34 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
         return Ok(());
     }
 
+    loop {
+        if !follow(&mut client, &format, streams, &mut out)? {
+            return Ok(()); // whoever read our output is gone
+        }
+        // The stream ended: the supervisor stopped, or handed itself over to a new
+        // binary (`drover update`), which serves the same socket: follow that one.
+        match Client::connect(home).and_then(|mut c| c.call(&request).map(|r| (c, r))) {
+            Ok((again, Response::LogFiles { .. })) => {
+                client = again;
+                let note = "(the supervisor was updated in place; following on: lines of those milliseconds are in the files)";
+                eprintln!("{}", render::paint(note, style::DIM, format.color));
+            }
+            _ => {
+                eprintln!("drover: the supervisor ended the log stream (it stopped)");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Prints the lines the supervisor streams until it ends the stream (true), or until
+/// our reader is gone (false).
+fn follow(
+    client: &mut Client,
+    format: &Format,
+    streams: Streams,
+    out: &mut Output<'_>,
+) -> Result<bool, Error> {
     while let Some(response) = client.recv()? {
         match response {
             Response::LogLine(line) if streams.accepts(&line.stream) => {
@@ -158,8 +186,8 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
                     timestamp: Some(&line.timestamp),
                     message: &line.message,
                 });
-                if !out.emit(&format, &line.stream, &text)? {
-                    return Ok(());
+                if !out.emit(format, &line.stream, &text)? {
+                    return Ok(false);
                 }
             }
             Response::LogLine(_) => {}
@@ -169,8 +197,7 @@ pub(crate) fn run(args: LogsArgs, home: &Path) -> Result<(), Error> {
             other => return Err(render::unexpected("log_line", &other)),
         }
     }
-    eprintln!("drover: the supervisor ended the log stream (it stopped)");
-    Ok(())
+    Ok(true)
 }
 
 /// The targets as the supervisor takes them: names, ids, `all`, /regex/, and the apps of

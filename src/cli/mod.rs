@@ -14,6 +14,7 @@
 //! flattened.
 
 mod apps;
+mod changed_settings;
 mod completions;
 mod convert;
 mod daemon;
@@ -170,6 +171,16 @@ pub enum Command {
     ///
     /// Returns once the supervisor is gone; exits 1 if it still runs after 60 s.
     Kill,
+    /// Re-execute the supervisor from a new drover binary, every worker kept running.
+    ///
+    /// The supervisor waits until no operation is under way, checks that the binary
+    /// reads its state (`drover __upgrade-check`, within 5 s), then executes it in its
+    /// own process: same pid, so the workers stay its children, with the same listeners,
+    /// log pipes, ids, restart counts and uptimes. If the binary cannot take over, the
+    /// running one goes on and this exits 1 with the reason. `drover ping` shows the
+    /// last update. SIGUSR2 to the supervisor does the same with the binary it was
+    /// started from. Unlike `pm2 update`, no app is stopped.
+    Update(update::UpdateArgs),
     /// Run the supervisor in the foreground with no apps of its own (for systemd).
     Daemon(daemon::DaemonArgs),
     /// Print an ecosystem file (ecosystem.config.js, JSON) as the YAML drover reads.
@@ -274,6 +285,35 @@ fn after_long_help() -> String {
     )
 }
 
+/// The new image of an in-place update (`drover update`, SIGUSR2): the state is on
+/// descriptor `fd` (`upgrade::STATE_FD_VAR`), and the supervisor goes on from it as the
+/// daemon or `drover run` it was.
+pub fn resume(fd: std::ffi::OsString) -> ExitCode {
+    let state = fd
+        .to_str()
+        .and_then(|fd| fd.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{}={fd:?} is not a descriptor",
+                crate::upgrade::STATE_FD_VAR
+            )
+        })
+        .and_then(crate::upgrade::read_state);
+    let state = match state {
+        Ok(state) => state,
+        Err(why) => {
+            // The workers keep serving, but nobody supervises them any more.
+            return finish(Err(Error::Failed(format!(
+                "cannot take over after an update: {why}"
+            ))));
+        }
+    };
+    finish(match state.host.kind {
+        crate::upgrade::state::HostKind::Run => run::resumed(state),
+        crate::upgrade::state::HostKind::Daemon => daemon::resumed(state),
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -320,6 +360,7 @@ pub fn main() -> ExitCode {
         Command::Resurrect => start::resurrect(&home),
         Command::Ping => daemon::ping(&home),
         Command::Kill => daemon::kill(&home),
+        Command::Update(args) => update::run(args, &home),
         Command::Daemon(args) => daemon::run(args, home),
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args, &home),

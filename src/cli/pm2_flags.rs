@@ -49,16 +49,10 @@ pub(crate) const REFUSED: &[Refused] = &[
         ),
     },
     Refused {
-        flags: &["--watch"],
-        why: Why::Key("watch"),
-    },
-    Refused {
-        flags: &["--ignore-watch", "--watch-delay", "--ext"],
-        why: Why::Text("only used with --watch, which is refused"),
-    },
-    Refused {
-        flags: &["--cron", "--cron-restart", "-c"],
-        why: Why::Key("cron_restart"),
+        flags: &["--ext"],
+        why: Why::Text(
+            "PM2's --watch filter by extension: drover's --watch takes paths, and --ignore-watch globs leave files out (\"*.md\")",
+        ),
     },
     Refused {
         flags: &["--no-autostart"],

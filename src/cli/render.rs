@@ -310,6 +310,7 @@ pub(crate) fn write_result(r: io::Result<()>) -> Result<(), Error> {
 pub(crate) fn unexpected(expected: &str, got: &Response) -> Error {
     let got = match got {
         Response::Pong { .. } => "pong",
+        Response::Updating { .. } => "updating",
         Response::Done { .. } => "done",
         Response::Workers { .. } => "workers",
         Response::Apps { .. } => "apps",

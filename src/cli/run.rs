@@ -3,9 +3,11 @@
 
 use clap::Args;
 
-use super::{RunArgs, apps, host};
+use super::host::{self, Beginning};
+use super::{RunArgs, apps};
 use crate::error::Error;
-use crate::supervisor::NewApp;
+use crate::supervisor::{NewApp, RunOutcome};
+use crate::upgrade::state::{HostKind, State};
 
 #[derive(Debug, Args)]
 pub struct RunCommandArgs {
@@ -32,9 +34,31 @@ pub fn run(args: RunCommandArgs, home: std::path::PathBuf) -> Result<(), Error> 
         .collect();
     host::init_tracing(false, None);
     // `list`, `logs`, `stop` … work against this supervisor too.
-    let _lock = host::lock(&home)?;
+    let lock = host::lock(&home)?;
+    let outcome = host::supervise(
+        &home,
+        HostKind::Run,
+        &lock,
+        Beginning::Fresh { apps, metrics },
+        None,
+    )?;
+    finished(outcome)
+}
 
-    let outcome = host::supervise(&home, apps, true, metrics)?;
+/// `drover run` again, in the image an in-place update (SIGUSR2) executed.
+pub fn resumed(state: State) -> Result<(), Error> {
+    host::init_tracing(false, None);
+    let home = state.supervisor.home.clone();
+    let lock = host::adopt_lock(state.host.lock_fd)?;
+    let begin = Beginning::Resumed {
+        state: Box::new(state),
+        failure: None,
+    };
+    finished(host::supervise(&home, HostKind::Run, &lock, begin, None)?)
+}
+
+/// How `drover run` ends: an error when workers ended errored (crash loops).
+fn finished(outcome: RunOutcome) -> Result<(), Error> {
     if outcome.all_done {
         tracing::info!("every worker has stopped; exiting");
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{RunArgs, apps, update};
+use super::{RunArgs, apps, changed_settings};
 use crate::error::Error;
 use crate::ipc::client::Client;
 use crate::protocol::{AppConfig, MetricsConfig, OnRunning, Request, Response, Target};
@@ -45,8 +45,9 @@ pub fn run(args: StartArgs, home: &Path, how: Option<OnRunning>) -> Result<(), E
             // PM2: `start <name|id>` of an app it runs (stopped or not) restarts it, with
             // the settings the flags give.
             Some(target) if new_settings => {
-                let apps = update::changed_apps(&[target], &args.run.app, &args.run.args, home)?;
-                update::request(&apps, OnRunning::Restart, 1, args.update_env)
+                let apps =
+                    changed_settings::changed_apps(&[target], &args.run.app, &args.run.args, home)?;
+                changed_settings::request(&apps, OnRunning::Restart, 1, args.update_env)
             }
             Some(target) => Request::Restart {
                 target,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
 use super::raw::RawApp;
-use super::values::{ArgList, CombinedLog, FromLoose, Loose};
+use super::values::{ArgList, CombinedLog, FromLoose, Loose, Watch};
 
 /// The options of one app, with PM2's spellings: they describe a script given on the
 /// command line (`start`, `run`), or change a known app's settings (`restart`,
@@ -116,6 +116,24 @@ pub struct AppFlags {
     /// Exponential backoff: first delay, ×1.5 per crash up to 15 s.
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub exp_backoff_restart_delay: Option<String>,
+    /// Reload the app when files change: under its cwd, or under PATH (repeat it for
+    /// several paths).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub watch: Option<Vec<String>>,
+    /// What the watch leaves out: names and globs (default: node_modules .git logs).
+    #[arg(long, value_name = "PATTERNS")]
+    pub ignore_watch: Option<String>,
+    /// How long the files must be quiet after a change before the reload (default 1s).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub watch_delay: Option<String>,
+    /// Reload the app at these times: a cron expression (5 fields, or 6 with seconds).
+    #[arg(
+        short = 'c',
+        long = "cron",
+        visible_alias = "cron-restart",
+        value_name = "EXPR"
+    )]
+    pub cron: Option<String>,
 }
 
 impl AppFlags {
@@ -153,6 +171,10 @@ impl AppFlags {
             stop_exit_codes,
             restart_delay,
             exp_backoff_restart_delay,
+            watch,
+            ignore_watch,
+            watch_delay,
+            cron,
         } = self;
         [
             ("--name", name.is_some()),
@@ -188,6 +210,10 @@ impl AppFlags {
                 "--exp-backoff-restart-delay",
                 exp_backoff_restart_delay.is_some(),
             ),
+            ("--watch", watch.is_some()),
+            ("--ignore-watch", ignore_watch.is_some()),
+            ("--watch-delay", watch_delay.is_some()),
+            ("--cron", cron.is_some()),
         ]
         .into_iter()
         .filter_map(|(flag, on)| on.then_some(flag))
@@ -306,6 +332,21 @@ impl RawApp {
                 &flags.exp_backoff_restart_delay,
                 self.exp_backoff_restart_delay,
             ),
+            watch: match &flags.watch {
+                None => self.watch,
+                Some(paths) if paths.iter().all(|p| p.is_empty()) => Some(Watch::Cwd),
+                Some(paths) if paths.iter().any(|p| p == UNSET) => None,
+                Some(paths) => Some(Watch::Paths(
+                    paths
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                        .collect(),
+                )),
+            },
+            ignore_watch: over(inv, "ignore_watch", &flags.ignore_watch, self.ignore_watch),
+            watch_delay: over(inv, "watch_delay", &flags.watch_delay, self.watch_delay),
+            cron_restart: text_over(&flags.cron, self.cron_restart),
             ..self
         };
         raw.invalid = raw.invalid.or(invalid);

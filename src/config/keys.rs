@@ -345,6 +345,44 @@ pub(crate) const KNOWN: &[Known] = &[
         ..BLANK
     },
     Known {
+        key: "watch",
+        ty: "boolean, or a path or list of paths (relative to `cwd`)",
+        unset: Unset::Same("false"),
+        example: "[src, config]",
+        about: "Reload the app (without dropping a request, as `drover reload`) when a file changes under these paths (`true`: `cwd`); a burst of changes (a `git checkout`) is one reload, once the files are quiet for `watch_delay`. Watched with inotify, directory by directory, the ignored ones left out; a change while the app is stopped does nothing. Each path must exist.",
+        ..BLANK
+    },
+    Known {
+        key: "ignore_watch",
+        ty: "a name or glob, or a list of them",
+        unset: Unset::Means("node_modules, .git and logs; the app's own log files always"),
+        example: "[node_modules, \"*.log\", tmp/**]",
+        example_with: "watch: true",
+        about: "Paths not watched: a plain name matches any file or directory of that name, a glob (`*`, `**`, `?`, `[abc]`) matches the path relative to the watched one, or any file name.",
+        note: "replaces the default list, as PM2's; globs, not regular expressions",
+        ..BLANK
+    },
+    Known {
+        key: "watch_delay",
+        ty: "duration",
+        unset: Unset::Same("1s"),
+        example: "500ms",
+        example_with: "watch: true",
+        about: "How long the files must be quiet after a change before the reload, so a burst of changes is one reload.",
+        note: "PM2 waits this long after a change; drover waits until this long after the last change",
+        ..BLANK
+    },
+    Known {
+        key: "cron_restart",
+        aliases: &["cron"],
+        ty: "cron expression: 5 fields, or 6 with seconds first; `@daily` and the like",
+        unset: Unset::Means("none"),
+        example: "\"0 3 * * *\"",
+        about: "Reload the app (without dropping a request) at these times, local time (`describe` shows the next). A stopped app is not started.",
+        note: "PM2 restarts; drover reloads, with no gap",
+        ..BLANK
+    },
+    Known {
         key: "watchdog",
         ty: "duration (at least 100ms)",
         unset: Unset::Means("none"),
@@ -486,34 +524,10 @@ const PM2_PLUS: &str = "PM2 Plus / Keymetrics monitoring";
 /// PM2 keys drover does not implement (lib/API/schema.json, and `max`, which PM2's own
 /// example files carry and PM2 ignores).
 pub(crate) const UNSUPPORTED: &[Unsupported] = &[
-    Unsupported {
-        key: "cron_restart",
-        aliases: &["cron"],
-        noop: Noop::Never,
-        policy: Policy::Refuse,
-        why: "not implemented yet, and an app that must restart on a schedule would silently not",
-        hint: Some("run `drover restart <name>` from cron or a systemd timer"),
-    },
-    refuse(
-        "watch",
-        Noop::Bool(false),
-        "not implemented yet, and an app that must restart on change would silently not",
-        "restart on change with a file watcher, e.g. `watchexec -r -- drover restart <name>`",
-    ),
-    skip(
-        "watch_delay",
-        Noop::Never,
-        "only used with `watch: true`, which is refused",
-    ),
-    skip(
-        "ignore_watch",
-        Noop::Never,
-        "only used with `watch: true`, which is refused",
-    ),
     skip(
         "watch_options",
         Noop::Never,
-        "only used with `watch: true`, which is refused",
+        "chokidar's options (PM2 watches with chokidar); drover watches with inotify, and `ignore_watch` and `watch_delay` say what they would",
     ),
     skip(
         "source_map_support",

@@ -51,7 +51,7 @@ pub use spec::*;
 pub use update::update;
 pub use values::{
     ArgList, CombinedLog, ExitCodes, Instances, KillSignal, ListenSpec, LogRetain, LogRotate,
-    MAX_INSTANCES, MemorySize, Millis, any_signal,
+    MAX_INSTANCES, MemorySize, Millis, Watch, any_signal,
 };
 
 use error::{FieldError, Seg, did_you_mean};

@@ -12,7 +12,7 @@ use super::keys::{self, KeyKind, Noop, Policy, Unsupported};
 use super::spec::{ExecMode, SocketMode};
 use super::values::{
     ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, LogRetain,
-    LogRotate, Loose, MemorySize, Millis, parse_port,
+    LogRotate, Loose, MemorySize, Millis, Watch, parse_port,
 };
 
 /// One app as written in an ecosystem file or given as CLI flags; `None` = not given
@@ -67,6 +67,10 @@ pub struct RawApp {
     pub socket: Option<SocketMode>,
     pub watchdog: Option<Millis>,
     pub health: Option<RawHealth>,
+    pub watch: Option<Watch>,
+    pub ignore_watch: Option<ArgList>,
+    pub watch_delay: Option<Millis>,
+    pub cron_restart: Option<String>,
     /// PM2 keys that were skipped ([`Policy::Skip`]), as spelled, in the map's order:
     /// the file's warning names them.
     pub(crate) skipped: Vec<String>,
@@ -212,6 +216,10 @@ impl RawApp {
             "listen" => self.listen = Some(typed(key, v)?),
             "socket" => self.socket = Some(typed(key, v)?),
             "watchdog" => self.watchdog = Some(typed(key, v)?),
+            "watch" => self.watch = Some(typed(key, v)?),
+            "ignore_watch" => self.ignore_watch = Some(typed(key, v)?),
+            "watch_delay" => self.watch_delay = Some(typed(key, v)?),
+            "cron_restart" => self.cron_restart = Some(typed(key, v)?),
             "health" => self.health = Some(health_map(key, v)?),
             other => {
                 return Err(FieldError::at_key(

@@ -12,9 +12,9 @@ use super::raw::RawApp;
 use super::raw::RawHealth;
 use super::spec::{
     AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogRotation, LogSpec,
-    RestartSpec, Runtime, SocketMode, StopSpec, defaults,
+    RestartSpec, Runtime, SocketMode, StopSpec, WatchSpec, defaults,
 };
-use super::values::{CombinedLog, ListenSpec, LogRotate, Millis, shell_syntax, split_args};
+use super::values::{CombinedLog, ListenSpec, LogRotate, Millis, Watch, shell_syntax, split_args};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
@@ -276,6 +276,15 @@ pub(crate) fn resolve(
         None => None,
     };
 
+    let watch = resolve_watch(&raw, &cwd)?;
+    let cron_restart = match &raw.cron_restart {
+        Some(expr) => {
+            crate::schedule::parse(expr).map_err(|e| FieldError::value("cron_restart", e))?;
+            Some(expr.trim().to_owned())
+        }
+        None => None,
+    };
+
     Ok(AppSpec {
         name,
         command,
@@ -293,7 +302,60 @@ pub(crate) fn resolve(
         max_memory_restart: raw.max_memory_restart.map(|m| m.0),
         watchdog,
         health,
+        watch,
+        cron_restart,
     })
+}
+
+/// `watch`, `ignore_watch` and `watch_delay`: the paths exist, the globs compile, and
+/// the other two are only given with a watch.
+fn resolve_watch(raw: &RawApp, cwd: &Path) -> Result<Option<WatchSpec>, FieldError> {
+    let paths = match &raw.watch {
+        None | Some(Watch::Off) => {
+            for (key, given) in [
+                ("ignore_watch", raw.ignore_watch.is_some()),
+                ("watch_delay", raw.watch_delay.is_some()),
+            ] {
+                if given {
+                    return Err(FieldError::value(
+                        key,
+                        "has no effect without watch (true, or the paths to watch)",
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        Some(Watch::Cwd) => vec![cwd.to_path_buf()],
+        Some(Watch::Paths(given)) => {
+            let mut paths = Vec::new();
+            for path in given {
+                let abs = normalize(&cwd.join(path));
+                if !abs.exists() {
+                    return Err(FieldError::value(
+                        "watch",
+                        shown_path(path, &abs, "does not exist"),
+                    ));
+                }
+                paths.push(abs);
+            }
+            paths
+        }
+    };
+    let ignore: Vec<String> = match &raw.ignore_watch {
+        Some(list) => list.0.clone(),
+        None => defaults::IGNORE_WATCH
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    for pattern in &ignore {
+        crate::watch::Ignore::check(pattern).map_err(|e| FieldError::value("ignore_watch", e))?;
+    }
+    Ok(Some(WatchSpec {
+        paths,
+        ignore,
+        delay: raw.watch_delay.map_or(defaults::WATCH_DELAY, |m| m.0),
+    }))
 }
 
 /// The shortest watchdog period or health interval: a check every few milliseconds

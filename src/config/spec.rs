@@ -44,6 +44,24 @@ pub struct AppSpec {
     /// The check each ready worker must pass, or it is unhealthy.
     #[serde(default)]
     pub health: Option<HealthSpec>,
+    /// Reload when files change here.
+    #[serde(default)]
+    pub watch: Option<WatchSpec>,
+    /// Reload at these times (a cron expression, validated).
+    #[serde(default)]
+    pub cron_restart: Option<String>,
+}
+
+/// What `watch` watches: directories and files, what it leaves out, how long a burst
+/// of changes must be quiet before the one reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchSpec {
+    /// Absolute, existing.
+    pub paths: Vec<PathBuf>,
+    /// Names and globs (`ignore_watch`), validated.
+    pub ignore: Vec<String>,
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
 }
 
 /// A health check of each worker, run every `interval` once the worker is ready; after
@@ -302,6 +320,9 @@ pub mod defaults {
     pub const EXP_BACKOFF_MAX: Duration = Duration::from_millis(15_000);
     pub const EXP_BACKOFF_RESET: Duration = Duration::from_millis(30_000);
     pub const TIME_FORMAT: &str = "YYYY-MM-DDTHH:mm:ss";
+    pub const WATCH_DELAY: Duration = Duration::from_millis(1000);
+    /// PM2's: what `watch` leaves out unless `ignore_watch` says otherwise.
+    pub const IGNORE_WATCH: &[&str] = &["node_modules", ".git", "logs"];
     pub const HEALTH_INTERVAL: Duration = Duration::from_millis(5000);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_millis(2000);
     pub const HEALTH_FAILURES: u32 = 3;

@@ -564,29 +564,36 @@ fn malformed_inputs() {
             ],
         ),
         (
-            "- name: api\n  script: app.js\n  watch: true\n",
+            "- name: api\n  script: app.js\n  watch: 42\n",
             vec![
-                "ecosystem.yaml:3: app \"api\": watch is not supported (only watch: false is accepted): not implemented yet",
-                "hint: restart on change with a file watcher",
+                "ecosystem.yaml:3: app \"api\": watch: expected true, false, a path or a list of paths",
             ],
         ),
         (
-            "- name: api\n  script: app.js\n  watch: [src]\n",
-            vec!["ecosystem.yaml:3:", "watch is not supported"],
+            "- name: api\n  script: app.js\n  watch: [nowhere]\n",
+            vec!["ecosystem.yaml:3:", "watch: \"nowhere\" does not exist"],
         ),
         (
-            "- name: api\n  script: app.js\n  cron_restart: \"0 * * * *\"\n",
-            vec![
-                "ecosystem.yaml:3:",
-                "cron_restart is not supported: not implemented yet",
-            ],
-        ),
-        (
-            "- name: api\n  script: app.js\n  cron_restart: '0 * * * *'\n",
+            "- name: api\n  script: app.js\n  watch_delay: 1s\n",
             vec![
                 "ecosystem.yaml:3:",
-                "cron_restart is not supported: not implemented yet",
+                "watch_delay: has no effect without watch",
             ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  watch: true\n  ignore_watch: '[bad'\n",
+            vec!["ecosystem.yaml:4:", "ignore_watch: \"[bad\""],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 * * 13 *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 * * 13 *\" is not a cron expression",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: 'every day'\n",
+            vec!["ecosystem.yaml:3:", "has 2 fields"],
         ),
         (
             "- name: api\n  script: app.js\n  listen: unix:/tmp/a.sock\n  socket: reuseport\n",
@@ -1180,8 +1187,8 @@ fn behaviour_keys_typos_and_bad_values_are_still_refused_next_to_skipped_keys() 
             "e.yaml:2: app \"app\": autostart is not supported (only autostart: true is accepted): an app meant to stay stopped would start",
         ),
         (
-            "- script: app.js\n  cron: '0 * * * *'\n",
-            "e.yaml:2: app \"app\": cron is not supported: not implemented yet",
+            "- script: app.js\n  cron: '0 * * *'\n",
+            "e.yaml:2: app \"app\": cron: \"0 * * *\" has 4 fields",
         ),
         (
             "- script: app.js\n  pmx: true\n  instances: lots\n",
@@ -1400,6 +1407,9 @@ fn every_documented_example_loads_and_every_stated_default_is_the_default() {
     fs::write(f.root().join("dist/index.js"), "").unwrap();
     fs::create_dir_all(f.root().join("api")).unwrap();
     fs::write(f.root().join("api/app.js"), "").unwrap();
+    for dir in ["src", "config"] {
+        fs::create_dir_all(f.root().join(dir)).unwrap();
+    }
     let app = |line: &str| {
         let mut text = String::from("-");
         for (key, base) in [("name", " name: t\n"), ("script", " script: app.js\n")] {
@@ -1455,6 +1465,8 @@ fn an_app_written_back_resolves_to_itself() {
         "- script: app.js\n  log_max_size: 1M\n  log_retain: 3\n  log_rotate: daily\n  log_compress: true\n",
         "- script: app.js\n  log_rotate: false\n",
         "- script: app.js\n  disable_logs: true\n  log_rotate: false\n",
+        "- script: app.js\n  watch: [srv]\n  ignore_watch: ['*.tmp', cache]\n  watch_delay: 2s\n  cron_restart: '*/5 * * * *'\n",
+        "- script: app.js\n  watch: true\n",
     ];
     for text in files {
         let spec = f.one(text);

@@ -14,7 +14,7 @@ use super::spec::{
 };
 use super::values::{
     ArgList, CombinedLog, ExitCodes, FromLoose, Instances, KillSignal, ListenSpec, LogRetain,
-    LogRotate, Loose, MemorySize, Millis,
+    LogRotate, Loose, MemorySize, Millis, Watch,
 };
 use super::{ResolveContext, resolve_cli};
 
@@ -116,6 +116,8 @@ impl RawApp {
             max_memory_restart,
             watchdog,
             health,
+            watch,
+            cron_restart,
         } = spec;
         RawApp {
             name: Some(name.clone()),
@@ -177,6 +179,10 @@ impl RawApp {
                     failures: Some(h.failures),
                 }
             }),
+            watch: watch.as_ref().map(|w| Watch::Paths(w.paths.clone())),
+            ignore_watch: watch.as_ref().map(|w| ArgList(w.ignore.clone())),
+            watch_delay: watch.as_ref().map(|w| Millis(w.delay)),
+            cron_restart: cron_restart.clone(),
             ..RawApp::default()
         }
     }

@@ -947,3 +947,44 @@ mod tests {
         assert!("x".parse::<ExitCodes>().is_err());
     }
 }
+
+/// `watch`: on (`true`: the app's cwd), off, or these paths (relative to cwd).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watch {
+    Off,
+    Cwd,
+    Paths(Vec<PathBuf>),
+}
+
+impl FromLoose for Watch {
+    fn from_loose(v: &Loose) -> Result<Self, String> {
+        match v {
+            Loose::Bool(true) => Ok(Watch::Cwd),
+            Loose::Bool(false) => Ok(Watch::Off),
+            Loose::Str(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Watch::Cwd),
+            Loose::Str(s) if s.trim().eq_ignore_ascii_case("false") => Ok(Watch::Off),
+            Loose::Str(s) if s.trim().is_empty() => Err("is empty".into()),
+            Loose::Str(s) => Ok(Watch::Paths(vec![PathBuf::from(s)])),
+            Loose::List(items) => {
+                let paths = items
+                    .iter()
+                    .map(|item| match item {
+                        Loose::Str(s) if !s.trim().is_empty() => Ok(PathBuf::from(s)),
+                        other => Err(format!(
+                            "expected paths, got {} in the list",
+                            other.describe()
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if paths.is_empty() {
+                    return Err("an empty list watches nothing: write false".into());
+                }
+                Ok(Watch::Paths(paths))
+            }
+            other => Err(format!(
+                "expected true, false, a path or a list of paths, got {}",
+                other.describe()
+            )),
+        }
+    }
+}

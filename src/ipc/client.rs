@@ -393,6 +393,9 @@ mod tests {
             pid: 1,
             version: "t".into(),
             metrics: None,
+            binary: None,
+            started_at_ms: None,
+            last_update: None,
         }
     }
 

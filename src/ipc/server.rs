@@ -220,14 +220,30 @@ pub fn is_allowed(peer_uid: u32, our_uid: u32) -> bool {
     peer_uid == our_uid || peer_uid == 0
 }
 
+/// Why the server stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The supervisor stops: open exchanges get [`SHUTDOWN_GRACE`].
+    Shutdown,
+    /// The supervisor hands itself over to a new binary (`drover update`), which serves
+    /// the same listener: open exchanges get [`HANDOVER_GRACE`], and connections not
+    /// yet accepted wait in the backlog for the new image.
+    HandOver,
+}
+
+/// How long open exchanges may still take when the supervisor hands over: an answer is
+/// a matter of microseconds, and the socket does not answer meanwhile.
+pub const HANDOVER_GRACE: Duration = Duration::from_millis(100);
+
 /// Accepts connections until `shutdown` resolves, forwarding each request on `requests`.
-/// Then stops accepting, drops `listener` (the socket file stays; [`bind`] replaces it),
-/// gives open exchanges [`SHUTDOWN_GRACE`] to finish and drops the rest.
+/// Then stops accepting, gives open exchanges a grace to finish (see [`Stop`]), drops
+/// the rest, and returns `listener` (dropping it leaves the socket file; [`bind`]
+/// replaces it).
 pub async fn serve(
     listener: UnixListener,
     requests: mpsc::Sender<Incoming>,
-    shutdown: impl Future<Output = ()>,
-) {
+    shutdown: impl Future<Output = Stop>,
+) -> UnixListener {
     serve_with(listener, requests, shutdown, Options::default()).await
 }
 
@@ -235,9 +251,9 @@ pub async fn serve(
 pub async fn serve_with(
     listener: UnixListener,
     requests: mpsc::Sender<Incoming>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Stop>,
     options: Options,
-) {
+) -> UnixListener {
     let our_uid = nix::unistd::geteuid().as_raw();
     let pool = Arc::new(Pool {
         left: AtomicUsize::new(REQUEST_POOL_BYTES),
@@ -246,9 +262,9 @@ pub async fn serve_with(
     // Connections in the order they came, each with "still reading its request".
     let mut arrivals: VecDeque<(AbortHandle, Arc<AtomicBool>)> = VecDeque::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
+    let stop = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            stop = &mut shutdown => break stop,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if connections.len() >= MAX_CONNECTIONS
                     && !evict_oldest_reader(&mut arrivals) => {
@@ -282,20 +298,21 @@ pub async fn serve_with(
                 }
             }
         }
-    }
-    drop(listener);
+    };
     drop(requests);
+    let grace = match stop {
+        Stop::Shutdown => options.shutdown_grace,
+        Stop::HandOver => HANDOVER_GRACE.min(options.shutdown_grace),
+    };
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(options.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::debug!(
             open = connections.len(),
             "closing control connections still open at shutdown"
         );
     }
     connections.shutdown().await;
+    listener
 }
 
 /// Aborts the oldest connection still reading its request; false if there is none.
@@ -542,7 +559,7 @@ mod tests {
     struct Harness {
         home: tempfile::TempDir,
         stop: Option<oneshot::Sender<()>>,
-        server: tokio::task::JoinHandle<()>,
+        server: tokio::task::JoinHandle<UnixListener>,
         handler: tokio::task::JoinHandle<()>,
         /// Set when a follow stream's send failed.
         follow_ended: Arc<AtomicBool>,
@@ -558,7 +575,7 @@ mod tests {
         /// Stops the server; returns the home, which the caller may keep alive.
         async fn stop(mut self) -> tempfile::TempDir {
             let _ = self.stop.take().unwrap().send(());
-            self.server.await.unwrap();
+            drop(self.server.await.unwrap());
             // Every Sender<Incoming> is gone once serve returned: the handler ends.
             self.handler.await.unwrap();
             self.home
@@ -584,6 +601,9 @@ mod tests {
                                 pid: std::process::id(),
                                 version: "test".into(),
                                 metrics: None,
+                                binary: None,
+                                started_at_ms: None,
+                                last_update: None,
                             })
                             .await;
                     }
@@ -623,6 +643,7 @@ mod tests {
             tx,
             async {
                 let _ = stop_rx.await;
+                Stop::Shutdown
             },
             options,
         ));
@@ -778,7 +799,7 @@ mod tests {
             ),
             (
                 "version 3",
-                b"{\"v\":3,\"cmd\":\"ping\"}\n".to_vec(),
+                b"{\"v\":3,\"cmd\":\"list\"}\n".to_vec(),
                 false,
                 ErrorKind::Version,
                 "version 3",

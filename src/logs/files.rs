@@ -801,6 +801,55 @@ impl LogHub {
             .get(&path)
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
+
+    /// Everything the hub has counted, for an in-place update to carry over.
+    pub fn counts(&self) -> LogCounts {
+        let load = |c: &Arc<AtomicU64>| c.load(Ordering::Relaxed);
+        LogCounts {
+            written: lock(&self.inner.written)
+                .iter()
+                .map(|((app, stream), c)| (app.clone(), *stream, load(c)))
+                .collect(),
+            dropped: lock(&self.inner.dropped_by_path)
+                .iter()
+                .map(|(path, c)| (path.clone(), load(c)))
+                .collect(),
+            dropped_total: self.dropped_lines(),
+        }
+    }
+
+    /// Goes on counting from `counts` (what the previous image of the supervisor had
+    /// counted): added to what this hub has counted so far.
+    pub fn add_counts(&self, counts: LogCounts) {
+        let mut written = lock(&self.inner.written);
+        for (app, stream, n) in counts.written {
+            written
+                .entry((app, stream))
+                .or_default()
+                .fetch_add(n, Ordering::Relaxed);
+        }
+        let mut dropped = lock(&self.inner.dropped_by_path);
+        for (path, n) in counts.dropped {
+            dropped
+                .entry(path)
+                .or_default()
+                .fetch_add(n, Ordering::Relaxed);
+        }
+        self.inner
+            .dropped
+            .fetch_add(counts.dropped_total, Ordering::Relaxed);
+    }
+}
+
+/// What a [`LogHub`] has counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Lines each app's workers wrote, by stream.
+    pub written: Vec<(String, Stream, u64)>,
+    /// Lines lost per file (absolute path, with the instance suffix).
+    pub dropped: Vec<(PathBuf, u64)>,
+    /// Lines lost in all.
+    pub dropped_total: u64,
 }
 
 /// How many lines a `logs --follow` client may fall behind before it skips ahead.
@@ -1116,6 +1165,51 @@ mod tests {
         assert_eq!(count, 2 * LINES);
         assert!(seen.values().all(|m| m.iter().all(|&b| b)));
         assert_eq!(hub.dropped_lines(), 0);
+    }
+
+    #[test]
+    fn counts_carried_to_another_hub_go_on_from_where_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = LogHub::new(false);
+        let mut out = before
+            .sink(
+                "api",
+                0,
+                Stream::Out,
+                &spec(&dir.path().join("a.log"), false, None),
+            )
+            .unwrap();
+        out.write_line(b"1");
+        out.write_line(b"2");
+        let mut full = before
+            .sink(
+                "api",
+                0,
+                Stream::Err,
+                &spec(Path::new("/dev/full"), true, None),
+            )
+            .unwrap();
+        full.write_line(b"lost");
+        before.flush_all();
+        let counts = before.counts();
+        assert_eq!(before.dropped_lines_in(Path::new("/dev/full")), 1);
+        assert_eq!(counts.dropped_total, 1);
+
+        let after = LogHub::new(false);
+        let mut out = after
+            .sink(
+                "api",
+                0,
+                Stream::Out,
+                &spec(&dir.path().join("a.log"), false, None),
+            )
+            .unwrap();
+        out.write_line(b"3");
+        after.add_counts(counts);
+        assert_eq!(after.lines_written("api", Stream::Out), 3);
+        assert_eq!(after.lines_written("api", Stream::Err), 1);
+        assert_eq!(after.dropped_lines_in(Path::new("/dev/full")), 1);
+        assert_eq!(after.dropped_lines(), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 use super::files::LineSink;
+use crate::sync::Freeze;
 
 /// Longest line kept in memory: a longer line is cut into pieces of this size, each
 /// written as a line of its own.
@@ -60,6 +61,17 @@ impl LineSplitter {
         }
     }
 
+    /// A splitter whose stream began with `pending`, an unfinished line (handed over by
+    /// another image of drover).
+    pub fn with_pending(pending: Vec<u8>) -> Self {
+        LineSplitter { pending }
+    }
+
+    /// The unfinished line held, leaving none.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
     /// Bytes of an unfinished line held.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
@@ -96,30 +108,67 @@ pub struct PumpStats {
 /// line without `\n` is written with one, and so is the start of a line whose end has
 /// not come within [`PARTIAL_LINE_DELAY`]. Write errors never stop the pump: the sink
 /// counts the lines it drops and the pipe keeps draining, so the worker never blocks.
-pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, mut sink: LineSink) -> PumpStats {
+pub async fn pump<R: AsyncRead + Unpin>(reader: R, sink: LineSink) -> PumpStats {
+    match pump_until(reader, sink, Vec::new(), Freeze::never()).await {
+        PumpEnd::Drained(stats) => stats,
+        PumpEnd::Frozen { .. } => unreachable!("never frozen"),
+    }
+}
+
+/// How a [`pump_until`] ended.
+#[derive(Debug)]
+pub(crate) enum PumpEnd<R> {
+    /// The pipe reached EOF (or failed); everything read was written.
+    Drained(PumpStats),
+    /// Frozen for an in-place upgrade: every whole line read was written and flushed;
+    /// `partial` is the start of a line whose end is still to come, and `reader` the
+    /// pipe, with whatever the worker wrote since still in it.
+    Frozen { reader: R, partial: Vec<u8> },
+}
+
+/// [`pump`], starting with `partial` (the unfinished line another image handed over),
+/// until EOF or `freeze`. A freeze is seen between two reads: a line is never cut by it.
+pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
+    mut reader: R,
+    mut sink: LineSink,
+    partial: Vec<u8>,
+    mut freeze: Freeze,
+) -> PumpEnd<R> {
     let mut stats = PumpStats::default();
-    let mut splitter = LineSplitter::new();
+    let mut splitter = LineSplitter::with_pending(partial);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
+        // Looked at before every read, so a worker that writes without pause cannot keep
+        // the pump from seeing it.
+        if freeze.is_frozen() {
+            sink.flush();
+            return PumpEnd::Frozen {
+                reader,
+                partial: splitter.take_pending(),
+            };
+        }
         let read = match read_if_ready(&mut reader, &mut buf).await {
             Some(r) => r,
             None => {
                 // Nothing more right now: push what we have to disk, then wait.
                 sink.flush();
-                if splitter.pending_len() == 0 {
-                    reader.read(&mut buf).await
-                } else {
-                    match tokio::time::timeout(PARTIAL_LINE_DELAY, reader.read(&mut buf)).await {
-                        Ok(read) => read,
-                        Err(_) => {
-                            // The line's end is not coming soon: write what there is.
-                            splitter.finish(|line| {
-                                sink.write_line(line);
-                                stats.lines += 1;
-                            });
-                            sink.flush();
-                            reader.read(&mut buf).await
-                        }
+                let partial_due = async {
+                    match splitter.pending_len() {
+                        0 => std::future::pending().await,
+                        _ => tokio::time::sleep(PARTIAL_LINE_DELAY).await,
+                    }
+                };
+                tokio::select! {
+                    () = freeze.frozen() => continue,
+                    read = reader.read(&mut buf) => read,
+                    () = partial_due => {
+                        // The line's end is not coming soon: write what there is.
+                        splitter.finish(|line| {
+                            sink.write_line(line);
+                            stats.lines += 1;
+                        });
+                        sink.flush();
+                        continue;
                     }
                 }
             }
@@ -145,7 +194,7 @@ pub async fn pump<R: AsyncRead + Unpin>(mut reader: R, mut sink: LineSink) -> Pu
         stats.lines += 1;
     });
     sink.flush();
-    stats
+    PumpEnd::Drained(stats)
 }
 
 /// One read attempt that does not wait: `None` when the reader would block.
@@ -400,6 +449,51 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "quick line\nprogress 50%\n... done\n"
+        );
+    }
+
+    /// A freeze (an in-place upgrade) stops the pump between two reads: whole lines are
+    /// in the file, the start of the next one comes back with the pipe, and a pump
+    /// started from them (the next image's) finishes that line as one.
+    #[test]
+    fn a_frozen_pump_hands_back_the_pipe_and_the_unfinished_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let hub = LogHub::new(false);
+        let spec = logs(&path, true);
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        let mut tx = std::fs::File::from(tx);
+        use std::io::Write;
+        rt().block_on(async {
+            let freezer = crate::sync::FreezeSender::new();
+            let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rx).unwrap();
+            let sink = hub.sink("api", 0, Stream::Out, &spec).unwrap();
+            let pump = tokio::spawn(pump_until(rx, sink, Vec::new(), freezer.subscribe()));
+            tx.write_all(b"one\ntwo\nthr").unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read_to_string(&path).unwrap_or_default() != "one\ntwo\n" {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the whole lines never came"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            freezer.freeze();
+            let (reader, partial) = match pump.await.unwrap() {
+                PumpEnd::Frozen { reader, partial } => (reader, partial),
+                PumpEnd::Drained(stats) => panic!("drained: {stats:?}"),
+            };
+            assert_eq!(partial, b"thr");
+            // Written while nobody reads: it waits in the pipe.
+            tx.write_all(b"ee\nfour\n").unwrap();
+            drop(tx);
+            let sink = hub.sink("api", 0, Stream::Out, &spec).unwrap();
+            let end = pump_until(reader, sink, partial, Freeze::never()).await;
+            assert!(matches!(end, PumpEnd::Drained(_)), "{end:?}");
+        });
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "one\ntwo\nthree\nfour\n"
         );
     }
 }

@@ -36,8 +36,9 @@ pub mod own;
 pub mod rotation;
 pub mod timestamp;
 
-pub use files::{FollowedLine, LineSink, LogHub, instance_log_path};
+pub use files::{FollowedLine, LineSink, LogCounts, LogHub, instance_log_path};
 pub use lines::{LineSplitter, MAX_LINE, PumpStats, pump};
+pub(crate) use lines::{PumpEnd, pump_until};
 pub use timestamp::DateFormat;
 
 /// Which of a worker's output streams.

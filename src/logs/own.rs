@@ -20,6 +20,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 
@@ -33,7 +34,20 @@ pub const RETAIN: u32 = 5;
 /// tracing's writer for `log` (`$DROVER_HOME/drover.log`), when it is this process's
 /// stderr; `None` otherwise (a terminal, journald, `drover run`), where stderr stays as
 /// it is. Keep the guard for the life of the process: dropping it writes what is queued.
-pub fn writer(log: &Path) -> Option<(NonBlocking, WorkerGuard)> {
+pub fn writer(log: &Path) -> Option<(OwnWriter, OwnLogGuard)> {
+    let (worker, guard) = start(log)?;
+    let writer = OwnWriter(Arc::new(RwLock::new(worker)));
+    Some((
+        writer.clone(),
+        OwnLogGuard {
+            writer,
+            guard: Some(guard),
+            path: log.to_path_buf(),
+        },
+    ))
+}
+
+fn start(log: &Path) -> Option<(NonBlocking, WorkerGuard)> {
     let own = OwnLog::adopt(log, MAX_SIZE, RETAIN)?;
     Some(
         NonBlockingBuilder::default()
@@ -41,6 +55,39 @@ pub fn writer(log: &Path) -> Option<(NonBlocking, WorkerGuard)> {
             .thread_name("drover-log")
             .finish(own),
     )
+}
+
+/// tracing's writer for drover.log: a handle on the non-blocking worker of the moment
+/// (see [`OwnLogGuard::flush`]).
+#[derive(Clone)]
+pub struct OwnWriter(Arc<RwLock<NonBlocking>>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OwnWriter {
+    type Writer = NonBlocking;
+
+    fn make_writer(&'a self) -> NonBlocking {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Keeps drover.log's worker thread; dropping it writes what is queued.
+pub struct OwnLogGuard {
+    writer: OwnWriter,
+    guard: Option<WorkerGuard>,
+    path: PathBuf,
+}
+
+impl OwnLogGuard {
+    /// Writes every line queued (tracing-appender waits up to a second for it), then
+    /// starts a new worker for the lines to come: before the exec of an in-place
+    /// upgrade, which would otherwise lose what the worker thread had not written.
+    pub fn flush(&mut self) {
+        drop(self.guard.take());
+        if let Some((worker, guard)) = start(&self.path) {
+            *self.writer.0.write().unwrap_or_else(|p| p.into_inner()) = worker;
+            self.guard = Some(guard);
+        }
+    }
 }
 
 /// Writes to stderr, which is the file at `path`, rotating it by size.

@@ -36,6 +36,10 @@ pub(super) struct Limits {
     pub response_time: Duration,
     /// How long `/healthz` waits for the control loop before it says 503.
     pub healthz_time: Duration,
+    /// Once told to stop, how long the connections open may take to finish (a scrape
+    /// takes milliseconds; a client still sending its request by then is dropped). An
+    /// in-place update waits this long at most.
+    pub drain: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +50,7 @@ impl Default for Limits {
             request_time: Duration::from_secs(5),
             response_time: Duration::from_secs(10),
             healthz_time: Duration::from_secs(2),
+            drain: Duration::from_millis(500),
         }
     }
 }
@@ -73,7 +78,8 @@ struct Open {
     abort: AbortHandle,
 }
 
-/// Serves `listener` until `stop` resolves; then every connection is dropped.
+/// Serves `listener` until `stop` resolves; then it accepts no more, and the
+/// connections open have [`Limits::drain`] to finish before they are dropped.
 pub(super) async fn serve(
     listener: TcpListener,
     pages: Pages,
@@ -126,6 +132,11 @@ pub(super) async fn serve(
             }
         }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(limits.drain, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.abort_all();
 }
 

@@ -103,8 +103,35 @@ pub struct Endpoint {
     pub spec: MetricsSpec,
     /// Where it listens.
     pub bound: SocketAddr,
+    /// A copy of the listener, for an in-place update to hand over.
+    kept: Option<std::net::TcpListener>,
     stop: Option<oneshot::Sender<()>>,
+    /// Said by the thread once it has stopped serving (its runtime, and every
+    /// connection, gone).
+    finished: Option<oneshot::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// An endpoint stopping for an in-place update (see [`Endpoint::hand_over`]).
+pub struct HandingOver {
+    spec: MetricsSpec,
+    listener: Option<std::net::TcpListener>,
+    finished: Option<oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HandingOver {
+    /// Once the endpoint's thread has finished: what was asked for, and the listener.
+    pub async fn finished(mut self) -> Option<(MetricsSpec, std::net::TcpListener)> {
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.await;
+        }
+        if let Some(thread) = self.thread.take() {
+            // It has said it is done: this returns at once.
+            let _ = thread.join();
+        }
+        Some((self.spec, self.listener?))
+    }
 }
 
 impl Endpoint {
@@ -115,7 +142,9 @@ impl Endpoint {
         source: Arc<dyn Source>,
     ) -> std::io::Result<Endpoint> {
         let bound = listener.local_addr()?;
+        let kept = listener.try_clone()?;
         let (stop, stopped) = oneshot::channel();
+        let (finish, finished) = oneshot::channel();
         // The process's start, not the endpoint's: a `start FILE` may begin it later.
         let started = crate::sampler::process_start(std::process::id() as i32)
             .unwrap_or_else(SystemTime::now);
@@ -147,6 +176,8 @@ impl Endpoint {
                     })
                     .await;
                 });
+                drop(runtime);
+                let _ = finish.send(());
             })?;
         tracing::info!(
             "metrics on http://{bound}/metrics (asked by {})",
@@ -155,7 +186,9 @@ impl Endpoint {
         Ok(Endpoint {
             spec,
             bound,
+            kept: Some(kept),
             stop: Some(stop),
+            finished: Some(finished),
             thread: Some(thread),
         })
     }
@@ -169,6 +202,23 @@ impl Endpoint {
     /// Stops serving and closes the port; returns once the thread is gone.
     pub fn stop(mut self) {
         self.halt();
+    }
+
+    /// Stops serving but keeps the port, for the next image of the supervisor (an
+    /// in-place update): it stops accepting at once (connections made from now on wait
+    /// in the listener's backlog for the next image) and finishes the scrapes under way
+    /// (for at most `http::Limits::drain`) while the caller goes on; await
+    /// [`HandingOver::finished`] for the listener.
+    pub fn hand_over(mut self) -> HandingOver {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        HandingOver {
+            spec: self.spec.clone(),
+            listener: self.kept.take(),
+            finished: self.finished.take(),
+            thread: self.thread.take(),
+        }
     }
 
     fn halt(&mut self) {

@@ -72,6 +72,18 @@ pub struct AppConfig {
     pub watchdog_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_restart: Option<String>,
+}
+
+/// `watch:` on the wire (and in `describe --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchConfig {
+    pub paths: Vec<PathBuf>,
+    pub ignore: Vec<String>,
+    pub delay_ms: u64,
 }
 
 /// `health:` on the wire (and in the dump): `http` or `exec`, as written.
@@ -187,6 +199,8 @@ impl From<&AppSpec> for AppConfig {
             max_memory_restart,
             watchdog,
             health,
+            watch,
+            cron_restart,
         } = spec;
         AppConfig {
             name: name.clone(),
@@ -225,6 +239,12 @@ impl From<&AppSpec> for AppConfig {
             max_memory_restart: *max_memory_restart,
             watchdog_ms: watchdog.map(millis),
             health: health.as_ref().map(HealthConfig::from),
+            watch: watch.as_ref().map(|w| WatchConfig {
+                paths: w.paths.clone(),
+                ignore: w.ignore.clone(),
+                delay_ms: millis(w.delay),
+            }),
+            cron_restart: cron_restart.clone(),
         }
     }
 }
@@ -309,6 +329,12 @@ impl TryFrom<AppConfig> for AppSpec {
                 .map(config::HealthSpec::try_from)
                 .transpose()
                 .map_err(|e| format!("app {}: {e}", app.name))?,
+            watch: app.watch.map(|w| config::WatchSpec {
+                paths: w.paths,
+                ignore: w.ignore,
+                delay: Duration::from_millis(w.delay_ms),
+            }),
+            cron_restart: app.cron_restart,
             name: app.name,
         })
     }
@@ -392,6 +418,12 @@ mod tests {
                 timeout: Duration::from_millis(2000),
                 failures: 3,
             }),
+            watch: Some(config::WatchSpec {
+                paths: vec!["/srv/api/src".into()],
+                ignore: vec!["node_modules".into(), "*.log".into()],
+                delay: Duration::from_millis(500),
+            }),
+            cron_restart: Some("0 3 * * *".into()),
         }
     }
 
@@ -410,7 +442,8 @@ mod tests {
         r#""exp_backoff_restart_delay_ms":100,"stop_exit_codes":[0,2],"wait_ready":true,"#,
         r#""listen_timeout_ms":8000,"kill_signal":"SIGTERM","kill_timeout_ms":5000,"shutdown_with_message":false,"#,
         r#""instance_var":"INSTANCE_ID","increment_var":"PORT","max_memory_restart":536870912,"#,
-        r#""watchdog_ms":10000,"health":{"http":"/health","interval_ms":5000,"timeout_ms":2000,"failures":3}}"#,
+        r#""watchdog_ms":10000,"health":{"http":"/health","interval_ms":5000,"timeout_ms":2000,"failures":3},"#,
+        r#""watch":{"paths":["/srv/api/src"],"ignore":["node_modules","*.log"],"delay_ms":500},"cron_restart":"0 3 * * *"}"#,
     );
 
     #[test]

@@ -180,6 +180,11 @@ pub enum Request {
     Env {
         target: Target,
     },
+    /// `drover update`: the supervisor re-executes `binary` (absolute) in its own
+    /// process, every worker kept. Understood across protocol versions ([`Stable`]).
+    Update {
+        binary: std::path::PathBuf,
+    },
 }
 
 fn one() -> u32 {
@@ -238,10 +243,28 @@ pub enum Response {
     Pong {
         pid: u32,
         version: String,
+        /// The binary the supervisor runs (absent from older peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        binary: Option<String>,
+        /// When the supervisor started, ms since the Unix epoch (absent from older
+        /// peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at_ms: Option<u64>,
+        /// Its last in-place update, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_update: Option<Box<UpdateInfo>>,
         /// Where it serves its metrics endpoint (absent: it serves none, or an older
         /// supervisor).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
+    },
+    /// The supervisor hands itself over to `binary` (`drover update`): it stops
+    /// answering for a moment; `ping` then shows update `id` done or failed.
+    Updating {
+        id: u64,
+        pid: u32,
+        from_version: String,
+        binary: String,
     },
     /// Success, with a line for the user.
     Done {
@@ -271,6 +294,47 @@ pub enum Response {
         kind: ErrorKind,
         message: String,
     },
+}
+
+/// One in-place update of the supervisor, as `ping` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateInfo {
+    pub id: u64,
+    /// When the supervisor answered again, ms since the Unix epoch.
+    pub at_ms: u64,
+    pub from_version: String,
+    pub from_binary: String,
+    pub to_binary: String,
+    /// The version that runs now: the new one, or the old one when the update failed.
+    pub running_version: String,
+    /// How long the supervisor did not answer.
+    pub took_ms: u64,
+    /// Why the new binary did not take over; the old one goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// The messages every version of drover understands, whatever the protocol version in
+/// their frame: `ping` and `update` and their answers, so that a newly installed drover
+/// can see and upgrade the supervisor an older one started. Their shapes never change
+/// but by fields with defaults (`stable_messages_keep_their_shape` pins them).
+pub trait Stable {
+    fn is_stable(&self) -> bool;
+}
+
+impl Stable for Request {
+    fn is_stable(&self) -> bool {
+        matches!(self, Request::Ping | Request::Update { .. })
+    }
+}
+
+impl Stable for Response {
+    fn is_stable(&self) -> bool {
+        matches!(
+            self,
+            Response::Pong { .. } | Response::Updating { .. } | Response::Error { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +407,9 @@ pub struct AppInfo {
     pub workers: Vec<WorkerInfo>,
     /// Log lines that could not be written (disk full and the like).
     pub dropped_log_lines: u64,
+    /// When `cron_restart` next reloads it (RFC 3339, local time; absent: no schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_next: Option<String>,
 }
 
 /// A worker's state as `list` shows it.
@@ -496,14 +563,20 @@ pub enum DecodeError {
 }
 
 /// Decodes one line (without its '\n'), checking the version first so a peer of another
-/// version gets a version error, not a parse error.
-pub fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, DecodeError> {
+/// version gets a version error, not a parse error; but a [`Stable`] message is read
+/// whatever its version.
+pub fn decode<T: serde::de::DeserializeOwned + Stable>(line: &[u8]) -> Result<T, DecodeError> {
     #[derive(Deserialize)]
     struct VersionOnly {
         v: u32,
     }
     match serde_json::from_slice::<VersionOnly>(line) {
-        Ok(VersionOnly { v }) if v != VERSION => return Err(DecodeError::Version { theirs: v }),
+        Ok(VersionOnly { v }) if v != VERSION => {
+            return match serde_json::from_slice::<Frame<T>>(line) {
+                Ok(frame) if frame.msg.is_stable() => Ok(frame.msg),
+                _ => Err(DecodeError::Version { theirs: v }),
+            };
+        }
         Ok(_) => {}
         Err(e) => return Err(DecodeError::Malformed(e.to_string())),
     }
@@ -610,6 +683,66 @@ mod tests {
         );
     }
 
+    /// `ping`, `update` and their answers are read across versions ([`Stable`]): their
+    /// JSON is pinned here, and may only gain fields with defaults.
+    #[test]
+    fn stable_messages_keep_their_shape() {
+        let text = |line: Vec<u8>| String::from_utf8(line).unwrap();
+        assert_eq!(
+            text(encode(&Request::Ping)),
+            format!("{{\"v\":{VERSION},\"cmd\":\"ping\"}}\n")
+        );
+        assert_eq!(
+            text(encode(&Request::Update {
+                binary: "/usr/bin/drover".into()
+            })),
+            format!("{{\"v\":{VERSION},\"cmd\":\"update\",\"binary\":\"/usr/bin/drover\"}}\n")
+        );
+        let pong = Response::Pong {
+            pid: 7,
+            version: "0.1.0".into(),
+            binary: Some("/usr/bin/drover".into()),
+            started_at_ms: Some(1),
+            last_update: Some(Box::new(UpdateInfo {
+                id: 2,
+                at_ms: 3,
+                from_version: "0.1.0".into(),
+                from_binary: "/a".into(),
+                to_binary: "/b".into(),
+                running_version: "0.2.0".into(),
+                took_ms: 4,
+                failure: Some("why".into()),
+            })),
+            metrics: Some("http://127.0.0.1:9615/metrics".into()),
+        };
+        assert_eq!(
+            text(encode(&pong)),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"pong\",\"pid\":7,\"version\":\"0.1.0\",\"binary\":\"/usr/bin/drover\",\"started_at_ms\":1,\"last_update\":{{\"id\":2,\"at_ms\":3,\"from_version\":\"0.1.0\",\"from_binary\":\"/a\",\"to_binary\":\"/b\",\"running_version\":\"0.2.0\",\"took_ms\":4,\"failure\":\"why\"}},\"metrics\":\"http://127.0.0.1:9615/metrics\"}}\n"
+            )
+        );
+        assert_eq!(
+            text(encode(&Response::Updating {
+                id: 2,
+                pid: 7,
+                from_version: "0.1.0".into(),
+                binary: "/b".into()
+            })),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"updating\",\"id\":2,\"pid\":7,\"from_version\":\"0.1.0\",\"binary\":\"/b\"}}\n"
+            )
+        );
+        assert_eq!(
+            text(encode(&Response::Error {
+                kind: ErrorKind::Busy,
+                message: "m".into()
+            })),
+            format!(
+                "{{\"v\":{VERSION},\"reply\":\"error\",\"kind\":\"busy\",\"message\":\"m\"}}\n"
+            )
+        );
+    }
+
     #[test]
     fn garbage_and_other_versions_are_told_apart() {
         assert!(matches!(
@@ -621,8 +754,37 @@ mod tests {
             Err(DecodeError::Malformed(_))
         ));
         assert_eq!(
-            decode::<Request>(b"{\"v\":3,\"cmd\":\"ping\"}"),
+            decode::<Request>(b"{\"v\":3,\"cmd\":\"list\"}"),
             Err(DecodeError::Version { theirs: 3 })
+        );
+        // ping and update are read whatever the version (`Stable`), so a newer drover
+        // can see and upgrade the running supervisor.
+        assert_eq!(
+            decode::<Request>(b"{\"v\":3,\"cmd\":\"ping\"}"),
+            Ok(Request::Ping)
+        );
+        assert_eq!(
+            decode::<Request>(b"{\"v\":1,\"cmd\":\"update\",\"binary\":\"/usr/bin/drover\"}"),
+            Ok(Request::Update {
+                binary: "/usr/bin/drover".into()
+            })
+        );
+        assert_eq!(
+            decode::<Response>(
+                b"{\"v\":9,\"reply\":\"pong\",\"pid\":7,\"version\":\"9.0.0\",\"future\":1}"
+            ),
+            Ok(Response::Pong {
+                pid: 7,
+                version: "9.0.0".into(),
+                binary: None,
+                started_at_ms: None,
+                last_update: None,
+                metrics: None
+            })
+        );
+        assert_eq!(
+            decode::<Response>(b"{\"v\":9,\"reply\":\"workers\",\"workers\":[]}"),
+            Err(DecodeError::Version { theirs: 9 })
         );
         assert!(matches!(
             decode::<Request>(b"[1,2]"),

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{
     AppSpec, Command, ExecMode, HealthCheck, HealthSpec, ListenAddr, LogRotation, LogSpec,
-    RestartSpec, SocketMode, StopSpec,
+    RestartSpec, SocketMode, StopSpec, WatchSpec,
 };
 
 pub const FILE: &str = "dump.yaml";
@@ -303,6 +303,20 @@ struct AppRecord {
     watchdog_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     health: Option<HealthRecord>,
+    /// Left out when there is none, as `log_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watch: Option<WatchRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cron_restart: Option<String>,
+}
+
+/// `watch:`, as the dump keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchRecord {
+    paths: Vec<PathBuf>,
+    ignore: Vec<String>,
+    delay_ms: u64,
 }
 
 /// `health:`, as the dump keeps it: `http`, or `exec` (program then arguments).
@@ -473,6 +487,8 @@ impl AppRecord {
             max_memory_restart,
             watchdog,
             health,
+            watch,
+            cron_restart,
         } = &saved.spec;
         let listen = match listen {
             None => None,
@@ -528,6 +544,12 @@ impl AppRecord {
             stopped: saved.stopped,
             watchdog_ms: watchdog.map(millis),
             health: health.as_ref().map(HealthRecord::from_spec),
+            watch: watch.as_ref().map(|w| WatchRecord {
+                paths: w.paths.clone(),
+                ignore: w.ignore.clone(),
+                delay_ms: millis(w.delay),
+            }),
+            cron_restart: cron_restart.clone(),
         })
     }
 
@@ -603,6 +625,12 @@ impl AppRecord {
             max_memory_restart: self.max_memory_restart,
             watchdog: self.watchdog_ms.map(Duration::from_millis),
             health: self.health.map(HealthRecord::into_spec).transpose()?,
+            watch: self.watch.map(|w| WatchSpec {
+                paths: w.paths,
+                ignore: w.ignore,
+                delay: Duration::from_millis(w.delay_ms),
+            }),
+            cron_restart: self.cron_restart,
         };
         Ok(SavedApp {
             spec,
@@ -679,6 +707,12 @@ mod tests {
                 timeout: Duration::from_millis(2000),
                 failures: 3,
             }),
+            watch: Some(WatchSpec {
+                paths: vec!["/srv/api/src".into()],
+                ignore: vec!["node_modules".into(), "*.log".into()],
+                delay: Duration::from_millis(500),
+            }),
+            cron_restart: Some("0 3 * * *".into()),
         };
         let worker = AppSpec {
             name: "worker".into(),
@@ -722,6 +756,8 @@ mod tests {
             max_memory_restart: None,
             watchdog: None,
             health: None,
+            watch: None,
+            cron_restart: None,
         };
         vec![
             SavedApp {

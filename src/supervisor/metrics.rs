@@ -153,6 +153,24 @@ impl Metrics {
         Ok(())
     }
 
+    /// Stops the endpoint for an in-place update, keeping its listener (see
+    /// [`Endpoint::hand_over`]).
+    pub fn hand_over(&mut self) -> Option<metrics::HandingOver> {
+        Some(self.endpoint.take()?.hand_over())
+    }
+
+    /// Serves the listener the previous image handed over.
+    pub fn take_over(
+        &mut self,
+        spec: MetricsSpec,
+        listener: std::net::TcpListener,
+    ) -> Result<(), String> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("{}: {e}", spec.origin.key()))?;
+        self.serve(Prepared { listener, spec })
+    }
+
     /// Stops the endpoint (at the supervisor's end).
     pub fn stop(&mut self) {
         if let Some(endpoint) = self.endpoint.take() {

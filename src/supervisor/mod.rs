@@ -7,6 +7,7 @@
 
 pub mod dump;
 mod handlers;
+mod handover;
 mod health;
 mod metrics;
 mod node_channel;
@@ -16,16 +17,19 @@ mod service_manager;
 mod shared;
 pub mod slot;
 pub mod spawn;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::UnixListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -38,6 +42,7 @@ use crate::protocol::Response;
 use crate::sampler;
 use crate::sockets::{AppListeners, ListenerCell};
 use crate::sync::lock;
+use crate::upgrade::state::{HostKind, State, UpdateRecord};
 use policy::Status;
 use service_manager::{Census, ServiceManager};
 pub(crate) use shared::Shared;
@@ -72,6 +77,10 @@ pub struct RunOptions {
     /// Tell the service manager that started us (NOTIFY_SOCKET, systemd's
     /// `Type=notify`) when we are ready, reloading, stopping, and alive.
     pub notify_service_manager: bool,
+    /// What hosts the supervisor, and the descriptor of its `drover.lock`: what an
+    /// in-place upgrade hands over besides the supervisor's own state.
+    pub host: HostKind,
+    pub lock_fd: Option<RawFd>,
     /// Serve `/metrics` and `/healthz` there (`--metrics`, a file's `metrics:`); bound
     /// before any worker starts, so an address in use fails the run with nothing started.
     pub metrics: Option<MetricsSpec>,
@@ -84,6 +93,22 @@ pub struct RunOutcome {
     pub errored: Vec<String>,
     /// True when the run ended because every worker was done, not by a signal or `kill`.
     pub all_done: bool,
+}
+
+/// How a run of the supervisor's loop ended.
+#[derive(Debug)]
+pub enum Ended {
+    Done(RunOutcome),
+    /// An in-place upgrade: the workers, their pipes and listeners are handed over in
+    /// `state` (descriptors named by number, still close-on-exec) for `binary`. The
+    /// host checks the binary, then execs it or, failing that, resumes from `state`.
+    HandOver(Box<Handover>),
+}
+
+#[derive(Debug)]
+pub struct Handover {
+    pub state: State,
+    pub binary: PathBuf,
 }
 
 /// An app to start with the environment its workers inherit (the caller's).
@@ -102,6 +127,8 @@ pub(crate) struct App {
     pub slots: Vec<SlotEntry>,
     /// A change to the app's slots that is under way; a second one is refused as busy.
     pub pending: Option<Pending>,
+    /// Its watch and cron_restart, reloading it by themselves.
+    pub triggers: triggers::Triggers,
 }
 
 /// A change of an app's slots that takes time, run by a task of its own.
@@ -140,6 +167,34 @@ pub(crate) struct Finished {
     pub tidy: Tidy,
     pub answer: Response,
     pub reply: mpsc::Sender<Response>,
+    /// Held until the main loop has done the tidy: only then is the operation over.
+    pub op: Op,
+}
+
+/// Counts the operations under way (reloads, stops, drains…: the tasks that answer
+/// later), which an in-place upgrade waits out. Each holds an [`Op`] until it is over.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ops(Arc<AtomicUsize>);
+
+/// One operation under way; dropping it ends it.
+#[derive(Debug)]
+pub(crate) struct Op(Arc<AtomicUsize>);
+
+impl Ops {
+    pub fn begin(&self) -> Op {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Op(self.0.clone())
+    }
+
+    pub fn under_way(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The supervisor's state: its apps, and what the slot tasks share.
@@ -150,10 +205,28 @@ pub(crate) struct Supervisor {
     next_id: u32,
     /// Where operations' tasks report back (see [`Finished`]).
     finished: mpsc::UnboundedSender<Finished>,
+    /// Operations under way.
+    ops: Ops,
     /// Stopping everything: requests that show are answered, changes are refused.
     shutting_down: bool,
     /// systemd, when it started us as a `Type=notify` service.
     service: Option<Arc<ServiceManager>>,
+    /// Where apps' watches and schedules ask for their reload.
+    triggered: mpsc::UnboundedSender<triggers::Trigger>,
+    /// The binary this image of the supervisor runs: the one it was started from, or
+    /// the one an update handed over to. `drover update` by SIGUSR2 re-executes it.
+    binary: PathBuf,
+    /// When the supervisor (its first image) started, ms since the Unix epoch.
+    started_at_ms: u64,
+    /// The last in-place updates, oldest first (see `handlers::update`).
+    history: Vec<UpdateRecord>,
+    /// The in-place update under way, waiting for operations to finish.
+    update: Option<handlers::UpdateRun>,
+    /// A copy of the workers' notify socket, for an update to hand over.
+    notify_fd: OwnedFd,
+    options: crate::upgrade::state::OptionsState,
+    host: HostKind,
+    lock_fd: Option<RawFd>,
     /// The metrics endpoint, and the table it reads.
     metrics: metrics::Metrics,
 }
@@ -165,9 +238,30 @@ enum Flow {
     Kill,
 }
 
+/// What feeds the control loop besides the supervisor's own channels.
+struct Inbox {
+    requests: mpsc::Receiver<Incoming>,
+    finished: mpsc::UnboundedReceiver<Finished>,
+    triggered: mpsc::UnboundedReceiver<triggers::Trigger>,
+    /// The control server, which gives its listener back when stopped.
+    control: Option<(JoinHandle<UnixListener>, oneshot::Sender<server::Stop>)>,
+    reaper: JoinHandle<()>,
+    notifier: JoinHandle<()>,
+    sampler_stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How the control loop ended.
+enum LoopEnd {
+    /// Shutdown (a signal, `kill`) or, with `exit_when_idle`, every worker done.
+    Stop { all_done: bool },
+    /// An update's time has come: nothing is under way.
+    HandOver,
+}
+
 /// Runs `apps` (and whatever the control socket asks) until `shutdown` resolves, a client
 /// sends `kill`, or — with `exit_when_idle` — every worker is stopped or errored; then
-/// stops all workers gracefully and drains their logs.
+/// stops all workers gracefully and drains their logs. Or until an in-place update
+/// (`drover update`, SIGUSR2), which freezes everything into the state it returns.
 ///
 /// The loop never waits on anything but its next event: a request edits the app table
 /// and returns, and what takes time (a graceful stop, a drain, a reload) runs as a task
@@ -181,48 +275,17 @@ pub async fn run(
     apps: Vec<NewApp>,
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<RunOutcome> {
+) -> anyhow::Result<Ended> {
     // Before the first spawn, so no SIGCHLD is missed.
-    let mut sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
+    let sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
     if let Err(e) = os::become_subreaper() {
         warn!("cannot become a child subreaper ({e}); orphaned grandchildren go to init");
     }
-    let shims = crate::shim::install(&opts.home.join("shim"))
-        .context("cannot write the Node and Python preloads")?;
     let notify_path = opts.home.join("notify.sock");
     let notify_socket = notify::bind(&notify_path).context("cannot create the notify socket")?;
-    let shared = Arc::new(Shared::new(
-        LogHub::new(opts.console),
-        std::env::current_exe().context("cannot find the drover binary")?,
-        shims,
-        notify_path.clone(),
-    ));
-    let (finished_tx, mut finished) = mpsc::unbounded_channel();
-    let service = match opts.notify_service_manager {
-        true => ServiceManager::from_env().map(Arc::new),
-        false => None,
-    };
-    // WATCHDOG=1 comes from the control loop itself: a loop that stops turning stops
-    // the pings, and systemd restarts the service.
-    let mut watchdog = service
-        .as_ref()
-        .and_then(|s| s.watchdog_interval())
-        .map(|every| {
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks
-        });
-    let (requests_tx, mut requests) = mpsc::channel::<Incoming>(64);
-    let mut sup = Supervisor {
-        shared: shared.clone(),
-        home: opts.home.clone(),
-        apps: Vec::new(),
-        next_id: 0,
-        finished: finished_tx,
-        shutting_down: false,
-        service,
-        metrics: metrics::Metrics::new(shared.clone(), requests_tx.clone()),
-    };
+    let binary = std::env::current_exe().context("cannot find the drover binary")?;
+    let started_at_ms = handlers::unix_ms(std::time::SystemTime::now());
+    let (mut sup, channels) = Supervisor::new(&opts, &notify_socket, binary, started_at_ms)?;
     // Before any worker: an address in use fails the run with nothing started.
     if let Some(spec) = opts.metrics {
         let prepared = sup
@@ -233,145 +296,315 @@ pub async fn run(
             sup.metrics.serve(prepared).map_err(anyhow::Error::msg)?;
         }
     }
-
-    let reaper = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                shared.dispatch_exits();
-                if sigchld.recv().await.is_none() {
-                    break;
-                }
-            }
-        })
-    };
-    let notifier = tokio::spawn(notify::serve(notify_socket, shared.clone()));
-    let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    sampler::spawn(shared.clone(), sampler_stop.clone())
-        .context("cannot start the sampler thread")?;
-
     // Every listener of the initial apps is bound before any worker starts: a port that
     // cannot be bound fails the whole run with nothing started.
     sup.add_apps(apps).map_err(|e| anyhow::anyhow!(e.message))?;
+    let inbox = sup.start_serving(sigchld, notify_socket, opts.control, channels)?;
+    sup.serve(inbox, shutdown).await
+}
 
-    let (control_stop, control_stopped) = oneshot::channel::<()>();
-    let control = opts.control.map(|listener| {
-        tokio::spawn(server::serve(listener, requests_tx, async {
-            let _ = control_stopped.await;
-        }))
-    });
+/// Goes on supervising from the state a previous image of drover handed over (an
+/// in-place update): the same workers, listeners, pipes, ids and counters. `failure`:
+/// the update to this image's binary failed, and this is the previous binary going on.
+pub async fn resume(
+    state: State,
+    failure: Option<String>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Ended> {
+    let sigchld = signal(SignalKind::child()).context("cannot watch SIGCHLD")?;
+    if let Err(e) = os::become_subreaper() {
+        warn!("cannot become a child subreaper ({e}); orphaned grandchildren go to init");
+    }
+    let resumed = handover::Resumed::adopt(state, failure)?;
+    let opts = resumed.options();
+    let (mut sup, channels) = Supervisor::new(
+        &opts,
+        &resumed.notify_socket,
+        resumed.binary.clone(),
+        resumed.started_at_ms,
+    )?;
+    let (notify_socket, control) = sup.take_over(resumed)?;
+    let inbox = sup.start_serving(sigchld, notify_socket, control, channels)?;
+    sup.serve(inbox, shutdown).await
+}
 
-    let mut sighup = match opts.reload_on_sighup {
-        true => Some(signal(SignalKind::hangup()).context("cannot watch SIGHUP")?),
-        false => None,
-    };
-    let mut sigusr1 = match opts.reopen_logs_on_sigusr1 {
-        true => Some(signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?),
-        false => None,
-    };
-    tokio::pin!(shutdown);
-    let all_done = loop {
-        if opts.exit_when_idle && sup.all_at_rest() {
-            break true;
+/// The receiving ends of the supervisor's own channels, until the loop starts.
+struct Channels {
+    finished: mpsc::UnboundedReceiver<Finished>,
+    triggered: mpsc::UnboundedReceiver<triggers::Trigger>,
+    /// The control loop's queue: the control server's requests, and the metrics
+    /// endpoint's `/healthz` pings.
+    requests: (mpsc::Sender<Incoming>, mpsc::Receiver<Incoming>),
+}
+
+impl Supervisor {
+    fn new(
+        opts: &RunOptions,
+        notify_socket: &tokio::net::UnixDatagram,
+        binary: PathBuf,
+        started_at_ms: u64,
+    ) -> anyhow::Result<(Supervisor, Channels)> {
+        use std::os::fd::AsFd;
+        let shims = crate::shim::install(&opts.home.join("shim"))
+            .context("cannot write the Node and Python preloads")?;
+        let shared = Arc::new(Shared::new(
+            LogHub::new(opts.console),
+            std::env::current_exe().context("cannot find the drover binary")?,
+            shims,
+            opts.home.join("notify.sock"),
+        ));
+        let (finished_tx, finished) = mpsc::unbounded_channel();
+        let (triggered_tx, triggered) = mpsc::unbounded_channel();
+        let (requests_tx, requests) = mpsc::channel::<Incoming>(64);
+        let service = match opts.notify_service_manager {
+            true => ServiceManager::from_env().map(Arc::new),
+            false => None,
+        };
+        let notify_fd = notify_socket
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot keep the notify socket")?;
+        let sup = Supervisor {
+            metrics: metrics::Metrics::new(shared.clone(), requests_tx.clone()),
+            shared,
+            home: opts.home.clone(),
+            apps: Vec::new(),
+            next_id: 0,
+            finished: finished_tx,
+            ops: Ops::default(),
+            shutting_down: false,
+            service,
+            triggered: triggered_tx,
+            binary,
+            started_at_ms,
+            history: Vec::new(),
+            update: None,
+            notify_fd,
+            options: crate::upgrade::state::OptionsState {
+                console: opts.console,
+                exit_when_idle: opts.exit_when_idle,
+                reload_on_sighup: opts.reload_on_sighup,
+                reopen_logs_on_sigusr1: opts.reopen_logs_on_sigusr1,
+                notify_service_manager: opts.notify_service_manager,
+            },
+            host: opts.host,
+            lock_fd: opts.lock_fd,
+        };
+        Ok((
+            sup,
+            Channels {
+                finished,
+                triggered,
+                requests: (requests_tx, requests),
+            },
+        ))
+    }
+
+    /// Starts what runs beside the loop: the reaper (whose first look hands the slots
+    /// every exit that happened before), the notify socket, the sampler, the control
+    /// server.
+    fn start_serving(
+        &mut self,
+        mut sigchld: Signal,
+        notify_socket: tokio::net::UnixDatagram,
+        control: Option<UnixListener>,
+        channels: Channels,
+    ) -> anyhow::Result<Inbox> {
+        let reaper = {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    shared.dispatch_exits();
+                    if sigchld.recv().await.is_none() {
+                        break;
+                    }
+                }
+            })
+        };
+        let notifier = tokio::spawn(notify::serve(notify_socket, self.shared.clone()));
+        let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        sampler::spawn(self.shared.clone(), sampler_stop.clone())
+            .context("cannot start the sampler thread")?;
+        let (requests_tx, requests) = channels.requests;
+        let control = control.map(|listener| {
+            let (stop, stopped) = oneshot::channel::<server::Stop>();
+            let task = tokio::spawn(server::serve(listener, requests_tx, async {
+                stopped.await.unwrap_or(server::Stop::Shutdown)
+            }));
+            (task, stop)
+        });
+        Ok(Inbox {
+            requests,
+            finished: channels.finished,
+            triggered: channels.triggered,
+            control,
+            reaper,
+            notifier,
+            sampler_stop,
+        })
+    }
+
+    /// The control loop, then the shutdown or the hand-over.
+    async fn serve(
+        mut self,
+        mut inbox: Inbox,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<Ended> {
+        let mut sighup = match self.options.reload_on_sighup {
+            true => Some(signal(SignalKind::hangup()).context("cannot watch SIGHUP")?),
+            false => None,
+        };
+        let mut sigusr1 = match self.options.reopen_logs_on_sigusr1 {
+            true => Some(signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?),
+            false => None,
+        };
+        // gunicorn's signal: re-execute the binary we were started from, in place.
+        let mut sigusr2 = signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?;
+        // WATCHDOG=1 comes from the control loop itself: a loop that stops turning stops
+        // the pings, and systemd restarts the service.
+        let mut watchdog = self
+            .service
+            .as_ref()
+            .and_then(|s| s.watchdog_interval())
+            .map(|every| {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks
+            });
+        tokio::pin!(shutdown);
+        let end = loop {
+            if self.options.exit_when_idle && self.all_at_rest() && self.update.is_none() {
+                break LoopEnd::Stop { all_done: true };
+            }
+            if self.update_can_start() {
+                break LoopEnd::HandOver;
+            }
+            self.tell_service_manager();
+            self.metrics.publish(&self.apps);
+            let give_up_at = self.update.as_ref().map(|u| u.give_up_at);
+            tokio::select! {
+                _ = &mut shutdown => break LoopEnd::Stop { all_done: false },
+                Some(incoming) = inbox.requests.recv() => {
+                    if self.handle(incoming) == Flow::Kill {
+                        break LoopEnd::Stop { all_done: false };
+                    }
+                }
+                Some(done) = inbox.finished.recv() => self.finish(done),
+                _ = self.shared.next_slot_change() => {}
+                Some(()) = async { sighup.as_mut()?.recv().await } => {
+                    info!("SIGHUP received: reloading every app");
+                    self.reload_all_logged();
+                }
+                Some(trigger) = inbox.triggered.recv() => self.triggered(trigger),
+                Some(()) = async { sigusr1.as_mut()?.recv().await } => {
+                    info!("SIGUSR1 received: reopening every log file");
+                    self.reload_logs_logged();
+                }
+                Some(()) = sigusr2.recv() => self.update_on_signal(),
+                () = tokio::time::sleep_until(give_up_at.unwrap_or_else(tokio::time::Instant::now)), if give_up_at.is_some() => {
+                    self.update_gives_up();
+                }
+                Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => self.watchdog(),
+            }
+        };
+        match end {
+            LoopEnd::HandOver => self.hand_over(inbox).await,
+            LoopEnd::Stop { all_done } => {
+                self.stop_everything(inbox, all_done, &mut watchdog).await
+            }
         }
-        sup.tell_service_manager();
-        sup.metrics.publish(&sup.apps);
-        tokio::select! {
-            _ = &mut shutdown => break false,
-            Some(incoming) = requests.recv() => {
-                if sup.handle(incoming) == Flow::Kill {
-                    break false;
+    }
+
+    /// Stops every worker while still answering (`list` shows them `stopping`, a pending
+    /// `stop` gets its answer, changes are refused), then drains their logs.
+    async fn stop_everything(
+        mut self,
+        mut inbox: Inbox,
+        all_done: bool,
+        watchdog: &mut Option<tokio::time::Interval>,
+    ) -> anyhow::Result<Ended> {
+        if !all_done {
+            let count: usize = self.apps.iter().map(|a| a.slots.len()).sum();
+            info!(
+                "stopping {count} worker{}",
+                if count == 1 { "" } else { "s" }
+            );
+        }
+        self.shutting_down = true;
+        self.update_refused("the supervisor is shutting down");
+        if let Some(service) = &self.service {
+            service.stopping(self.census());
+        }
+        let ids: Vec<u32> = self.slot_ids().collect();
+        let stops = self.stop_slots(&ids);
+        let cap = self.stop_cap();
+        // Once every worker is at rest, a moment for the tasks that waited on them to report.
+        let stopped = async move {
+            match tokio::time::timeout(cap, stops).await {
+                Ok(_) => tokio::time::sleep(SHUTDOWN_ANSWER_GRACE).await,
+                Err(_) => {
+                    warn!("some workers were still stopping after kill_timeout; leaving them")
                 }
             }
-            Some(done) = finished.recv() => sup.finish(done),
-            _ = shared.next_slot_change() => {}
-            Some(()) = async { sighup.as_mut()?.recv().await } => {
-                info!("SIGHUP received: reloading every app");
-                sup.reload_all_logged();
+        };
+        tokio::pin!(stopped);
+        loop {
+            self.tell_service_manager();
+            self.metrics.publish(&self.apps);
+            tokio::select! {
+                () = &mut stopped => break,
+                Some(incoming) = inbox.requests.recv() => {
+                    let _ = self.handle(incoming);
+                }
+                Some(done) = inbox.finished.recv() => self.finish(done),
+                _ = self.shared.next_slot_change() => {}
+                Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => self.watchdog(),
             }
-            Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                info!("SIGUSR1 received: reopening every log file");
-                sup.reload_logs_logged();
+        }
+        let control = inbox.control.map(|(task, stop)| {
+            let _ = stop.send(server::Stop::Shutdown);
+            task
+        });
+        self.metrics.stop();
+        let errored = self
+            .apps
+            .iter()
+            .flat_map(|a| {
+                a.slots
+                    .iter()
+                    .filter(|s| s.handle.status.borrow().status == Status::Errored)
+                    .map(|s| format!("{}#{}", a.spec.name, s.handle.instance))
+            })
+            .collect();
+        for app in self.apps.drain(..) {
+            for slot in app.slots {
+                slot.task.abort();
             }
-            Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => sup.watchdog(),
         }
-    };
-
-    if !all_done {
-        let count: usize = sup.apps.iter().map(|a| a.slots.len()).sum();
-        info!(
-            "stopping {count} worker{}",
-            if count == 1 { "" } else { "s" }
-        );
-    }
-    // Stopping everything while still answering: `list` shows the workers `stopping`, a
-    // pending `stop` gets its answer, and changes are refused as shutting down.
-    sup.shutting_down = true;
-    if let Some(service) = &sup.service {
-        service.stopping(sup.census());
-    }
-    let ids: Vec<u32> = sup.slot_ids().collect();
-    let stops = sup.stop_slots(&ids);
-    let cap = sup.stop_cap();
-    // Once every worker is at rest, a moment for the tasks that waited on them to report.
-    let stopped = async move {
-        match tokio::time::timeout(cap, stops).await {
-            Ok(_) => tokio::time::sleep(SHUTDOWN_ANSWER_GRACE).await,
-            Err(_) => warn!("some workers were still stopping after kill_timeout; leaving them"),
+        inbox
+            .sampler_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(control) = control {
+            let _ = control.await;
         }
-    };
-    tokio::pin!(stopped);
-    loop {
-        sup.tell_service_manager();
-        sup.metrics.publish(&sup.apps);
-        tokio::select! {
-            () = &mut stopped => break,
-            Some(incoming) = requests.recv() => {
-                let _ = sup.handle(incoming);
+        let pumps = self.shared.take_pumps();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            for pump in pumps {
+                let _ = pump.await;
             }
-            Some(done) = finished.recv() => sup.finish(done),
-            _ = shared.next_slot_change() => {}
-            Some(_) = async { Some(watchdog.as_mut()?.tick().await) } => sup.watchdog(),
-        }
-    }
-    let _ = control_stop.send(());
-    sup.metrics.stop();
-    let errored = sup
-        .apps
-        .iter()
-        .flat_map(|a| {
-            a.slots
-                .iter()
-                .filter(|s| s.handle.status.borrow().status == Status::Errored)
-                .map(|s| format!("{}#{}", a.spec.name, s.handle.instance))
         })
-        .collect();
-    for app in sup.apps.drain(..) {
-        for slot in app.slots {
-            slot.task.abort();
+        .await;
+        if drained.is_err() {
+            warn!(
+                "some worker output pipes were still open after {DRAIN_TIMEOUT:?}; stopped reading them"
+            );
         }
+        self.shared.logs().flush_all();
+        inbox.reaper.abort();
+        inbox.notifier.abort();
+        let _ = std::fs::remove_file(self.home.join("notify.sock"));
+        Ok(Ended::Done(RunOutcome { errored, all_done }))
     }
-    sampler_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(control) = control {
-        let _ = control.await;
-    }
-    let pumps = shared.take_pumps();
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        for pump in pumps {
-            let _ = pump.await;
-        }
-    })
-    .await;
-    if drained.is_err() {
-        warn!(
-            "some worker output pipes were still open after {DRAIN_TIMEOUT:?}; stopped reading them"
-        );
-    }
-    shared.logs().flush_all();
-    reaper.abort();
-    notifier.abort();
-    let _ = std::fs::remove_file(&notify_path);
-    Ok(RunOutcome { errored, all_done })
 }
 
 impl Supervisor {
@@ -447,14 +680,23 @@ impl Supervisor {
             };
             bound.push(listeners);
         }
+        // Watches next, still before any worker starts.
+        let mut armed = Vec::new();
+        for app in &apps {
+            let spec = Arc::new(app.spec.clone());
+            let triggers =
+                triggers::arm(&spec, &self.triggered).map_err(handlers::Failure::failed)?;
+            armed.push((spec, triggers));
+        }
         let mut names = Vec::new();
-        for (new, listeners) in apps.into_iter().zip(bound) {
+        for ((new, listeners), (spec, triggers)) in apps.into_iter().zip(bound).zip(armed) {
             let mut app = App {
-                spec: Arc::new(new.spec),
+                spec,
                 env: Arc::new(new.env),
                 listeners: Arc::new(listeners),
                 slots: Vec::new(),
                 pending: None,
+                triggers,
             };
             for instance in 0..app.spec.instances {
                 self.add_slot(&mut app, instance, !new.stopped);
@@ -539,6 +781,7 @@ impl Supervisor {
             tidy,
             answer,
             reply,
+            op,
         } = done;
         match tidy {
             Tidy::Nothing => {}
@@ -547,6 +790,7 @@ impl Supervisor {
         }
         // A fresh channel with room: never waits.
         let _ = reply.try_send(answer);
+        drop(op);
     }
 
     /// An app whose every worker is stopped releases its ports (`stop` frees them).

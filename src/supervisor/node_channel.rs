@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::slot::SlotMsg;
+use crate::sync::Freeze;
 
 /// A message for the worker.
 #[derive(Debug)]
@@ -138,14 +139,33 @@ fn listener_reply(seq: u64, answer: Result<OwnedFd, String>) -> (Vec<u8>, Option
     (line, fd)
 }
 
+/// A Node worker's channel as it crosses an in-place upgrade (`crate::upgrade`): the
+/// socket, and the start of a message not yet whole.
+#[derive(Debug)]
+pub struct ChannelHandover {
+    pub pid: Pid,
+    pub stream: OwnedFd,
+    pub partial: Vec<u8>,
+    /// Inside an overlong message, skipping to its end.
+    pub skipping: bool,
+}
+
+/// How long the messages the slot queued for the worker may take to be written when
+/// the channel is frozen for an upgrade (a worker that does not read its channel).
+const FREEZE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves the channel of worker `pid` until the worker closes it (it exited): what it
 /// says goes to its slot as [`SlotMsg`]s, what the slot sends in `outgoing` is written.
+/// On `freeze` (an upgrade), writes what the slot queued and hands the channel back,
+/// between two messages; `partial` is what a previous image had read of the next one.
 pub async fn serve(
     stream: std::os::unix::net::UnixStream,
     pid: Pid,
     slot: mpsc::UnboundedSender<SlotMsg>,
     mut outgoing: mpsc::UnboundedReceiver<ToWorker>,
-) {
+    partial: (Vec<u8>, bool),
+    mut freeze: Freeze,
+) -> Option<ChannelHandover> {
     let stream = match stream
         .set_nonblocking(true)
         .and_then(|()| UnixStream::from_std(stream))
@@ -153,20 +173,48 @@ pub async fn serve(
         Ok(stream) => stream,
         Err(e) => {
             warn!("pid {pid}: cannot watch its IPC channel: {e}");
-            return;
+            return None;
         }
     };
-    let mut lines = LineBuffer::default();
+    let mut lines = LineBuffer {
+        partial: partial.0,
+        skipping: partial.1,
+    };
     let mut chunk = vec![0u8; 16 * 1024];
     let mut outgoing_open = true;
     loop {
         tokio::select! {
+            () = freeze.frozen() => {
+                let flushed = tokio::time::timeout(FREEZE_WRITE_TIMEOUT, async {
+                    while let Ok(msg) = outgoing.try_recv() {
+                        let (line, fd) = encode(msg);
+                        write(&stream, &line, fd.as_ref()).await?;
+                    }
+                    io::Result::Ok(())
+                })
+                .await;
+                if !matches!(flushed, Ok(Ok(()))) {
+                    warn!("pid {pid}: a message to its IPC channel was lost in the upgrade");
+                }
+                return match stream.into_std() {
+                    Ok(stream) => Some(ChannelHandover {
+                        pid,
+                        stream: stream.into(),
+                        partial: lines.partial,
+                        skipping: lines.skipping,
+                    }),
+                    Err(e) => {
+                        warn!("pid {pid}: cannot hand its IPC channel over: {e}");
+                        None
+                    }
+                };
+            }
             readable = stream.readable() => {
                 if readable.is_err() {
-                    return;
+                    return None;
                 }
                 match stream.try_read(&mut chunk) {
-                    Ok(0) => return,
+                    Ok(0) => return None,
                     Ok(n) => {
                         for line in lines.push(&chunk[..n]) {
                             let msg = match parse(&line) {
@@ -178,7 +226,7 @@ pub async fn serve(
                                 Some(FromWorker::BadListen { why, seq }) => {
                                     let (line, _) = listener_reply(seq, Err(why));
                                     if write(&stream, &line, None).await.is_err() {
-                                        return;
+                                        return None;
                                     }
                                     continue;
                                 }
@@ -188,24 +236,29 @@ pub async fn serve(
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                    Err(_) => return None,
                 }
             }
             msg = outgoing.recv(), if outgoing_open => {
-                let (line, fd) = match msg {
-                    Some(ToWorker::Shutdown) => (b"\"shutdown\"\n".to_vec(), None),
-                    Some(ToWorker::Listener { seq, answer }) => listener_reply(seq, answer),
-                    None => {
-                        // The slot is done with this worker; keep reading until it exits.
-                        outgoing_open = false;
-                        continue;
-                    }
+                let Some(msg) = msg else {
+                    // The slot is done with this worker; keep reading until it exits.
+                    outgoing_open = false;
+                    continue;
                 };
+                let (line, fd) = encode(msg);
                 if let Err(e) = write(&stream, &line, fd.as_ref()).await {
                     warn!("pid {pid}: cannot write to its IPC channel: {e}");
                 }
             }
         }
+    }
+}
+
+/// The line of a message for the worker, and the fd that travels with it.
+fn encode(msg: ToWorker) -> (Vec<u8>, Option<OwnedFd>) {
+    match msg {
+        ToWorker::Shutdown => (b"\"shutdown\"\n".to_vec(), None),
+        ToWorker::Listener { seq, answer } => listener_reply(seq, answer),
     }
 }
 

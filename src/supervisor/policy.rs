@@ -299,6 +299,38 @@ pub struct SlotPolicy {
     overlap: bool,
 }
 
+/// What a slot's policy has lived through, apart from its app's settings: the part that
+/// crosses an in-place upgrade of drover (`drover update`, see `crate::upgrade`), kept
+/// as it is and rebuilt with [`SlotPolicy::with_state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyState {
+    pub phase: Phase,
+    pub retiring: Option<Retiring>,
+    pub restarts: Restarts,
+    pub is_ready: bool,
+    pub unstable: u32,
+    pub backoff: Option<Duration>,
+    pub last_exit: Option<ExitKind>,
+    pub reload_pending: bool,
+}
+
+impl PolicyState {
+    /// Every worker process of the slot: the one it runs, the replacement getting
+    /// ready, the one retiring.
+    pub fn workers(&self) -> Vec<Pid> {
+        let mut pids = match self.phase {
+            Phase::Starting { pid, .. }
+            | Phase::Online { pid, .. }
+            | Phase::Stopping { pid, .. } => vec![pid],
+            Phase::SpawningReplacement { old, .. } => vec![old.pid],
+            Phase::Replacing { old, new, .. } => vec![old.pid, new],
+            Phase::Spawning | Phase::Waiting { .. } | Phase::Stopped | Phase::Errored => vec![],
+        };
+        pids.extend(self.retiring.map(|r| r.pid));
+        pids
+    }
+}
+
 const UNSTABLE_FLOOR_BASE: Duration = Duration::from_millis(25);
 const UNSTABLE_FLOOR_MAX: Duration = Duration::from_millis(250);
 
@@ -317,6 +349,45 @@ impl SlotPolicy {
             stop,
             ready,
             overlap,
+        }
+    }
+
+    /// Its state, for an in-place upgrade.
+    pub fn state(&self) -> PolicyState {
+        PolicyState {
+            phase: self.phase,
+            retiring: self.retiring,
+            restarts: self.restarts,
+            is_ready: self.is_ready,
+            unstable: self.unstable,
+            backoff: self.backoff,
+            last_exit: self.last_exit,
+            reload_pending: self.reload_pending,
+        }
+    }
+
+    /// This policy (its settings) in `state`: where a slot was before an upgrade.
+    pub fn with_state(self, state: PolicyState) -> Self {
+        let PolicyState {
+            phase,
+            retiring,
+            restarts,
+            is_ready,
+            unstable,
+            backoff,
+            last_exit,
+            reload_pending,
+        } = state;
+        SlotPolicy {
+            phase,
+            retiring,
+            restarts,
+            is_ready,
+            unstable,
+            backoff,
+            last_exit,
+            reload_pending,
+            ..self
         }
     }
 
@@ -1079,6 +1150,11 @@ impl SlotPolicy {
             Phase::SpawningReplacement { old, .. } | Phase::Replacing { old, .. } => Some(old.pid),
             _ => None,
         }
+    }
+
+    /// Every worker process the slot has (see [`PolicyState::workers`]).
+    pub fn workers(&self) -> Vec<Pid> {
+        self.state().workers()
     }
 
     /// When the current worker started.
@@ -1943,6 +2019,57 @@ mod tests {
             for event in stale {
                 assert_eq!(p.on(event, t), vec![], "{before:?} {event:?}");
                 assert_eq!(p.phase(), before, "{event:?}");
+            }
+        }
+    }
+
+    /// A policy rebuilt from its state (an in-place upgrade) goes on exactly as the one
+    /// it was taken from: cut a run of events at every point, and both answer the rest
+    /// alike, crash counting, backoff, readiness, a replacement under way and all.
+    #[test]
+    fn a_policy_rebuilt_from_its_state_goes_on_as_before() {
+        let t = Instant::now();
+        let crash = |n: i32| Event::Exited {
+            pid: pid(n),
+            status: ExitKind::Code(1),
+        };
+        let events: Vec<(Event, Duration)> = vec![
+            (Event::Start, ms(0)),
+            (Event::Spawned { pid: pid(1) }, ms(0)),
+            (Event::Ready { pid: pid(1) }, ms(10)),
+            (crash(1), ms(20)),
+            (Event::Timer, ms(60)),
+            (Event::Spawned { pid: pid(2) }, ms(60)),
+            (crash(2), ms(70)),
+            (Event::Timer, ms(200)),
+            (Event::Spawned { pid: pid(3) }, ms(200)),
+            (Event::Ready { pid: pid(3) }, ms(210)),
+            (Event::MemoryExceeded { pid: pid(3) }, ms(5000)),
+            (Event::Spawned { pid: pid(4) }, ms(5000)),
+            (Event::Ready { pid: pid(4) }, ms(5100)),
+            (Event::Timer, ms(20_000)),
+            (crash(3), ms(20_001)),
+            (Event::ReloadRequested, ms(30_000)),
+            (Event::Spawned { pid: pid(5) }, ms(30_000)),
+            (Event::Ready { pid: pid(5) }, ms(30_050)),
+            (Event::StopRequested, ms(40_000)),
+            (Event::Timer, ms(60_000)),
+            (crash(5), ms(60_001)),
+            (crash(4), ms(60_002)),
+        ];
+        for cut in 0..=events.len() {
+            let mut original = policy(ReadyRule::Signal, true);
+            for (event, at) in &events[..cut] {
+                original.on(*event, t + *at);
+            }
+            let mut rebuilt = policy(ReadyRule::Signal, true).with_state(original.state());
+            assert_eq!(rebuilt.state(), original.state(), "cut at {cut}");
+            for (event, at) in &events[cut..] {
+                let a = original.on(*event, t + *at);
+                let b = rebuilt.on(*event, t + *at);
+                assert_eq!(a, b, "cut at {cut}, {event:?}");
+                assert_eq!(rebuilt.state(), original.state(), "cut at {cut}, {event:?}");
+                assert_eq!(rebuilt.next_deadline(), original.next_deadline());
             }
         }
     }

@@ -13,11 +13,12 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::node_channel::{self, ChannelHandover, ToWorker};
 use super::slot::SlotMsg;
-use crate::logs::LogHub;
+use crate::logs::{self, LineSink, LogHub, PumpEnd, Stream};
 use crate::os::{self, ExitKind};
 use crate::sampler::{Usage, Watched};
-use crate::sync::lock;
+use crate::sync::{FreezeSender, lock};
 
 use std::sync::Mutex;
 
@@ -39,7 +40,28 @@ pub(crate) struct Shared {
     usage: Mutex<HashMap<Pid, Usage>>,
     /// Woken whenever a slot's status changes (the main loop's `exit_when_idle`).
     slot_changed: Notify,
-    pumps: Mutex<Vec<JoinHandle<()>>>,
+    pumps: Mutex<Vec<JoinHandle<Option<PumpHandover>>>>,
+    /// The Node workers' IPC channel tasks.
+    channels: Mutex<Vec<JoinHandle<Option<ChannelHandover>>>>,
+    /// Stops the pumps and the channel tasks for an in-place upgrade.
+    freeze: FreezeSender,
+}
+
+/// Whose output a log pump drains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PumpOf {
+    pub app: String,
+    pub instance: u32,
+    pub stream: Stream,
+}
+
+/// A log pump as it crosses an in-place upgrade: the pipe, and the start of a line
+/// whose end is still to come.
+#[derive(Debug)]
+pub(crate) struct PumpHandover {
+    pub of: PumpOf,
+    pub pipe: std::os::fd::OwnedFd,
+    pub partial: Vec<u8>,
 }
 
 impl Shared {
@@ -54,6 +76,8 @@ impl Shared {
             usage: Mutex::new(HashMap::new()),
             slot_changed: Notify::new(),
             pumps: Mutex::new(Vec::new()),
+            channels: Mutex::new(Vec::new()),
+            freeze: FreezeSender::new(),
         }
     }
 
@@ -98,15 +122,69 @@ impl Shared {
         lock(&self.workers).get(&pid).map(|w| w.tx.clone())
     }
 
-    pub fn track_pump(&self, pump: JoinHandle<()>) {
+    /// Drains `pipe` (stream `of`) into `sink` until EOF, or until an upgrade freezes
+    /// it; `partial` is the unfinished line a previous image handed over.
+    pub fn spawn_pump(
+        &self,
+        of: PumpOf,
+        pipe: tokio::net::unix::pipe::Receiver,
+        sink: LineSink,
+        partial: Vec<u8>,
+    ) {
+        let freeze = self.freeze.subscribe();
+        let pump = tokio::spawn(async move {
+            match logs::pump_until(pipe, sink, partial, freeze).await {
+                PumpEnd::Drained(_) => None,
+                PumpEnd::Frozen { reader, partial } => match reader.into_nonblocking_fd() {
+                    Ok(pipe) => Some(PumpHandover { of, pipe, partial }),
+                    Err(e) => {
+                        warn!(
+                            "{}#{}: cannot hand its output pipe over: {e}",
+                            of.app, of.instance
+                        );
+                        None
+                    }
+                },
+            }
+        });
         let mut pumps = lock(&self.pumps);
         pumps.retain(|p| !p.is_finished());
         pumps.push(pump);
     }
 
-    /// The log pumps still running, for the final drain.
-    pub fn take_pumps(&self) -> Vec<JoinHandle<()>> {
+    /// Serves the IPC channel of Node worker `pid` (see `node_channel`) until it closes,
+    /// or until an upgrade freezes it.
+    pub fn spawn_channel(
+        &self,
+        stream: std::os::unix::net::UnixStream,
+        pid: Pid,
+        slot: mpsc::UnboundedSender<SlotMsg>,
+        outgoing: mpsc::UnboundedReceiver<ToWorker>,
+        partial: (Vec<u8>, bool),
+    ) {
+        let freeze = self.freeze.subscribe();
+        let task = tokio::spawn(node_channel::serve(
+            stream, pid, slot, outgoing, partial, freeze,
+        ));
+        let mut channels = lock(&self.channels);
+        channels.retain(|c| !c.is_finished());
+        channels.push(task);
+    }
+
+    /// The log pumps still running, for the final drain (or an upgrade's freeze).
+    pub fn take_pumps(&self) -> Vec<JoinHandle<Option<PumpHandover>>> {
         std::mem::take(&mut *lock(&self.pumps))
+    }
+
+    /// The channel tasks still running, for an upgrade's freeze.
+    pub fn take_channels(&self) -> Vec<JoinHandle<Option<ChannelHandover>>> {
+        std::mem::take(&mut *lock(&self.channels))
+    }
+
+    /// Stops every pump and channel task at its next clean point (an upgrade): each
+    /// returns what it holds.
+    pub fn freeze_readers(&self) {
+        self.freeze.freeze();
     }
 
     pub fn usage_of(&self, pid: Pid) -> Usage {

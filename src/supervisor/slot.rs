@@ -16,11 +16,15 @@ use tracing::{error, info, warn};
 
 use super::Shared;
 use super::health::{self, CheckRun};
-use super::node_channel::{self, ToWorker};
-use super::policy::{Action, Event, Phase, ReadyRule, Report, Restarts, SlotPolicy, Status};
+use super::node_channel::ChannelHandover;
+use super::node_channel::ToWorker;
+use super::policy::{
+    Action, Event, Phase, PolicyState, ReadyRule, Report, Restarts, SlotPolicy, Status,
+};
+use super::shared::PumpOf;
 use super::spawn::{self, EnvSource, WorkerLaunch, spawn_worker};
 use crate::config::{AppSpec, ListenAddr, Runtime};
-use crate::logs::{self, Stream};
+use crate::logs::Stream;
 use crate::os::{self, ExitKind};
 use crate::sockets::{AppListeners, ListenerCell};
 use crate::sync::lock;
@@ -91,6 +95,70 @@ pub enum SlotMsg {
     Environment {
         done: oneshot::Sender<WorkerEnv>,
     },
+    /// An in-place upgrade begins: from now on the slot changes nothing and keeps what
+    /// it hears for the next image; `done` hears once it is so.
+    Freeze {
+        done: oneshot::Sender<()>,
+    },
+    /// The upgrade takes the frozen slot: its state and what it heard since the freeze
+    /// go to `done`, and its task ends.
+    HandOver {
+        done: oneshot::Sender<SlotHandover>,
+    },
+}
+
+/// A slot as it crosses an in-place upgrade (`crate::upgrade`): everything it knows but
+/// its app's settings (the app's table entry carries those) and its workers' pipes and
+/// channels (the shared pumps and channel tasks hand those over).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotHandover {
+    pub policy: PolicyState,
+    pub watch: Watch,
+    pub taking: Option<bool>,
+    /// What reached the frozen slot, in order, to be handled by the next image.
+    pub deferred: Vec<Deferred>,
+}
+
+/// Something a frozen slot heard (an exit, a READY=1, a listen request…), kept to be
+/// handled once the next image runs the slot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deferred {
+    Exited {
+        pid: Pid,
+        status: ExitKind,
+    },
+    MemoryExceeded {
+        pid: Pid,
+        rss: u64,
+    },
+    Ready {
+        pid: Pid,
+    },
+    Listen {
+        pid: Pid,
+        addr: SocketAddr,
+        seq: u64,
+    },
+    Watchdog {
+        pid: Pid,
+    },
+    Checked {
+        pid: Pid,
+        result: Result<(), String>,
+    },
+}
+
+impl From<Deferred> for SlotMsg {
+    fn from(deferred: Deferred) -> SlotMsg {
+        match deferred {
+            Deferred::Exited { pid, status } => SlotMsg::Exited { pid, status },
+            Deferred::MemoryExceeded { pid, rss } => SlotMsg::MemoryExceeded { pid, rss },
+            Deferred::Ready { pid } => SlotMsg::Ready { pid },
+            Deferred::Listen { pid, addr, seq } => SlotMsg::Listen { pid, addr, seq },
+            Deferred::Watchdog { pid } => SlotMsg::Watchdog { pid },
+            Deferred::Checked { pid, result } => SlotMsg::Checked { pid, result },
+        }
+    }
 }
 
 /// Whom a signal reached (`Ok`), or why nobody (`Err`): a line for the user either way.
@@ -165,18 +233,18 @@ pub struct Slot {
 
 /// The health check and watchdog of the slot's serving worker: they start when a worker
 /// is online and stop when it is no longer the one serving.
-#[derive(Debug, Default)]
-struct Watch {
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Watch {
     /// The worker watched.
-    pid: Option<Pid>,
+    pub pid: Option<Pid>,
     /// When its next check starts (None while one runs).
-    next_check: Option<Instant>,
+    pub next_check: Option<Instant>,
     /// Failed checks in a row.
-    failures: u32,
+    pub failures: u32,
     /// Its last WATCHDOG=1 (or when it came online).
-    last_ping: Option<Instant>,
+    pub last_ping: Option<Instant>,
     /// Why it last failed, until it passes again.
-    problem: Option<String>,
+    pub problem: Option<String>,
 }
 
 /// How a worker of `app` tells it is ready: the Node shim reports 'listening' (or
@@ -236,6 +304,139 @@ impl Slot {
             status: status_rx,
         };
         (slot, handle)
+    }
+
+    /// The slot the previous image handed over, with its workers' Node channels: its
+    /// workers registered with the reaper (an exit during the hand-over, still a zombie,
+    /// reaches the slot at the reaper's first look), what it heard while frozen queued
+    /// first, its timer at the policy's deadline as it was.
+    pub(crate) fn resume(
+        app: Arc<AppSpec>,
+        env: Arc<BTreeMap<String, String>>,
+        instance: u32,
+        listeners: Arc<ListenerCell>,
+        shared: Arc<Shared>,
+        handover: SlotHandover,
+        channels: Vec<ChannelHandover>,
+    ) -> (Slot, SlotHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let policy = SlotPolicy::new(
+            app.restart.clone(),
+            app.stop.clone(),
+            ready_rule(&app),
+            app.listen.is_some() || app.shares_first_listen(),
+        )
+        .with_state(handover.policy);
+        let mut watch = handover.watch;
+        // A check that ran during the hand-over is not heard of: the next one runs now.
+        if watch.pid.is_some() && watch.next_check.is_none() && app.health.is_some() {
+            watch.next_check = Some(Instant::now());
+        }
+        for pid in policy.workers() {
+            shared.register(pid, tx.clone(), app.max_memory_restart);
+        }
+        let mut to_workers = HashMap::new();
+        for channel in channels {
+            let (to_worker, outgoing) = mpsc::unbounded_channel();
+            to_workers.insert(channel.pid, to_worker);
+            shared.spawn_channel(
+                std::os::unix::net::UnixStream::from(channel.stream),
+                channel.pid,
+                tx.clone(),
+                outgoing,
+                (channel.partial, channel.skipping),
+            );
+        }
+        for deferred in handover.deferred {
+            let _ = tx.send(deferred.into());
+        }
+        let (status, status_rx) = watch::channel(status_of(&policy, watch.problem.clone()));
+        let slot = Slot {
+            timer: policy.next_deadline(),
+            app,
+            env,
+            instance,
+            policy,
+            listeners,
+            channels: to_workers,
+            shared,
+            tx: tx.clone(),
+            rx,
+            status,
+            reload_waiter: None,
+            stop_waiters: Vec::new(),
+            restart_waiters: Vec::new(),
+            taking: handover.taking,
+            watch,
+        };
+        let handle = SlotHandle {
+            instance,
+            tx,
+            status: status_rx,
+        };
+        (slot, handle)
+    }
+
+    /// Frozen for an upgrade: nothing changes; what the slot hears is kept for the next
+    /// image, until the upgrade takes its state (or the slot is dropped).
+    async fn frozen(mut self) {
+        let mut deferred = Vec::new();
+        let busy = "drover is being upgraded in place; try again in a moment";
+        while let Some(msg) = self.rx.recv().await {
+            match msg {
+                SlotMsg::HandOver { done } => {
+                    let _ = done.send(SlotHandover {
+                        policy: self.policy.state(),
+                        watch: self.watch.clone(),
+                        taking: self.taking,
+                        deferred,
+                    });
+                    return;
+                }
+                SlotMsg::Exited { pid, status } => deferred.push(Deferred::Exited { pid, status }),
+                SlotMsg::MemoryExceeded { pid, rss } => {
+                    deferred.push(Deferred::MemoryExceeded { pid, rss })
+                }
+                SlotMsg::Ready { pid } => deferred.push(Deferred::Ready { pid }),
+                SlotMsg::Listen { pid, addr, seq } => {
+                    deferred.push(Deferred::Listen { pid, addr, seq })
+                }
+                SlotMsg::Watchdog { pid } => deferred.push(Deferred::Watchdog { pid }),
+                SlotMsg::Checked { pid, result } => {
+                    deferred.push(Deferred::Checked { pid, result })
+                }
+                // The control loop refuses changes during an upgrade; one that got
+                // through is refused here rather than lost.
+                SlotMsg::Stop { done } => {
+                    if let Some(done) = done {
+                        let _ = done.send(Err(format!("{}: {busy}", self.label())));
+                    }
+                }
+                SlotMsg::Restart { done } => {
+                    if let Some(done) = done {
+                        let _ = done.send(Err(format!("{}: {busy}", self.label())));
+                    }
+                }
+                SlotMsg::Reload { done } => {
+                    if let Some(done) = done {
+                        let _ = done.send(Err(format!("{}: {busy}", self.label())));
+                    }
+                }
+                SlotMsg::Signal { done, .. } => {
+                    let _ = done.send(Err(format!("{}: {busy}", self.label())));
+                }
+                SlotMsg::Environment { done } => {
+                    let _ = done.send(self.environment());
+                }
+                // Dropped, so the waiter hears nothing changed.
+                SlotMsg::ResetCounters { done } => drop(done),
+                // The app's table entry carries the settings across; nothing to keep.
+                SlotMsg::Update { .. } => {}
+                SlotMsg::Freeze { done } => {
+                    let _ = done.send(());
+                }
+            }
+        }
     }
 
     pub async fn run(mut self) {
@@ -305,6 +506,15 @@ impl Slot {
                         let _ = done.send(self.environment());
                         continue;
                     }
+                    Some(SlotMsg::Freeze { done }) => {
+                        let _ = done.send(());
+                        return self.frozen().await;
+                    }
+                    Some(SlotMsg::HandOver { done }) => {
+                        // Only a frozen slot is taken; this one was never frozen.
+                        drop(done);
+                        continue;
+                    }
                     Some(msg) => self.event_of(msg),
                     None => break,
                 },
@@ -357,7 +567,9 @@ impl Slot {
             | SlotMsg::Reload { .. }
             | SlotMsg::ResetCounters { .. }
             | SlotMsg::Signal { .. }
-            | SlotMsg::Environment { .. } => unreachable!("handled in run"),
+            | SlotMsg::Environment { .. }
+            | SlotMsg::Freeze { .. }
+            | SlotMsg::HandOver { .. } => unreachable!("handled in run"),
         }
     }
 
@@ -769,7 +981,8 @@ impl Slot {
         if let Some(channel) = worker.channel {
             let (to_worker, outgoing) = mpsc::unbounded_channel();
             self.channels.insert(pid, to_worker);
-            tokio::spawn(node_channel::serve(channel, pid, self.tx.clone(), outgoing));
+            self.shared
+                .spawn_channel(channel, pid, self.tx.clone(), outgoing, (Vec::new(), false));
         }
 
         let hub = self.shared.logs();
@@ -777,12 +990,17 @@ impl Slot {
         let err = hub.sink(&app.name, self.instance, Stream::Err, &app.logs);
         match (out, err) {
             (Ok(out), Ok(err)) => {
-                self.shared.track_pump(tokio::spawn(async move {
-                    logs::pump(worker.stdout, out).await;
-                }));
-                self.shared.track_pump(tokio::spawn(async move {
-                    logs::pump(worker.stderr, err).await;
-                }));
+                for (stream, pipe, sink) in [
+                    (Stream::Out, worker.stdout, out),
+                    (Stream::Err, worker.stderr, err),
+                ] {
+                    let of = PumpOf {
+                        app: app.name.clone(),
+                        instance: self.instance,
+                        stream,
+                    };
+                    self.shared.spawn_pump(of, pipe, sink, Vec::new());
+                }
             }
             (out, err) => {
                 // Keep the worker (it may serve fine) but say why its output goes nowhere;

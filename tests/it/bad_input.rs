@@ -76,27 +76,26 @@ fn name_with_a_slash_is_rejected() {
 }
 
 #[test]
-fn watch_true_is_not_supported_yet() {
+fn a_bad_watch_or_cron_restart_names_the_key() {
     rejected(
-        "apps:\n  - name: a\n    script: SCRIPT\n    watch: true\n",
-        &[
-            "ecosystem.yaml:4",
-            "watch",
-            "not supported",
-            "not implemented yet",
-        ],
+        "apps:\n  - name: a\n    script: SCRIPT\n    watch: 5\n",
+        &["ecosystem.yaml:4", "watch", "got 5"],
+    );
+    rejected(
+        "apps:\n  - name: a\n    script: SCRIPT\n    cron_restart: 'every minute'\n",
+        &["ecosystem.yaml:4", "cron_restart", "has 2 fields"],
     );
 }
 
 #[test]
 fn pm2_keys_drover_lacks_are_rejected_by_name() {
     rejected(
-        "apps:\n  - name: a\n    script: SCRIPT\n    cron_restart: '0 * * * *'\n",
+        "apps:\n  - name: a\n    script: SCRIPT\n    force: true\n",
         &[
             "ecosystem.yaml:4",
-            "cron_restart",
+            "force",
             "not supported",
-            "not implemented yet",
+            "a second copy",
         ],
     );
 }
@@ -339,12 +338,16 @@ fn rows() -> Vec<Row> {
             &["eco.yaml:6", "increment_var", "PORT", "exec_mode: fork"],
         ),
         yaml(
-            "apps:\n  - name: a\n    script: @SCRIPT@\n    watch: true\n",
-            &["eco.yaml:4", "watch", "not supported"],
+            "apps:\n  - name: a\n    script: @SCRIPT@\n    watch: 5\n",
+            &["eco.yaml:4", "watch", "got 5"],
         ),
         yaml(
-            "apps:\n  - name: a\n    script: @SCRIPT@\n    cron_restart: '0 * * * *'\n",
-            &["eco.yaml:4", "cron_restart", "not supported"],
+            "apps:\n  - name: a\n    script: @SCRIPT@\n    cron_restart: '0 * *'\n",
+            &["eco.yaml:4", "cron_restart", "has 3 fields"],
+        ),
+        yaml(
+            "apps:\n  - name: a\n    script: @SCRIPT@\n    force: true\n",
+            &["eco.yaml:4", "force", "not supported"],
         ),
         yaml(
             "apps:\n  - name: a\n    script: @SCRIPT@\n    uid: 0\n",

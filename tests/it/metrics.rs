@@ -155,6 +155,7 @@ fn metrics_addr(d: &Daemon) -> SocketAddr {
         .trim()
         .split("metrics on http://")
         .nth(1)
+        .and_then(|rest| rest.lines().next())
         .unwrap_or_else(|| panic!("ping names no metrics endpoint: {out:?}"));
     url.trim_end_matches("/metrics").parse().unwrap()
 }
@@ -727,4 +728,77 @@ fn one_supervisor_serves_one_endpoint() {
         "{}",
         out.stderr
     );
+}
+
+/// `drover update` hands the endpoint over with the rest: the same port, scrapes made
+/// during the hand-over wait in its backlog and are answered, and the counters go on
+/// from where they were (log lines are counted by the supervisor, not read back).
+#[test]
+fn the_endpoint_keeps_its_port_and_its_counts_across_an_in_place_update() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let d = Daemon::new();
+    let file = web_file(&d.home, "127.0.0.1:0");
+    d.ok(&["start", file.to_str().unwrap()]);
+    let workers = d.wait_online("web", 2);
+    let addr = listen_of(&workers[0]);
+    wait_serving(addr);
+    let metrics = metrics_addr(&d);
+    let lines = |s: &[Sample]| {
+        value(
+            s,
+            "drover_app_log_lines_total",
+            &[("app", "web"), ("stream", "out")],
+        )
+        .unwrap_or(0.0)
+    };
+    for _ in 0..20 {
+        get_json(addr, "/");
+    }
+    let before = wait_for("the requests' log lines counted", DEADLINE, || {
+        let n = lines(&scrape(metrics));
+        (n >= 22.0).then_some(n)
+    });
+
+    // Scrapes all through the update, each on a new connection: every one answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut answered = 0u32;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let reply = get(metrics, "/metrics", None);
+                assert_eq!(reply.status, "HTTP/1.1 200 OK", "{}", reply.body);
+                answered += 1;
+            }
+            answered
+        })
+    };
+    let new_binary = d.home.path().join("drover-new");
+    std::fs::copy(DROVER, &new_binary).unwrap();
+    std::fs::set_permissions(&new_binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = d.ok(&["update", "--binary", new_binary.to_str().unwrap()]);
+    assert!(out.contains("updated in place"), "{out}");
+    stop.store(true, Ordering::Relaxed);
+    let answered = scraper.join().expect("every scrape during the update answered");
+    assert!(answered > 0);
+
+    assert_eq!(metrics_addr(&d), metrics, "the same endpoint");
+    let samples = scrape(metrics);
+    let after = lines(&samples);
+    assert!(after >= before, "log lines counted on: {before} → {after}");
+    for w in &workers {
+        assert_eq!(
+            value(&samples, "drover_worker_up", &with(&labels_of(w), &[])),
+            Some(1.0),
+            "{w}"
+        );
+    }
+    get_json(addr, "/");
+    wait_for("a new line counted by the new image", DEADLINE, || {
+        (lines(&scrape(metrics)) > after).then_some(())
+    });
 }

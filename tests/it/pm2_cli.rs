@@ -256,10 +256,7 @@ fn refused_pm2_flags_say_why_in_one_line() {
             &["start", "app.js", "--namespace", "prod"],
             "drover: --namespace: drover has no namespaces",
         ),
-        (
-            &["start", "app.js", "--watch"],
-            "drover: --watch: not implemented yet",
-        ),
+        (&["start", "app.js", "--force"], "drover: --force: "),
         (
             &["restart", "all", "-u", "web"],
             "drover: -u: PM2's user of a startup script",

@@ -234,6 +234,64 @@ fn daemon_resurrect_is_ready_once_the_saved_apps_are_online() {
     assert_eq!(daemon.wait_exit(DEADLINE).code(), Some(0));
 }
 
+/// `drover run` under systemd re-executes itself on SIGUSR2 (gunicorn's signal): the
+/// same pid, so systemd sees no restart, and it says RELOADING=1 then READY=1 around
+/// it; the workers and their console lines go on.
+#[test]
+fn run_updates_itself_in_place_on_sigusr2_and_tells_systemd() {
+    let home = Home::new();
+    let notify = NotifySocket::bind();
+    let eco = home.write(
+        "eco.yaml",
+        &format!(
+            "apps:\n  - name: web\n    script: {}\n    instances: 2\n    listen: 127.0.0.1:0\n",
+            fixture("http_worker.js").display()
+        ),
+    );
+    let wrapper = notify.env_wrapper(&[]);
+    let mut running = home.spawn_wrapped(&refs(&wrapper), &["run", eco.to_str().unwrap()]);
+    let addr = running.listen_addr("web");
+    let ready = notify.wait_line("READY=1", 0);
+    wait_serving(addr);
+    let pids: Vec<i32> = (0..20).map(|_| pid_of(&get_json(addr, "/"))).collect();
+
+    running.signal(Signal::SIGUSR2);
+    let reloading = notify.wait_line("RELOADING=1", ready + 1);
+    notify.wait_line("READY=1", reloading + 1);
+    running.wait_stderr("took over from drover");
+    // Same process, same workers, still serving, still mirrored on the console.
+    assert!(!is_gone(running.pid().as_raw()));
+    let out = home.output(&["ping"]);
+    assert!(
+        out.stdout.contains(&format!("pid {},", running.pid()))
+            && out.stdout.contains("updated in place"),
+        "{}",
+        out.stdout
+    );
+    for _ in 0..20 {
+        let pid = pid_of(&get_json(addr, "/"));
+        assert!(
+            pids.contains(&pid),
+            "pid {pid} is not one of the workers before: {pids:?}"
+        );
+    }
+    let lines_before = running.stdout().matches("web#").count();
+    let _ = get_json(addr, "/exit?code=3");
+    wait_for(
+        "the crashed worker's line and its successor's",
+        DEADLINE,
+        || (running.stdout().matches("web#").count() > lines_before).then_some(()),
+    );
+    running.signal(Signal::SIGTERM);
+    notify.wait_line("STOPPING=1", reloading + 1);
+    assert_eq!(
+        running.wait_exit(DEADLINE).code(),
+        Some(0),
+        "{}",
+        running.stderr()
+    );
+}
+
 /// Counts WATCHDOG=1 between `from` and `from + window`.
 fn pings_within(notify: &NotifySocket, from: Instant, window: Duration) -> Vec<Instant> {
     wait_for("the window to pass", window + DEADLINE, || {

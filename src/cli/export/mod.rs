@@ -535,6 +535,8 @@ pub(super) mod tests {
             max_memory_restart: None,
             watchdog_ms: None,
             health: None,
+            watch: None,
+            cron_restart: None,
         };
         AppInfo {
             spec,
@@ -547,6 +549,7 @@ pub(super) mod tests {
                 })
                 .collect(),
             dropped_log_lines: 0,
+            cron_next: None,
         }
     }
 

@@ -24,6 +24,13 @@ impl Supervisor {
                         .iter()
                         .map(|f| self.shared.logs().dropped_lines_in(&f.path))
                         .sum(),
+                    cron_next: a
+                        .spec
+                        .cron_restart
+                        .as_deref()
+                        .and_then(|expr| crate::schedule::parse(expr).ok())
+                        .and_then(|cron| crate::schedule::next_after(&cron, chrono::Local::now()))
+                        .map(|next| next.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
                 }
             })
             .collect();

@@ -28,6 +28,9 @@ mod scale;
 mod send_signal;
 mod start;
 mod stop;
+pub(crate) mod update;
+
+pub(crate) use update::{UpdateRun, unix_ms};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -129,8 +132,22 @@ impl Supervisor {
             });
             return flow;
         }
+        // An update waits for the operations under way; new ones would keep it waiting.
+        if let Some(run) = &self.update
+            && !allowed
+            && !matches!(request, Request::Update { .. })
+        {
+            let _ = reply.try_send(Response::Error {
+                kind: ErrorKind::Busy,
+                message: format!(
+                    "drover is being updated in place (to {}); try again in a moment",
+                    run.binary.display()
+                ),
+            });
+            return flow;
+        }
         let answer = match request {
-            Request::Ping => Ok(Answer::Now(ping::ping(self.metrics.bound()))),
+            Request::Ping => Ok(Answer::Now(self.ping())),
             Request::Start {
                 apps,
                 env,
@@ -143,7 +160,7 @@ impl Supervisor {
                 metrics.map(MetricsSpec::try_from).transpose(),
             ) {
                 (Ok(apps), Ok(metrics)) => {
-                    self.start_serving(apps, env, update_env, running, parallel, metrics)
+                    self.start_with_metrics(apps, env, update_env, running, parallel, metrics)
                 }
                 // Checked by the CLI: only a foreign or broken client gets here.
                 (Err(message), _) | (_, Err(message)) => Err(Failure {
@@ -181,6 +198,7 @@ impl Supervisor {
             Request::Reset { target } => self.reset(&target),
             Request::SendSignal { target, signal } => self.send_signal(&target, signal.0),
             Request::Env { target } => self.env(&target),
+            Request::Update { binary } => self.update(binary, &reply),
         };
         match answer.unwrap_or_else(|f| Answer::Now(Err(f))) {
             // A fresh channel with room for the answer: never waits.
@@ -189,12 +207,14 @@ impl Supervisor {
             }
             Answer::Later(work) => {
                 let finished = self.finished.clone();
+                let op = self.ops.begin();
                 tokio::spawn(async move {
                     let (tidy, r) = work.await;
                     let answer = response_of(r);
                     match tidy {
                         Tidy::Nothing => {
                             let _ = reply.send(answer).await;
+                            drop(op);
                         }
                         // The main loop changes the table, then answers.
                         tidy => {
@@ -202,6 +222,7 @@ impl Supervisor {
                                 tidy,
                                 answer,
                                 reply,
+                                op,
                             });
                         }
                     }

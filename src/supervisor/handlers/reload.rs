@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::{Failure, Later, plural};
 use crate::protocol::{ErrorKind, Response, Target};
 use crate::supervisor::slot::SlotMsg;
+use crate::supervisor::triggers::Trigger;
 use crate::supervisor::{Supervisor, Tidy};
 
 impl Supervisor {
@@ -92,9 +93,42 @@ impl Supervisor {
 
     /// SIGHUP: reload every app, the outcome in the supervisor's log.
     pub(in crate::supervisor) fn reload_all_logged(&mut self) {
-        match self.reload(&Target::All, 1, None) {
+        self.reload_logged(&Target::All);
+    }
+
+    /// An app's watch or schedule asks for its reload: done as `drover reload <app>`,
+    /// unless the app is stopped (a change does not start it) or busy with another
+    /// change (the next change or time will come).
+    pub(in crate::supervisor) fn triggered(&mut self, trigger: Trigger) {
+        let name = trigger.app();
+        let Some(i) = self.app_index(name) else {
+            return; // deleted meanwhile
+        };
+        let app = &self.apps[i];
+        if self.shutting_down || app.pending.is_some() {
+            return;
+        }
+        // A reload now would keep the update waiting: the next image does it.
+        if let Some(run) = &mut self.update {
+            if !run.held_back.iter().any(|a| a == name) {
+                info!("{name}: {}: reloading after the update", trigger.reason());
+                run.held_back.push(name.to_owned());
+            }
+            return;
+        }
+        if app.slots.iter().all(|s| s.handle.status.borrow().at_rest) {
+            return;
+        }
+        info!("{name}: {}: reloading", trigger.reason());
+        self.reload_logged(&Target::Name(name.to_owned()));
+    }
+
+    fn reload_logged(&mut self, target: &Target) {
+        match self.reload(target, 1, None) {
             Ok(work) => {
+                let op = self.ops.begin();
                 tokio::spawn(async move {
+                    let _op = op;
                     match work.await.1 {
                         Ok(Response::Done { message }) => info!("{message}"),
                         Ok(_) => {}

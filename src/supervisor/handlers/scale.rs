@@ -161,5 +161,6 @@ fn placeholder(app: &crate::supervisor::App) -> crate::supervisor::App {
         listeners: Default::default(),
         slots: Vec::new(),
         pending: app.pending,
+        triggers: Default::default(),
     }
 }

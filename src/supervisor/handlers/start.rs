@@ -23,7 +23,7 @@ impl Supervisor {
     /// [`start`](Self::start), and the metrics endpoint the file asks for: its address
     /// is bound first and served once the apps have started, so a file that fails
     /// starts neither.
-    pub(super) fn start_serving(
+    pub(super) fn start_with_metrics(
         &mut self,
         apps: Vec<AppSpec>,
         env: BTreeMap<String, String>,
@@ -208,8 +208,13 @@ impl Supervisor {
         }
         let name = spec.name.clone();
         let instances = spec.instances;
+        let spec = Arc::new(spec);
+        let triggers = self.rearm(i, &spec)?;
         let app = &mut self.apps[i];
-        app.spec = Arc::new(spec);
+        if let Some(triggers) = triggers {
+            app.triggers = triggers;
+        }
+        app.spec = spec;
         app.env = Arc::new(env);
         self.update_slots(i);
         let target = Target::Name(name.clone());
@@ -249,13 +254,34 @@ impl Supervisor {
         }))
     }
 
+    /// New triggers for app `i` when `spec` changes its watch or schedule (None: they
+    /// stay).
+    fn rearm(
+        &self,
+        i: usize,
+        spec: &Arc<AppSpec>,
+    ) -> Result<Option<crate::supervisor::triggers::Triggers>, String> {
+        let old = &self.apps[i].spec;
+        if old.watch == spec.watch && old.cron_restart == spec.cron_restart {
+            return Ok(None);
+        }
+        crate::supervisor::triggers::arm(spec, &self.triggered).map(Some)
+    }
+
     /// Starts app `i`, whose every slot is at rest, with a new spec and environment on
     /// the same address, keeping its slots, ids and listener.
     fn start_stopped(&mut self, i: usize, spec: AppSpec, env: BTreeMap<String, String>) {
         let instances = spec.instances;
+        let spec = Arc::new(spec);
+        let triggers = self.rearm(i, &spec);
         let app = &mut self.apps[i];
+        match triggers {
+            Ok(Some(triggers)) => app.triggers = triggers,
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}; its watch and schedule stay as they were"),
+        }
         app.env = Arc::new(env);
-        app.spec = Arc::new(spec);
+        app.spec = spec;
         self.update_slots(i);
         let resting: Vec<u32> = self.apps[i].slots.iter().map(|s| s.id).collect();
         // At rest, so this changes the table at once: there is nothing to drain.

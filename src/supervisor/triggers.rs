@@ -1,0 +1,103 @@
+//! What reloads an app by itself: its files changing (`watch`, see `crate::watch`) and
+//! its schedule (`cron_restart`, see `crate::schedule`). Each app's triggers run beside
+//! the control loop and only send it the app's name; the loop reloads the app as
+//! `drover reload` would (never waiting on it), or passes when the app is stopped or
+//! busy with another change.
+
+use std::sync::Arc;
+
+use chrono::Local;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::config::AppSpec;
+use crate::watch::{self, AppWatch};
+
+/// Why an app is to be reloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    FilesChanged(String),
+    Scheduled(String),
+    /// One of the above that came while drover was being updated in place, handed
+    /// over to the new image.
+    HeldBack(String),
+}
+
+impl Trigger {
+    pub fn app(&self) -> &str {
+        match self {
+            Trigger::FilesChanged(app) | Trigger::Scheduled(app) | Trigger::HeldBack(app) => app,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Trigger::FilesChanged(_) => "its files changed",
+            Trigger::Scheduled(_) => "its cron_restart time came",
+            Trigger::HeldBack(_) => {
+                "its files changed or its cron_restart time came during the update"
+            }
+        }
+    }
+}
+
+/// An app's running triggers; dropping them stops them.
+#[derive(Default)]
+pub(crate) struct Triggers {
+    _watch: Option<AppWatch>,
+    cron: Option<JoinHandle<()>>,
+}
+
+impl Drop for Triggers {
+    fn drop(&mut self) {
+        if let Some(cron) = &self.cron {
+            cron.abort();
+        }
+    }
+}
+
+/// Starts what `spec` asks for. A watch that cannot start (the inotify limit) is an error.
+pub(crate) fn arm(
+    spec: &Arc<AppSpec>,
+    to: &mpsc::UnboundedSender<Trigger>,
+) -> Result<Triggers, String> {
+    let mut triggers = Triggers::default();
+    if let Some(watch) = &spec.watch {
+        let (changed_tx, mut changed) = mpsc::unbounded_channel::<String>();
+        triggers._watch = Some(watch::start(
+            &spec.name,
+            watch,
+            watch::own_logs(&spec.logs),
+            changed_tx,
+        )?);
+        let to = to.clone();
+        // The watcher's own channel, forwarded: it knows nothing of triggers.
+        tokio::spawn(async move {
+            while let Some(app) = changed.recv().await {
+                if to.send(Trigger::FilesChanged(app)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    if let Some(expr) = &spec.cron_restart {
+        let cron = crate::schedule::parse(expr)?;
+        let (app, to) = (spec.name.clone(), to.clone());
+        triggers.cron = Some(tokio::spawn(async move {
+            loop {
+                let now = Local::now();
+                let Some(next) = crate::schedule::next_after(&cron, now) else {
+                    warn!("{app}: cron_restart has no time after {now}; no more scheduled reloads");
+                    return;
+                };
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                if to.send(Trigger::Scheduled(app.clone())).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    Ok(triggers)
+}
