@@ -783,7 +783,9 @@ fn the_endpoint_keeps_its_port_and_its_counts_across_an_in_place_update() {
     let out = d.ok(&["update", "--binary", new_binary.to_str().unwrap()]);
     assert!(out.contains("updated in place"), "{out}");
     stop.store(true, Ordering::Relaxed);
-    let answered = scraper.join().expect("every scrape during the update answered");
+    let answered = scraper
+        .join()
+        .expect("every scrape during the update answered");
     assert!(answered > 0);
 
     assert_eq!(metrics_addr(&d), metrics, "the same endpoint");
