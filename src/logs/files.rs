@@ -91,6 +91,9 @@ fn count_lines(bytes: &[u8]) -> u64 {
 struct FileState {
     /// `None` after an open failed; retried at the next flush after `retry_at`.
     file: Option<File>,
+    /// Lines not yet written. Grown as lines come (up to about [`BUFFER_CAP`]) and
+    /// kept after a flush: a file that never gets a line costs no buffer, which matters
+    /// with a thousand per-instance files of quiet workers.
     buf: Vec<u8>,
     /// The file ends inside a line (a write failed half-way): start the next write
     /// with a `\n` so later lines stay whole.
@@ -276,7 +279,6 @@ impl SharedFile {
     ) -> io::Result<Self> {
         let file = open_append(&path)?;
         let mut state = FileState::new(rotation);
-        state.buf.reserve(BUFFER_CAP);
         state.start(file, &path);
         Ok(SharedFile {
             path,

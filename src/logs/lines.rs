@@ -3,10 +3,9 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::task::Poll;
 
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::files::LineSink;
 use crate::sync::Freeze;
@@ -15,8 +14,16 @@ use crate::sync::Freeze;
 /// written as a line of its own.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Bytes asked of the pipe per read; a Linux pipe holds 64 KiB by default.
+/// Bytes asked of the pipe per read while it has more; a Linux pipe holds 64 KiB by
+/// default. Only a pump whose pipe is busy holds a buffer this size: it is dropped as
+/// soon as the pipe is empty, since a thousand idle workers would otherwise keep
+/// 2 × 64 KiB each resident (most of the supervisor's memory at 1,000 workers).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes a waiting pump reads when its pipe wakes it: enough for the usual trickle of
+/// log lines, which then never needs the big buffer; when it comes back full, more is
+/// waiting and the big buffer is taken.
+const WAKE_READ: usize = 1024;
 
 /// How long the start of a line may wait for its end before it is written as a line of
 /// its own (a progress bar, a prompt, a `process.stderr.write('x')` with no newline): a
@@ -136,7 +143,10 @@ pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
 ) -> PumpEnd<R> {
     let mut stats = PumpStats::default();
     let mut splitter = LineSplitter::with_pending(partial);
-    let mut buf = vec![0u8; READ_CHUNK];
+    // Empty (no allocation) while the pipe is idle; READ_CHUNK of capacity while it
+    // is busy. Read into its spare capacity, so taking it costs no memset.
+    let mut busy: Vec<u8> = Vec::new();
+    let mut wake = [0u8; WAKE_READ];
     loop {
         // Looked at before every read, so a worker that writes without pause cannot keep
         // the pump from seeing it.
@@ -147,10 +157,15 @@ pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
                 partial: splitter.take_pending(),
             };
         }
-        let read = match read_if_ready(&mut reader, &mut buf).await {
-            Some(r) => r,
+        let ready = match busy.capacity() {
+            0 => None,
+            _ => read_if_ready(&mut reader, &mut busy).await,
+        };
+        let (read, from_wake) = match ready {
+            Some(read) => (read, false),
             None => {
                 // Nothing more right now: push what we have to disk, then wait.
+                busy = Vec::new();
                 sink.flush();
                 let partial_due = async {
                     match splitter.pending_len() {
@@ -160,7 +175,7 @@ pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
                 };
                 tokio::select! {
                     () = freeze.frozen() => continue,
-                    read = reader.read(&mut buf) => read,
+                    read = reader.read(&mut wake) => (read, true),
                     () = partial_due => {
                         // The line's end is not coming soon: write what there is.
                         splitter.finish(|line| {
@@ -177,10 +192,15 @@ pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
             Ok(0) => break,
             Ok(n) => {
                 stats.bytes += n as u64;
-                splitter.feed(&buf[..n], |line| {
+                let data = if from_wake { &wake[..n] } else { &busy[..n] };
+                splitter.feed(data, |line| {
                     sink.write_line(line);
                     stats.lines += 1;
                 });
+                busy.clear();
+                if from_wake && n == WAKE_READ {
+                    busy = Vec::with_capacity(READ_CHUNK);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -197,18 +217,18 @@ pub(crate) async fn pump_until<R: AsyncRead + Unpin>(
     PumpEnd::Drained(stats)
 }
 
-/// One read attempt that does not wait: `None` when the reader would block.
+/// One read attempt that does not wait, into `buf`'s spare capacity (`buf` is empty;
+/// what was read is its contents after): `None` when the reader would block.
 async fn read_if_ready<R: AsyncRead + Unpin>(
     reader: &mut R,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> Option<io::Result<usize>> {
-    poll_fn(|cx| {
-        let mut rb = ReadBuf::new(buf);
-        match Pin::new(&mut *reader).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Ready(None),
-        }
+    // read_buf is cancel safe: when it is pending, nothing was read, and it is dropped.
+    let read = reader.read_buf(buf);
+    tokio::pin!(read);
+    poll_fn(|cx| match read.as_mut().poll(cx) {
+        Poll::Ready(r) => Poll::Ready(Some(r)),
+        Poll::Pending => Poll::Ready(None),
     })
     .await
 }
@@ -355,14 +375,16 @@ mod tests {
         }
         input.extend_from_slice(b"no newline at the end");
         let stats = rt().block_on(async {
-            let (mut tx, rx) = tokio::io::duplex(512);
+            // Bigger than a wake read, so chunks arrive both through the small read a
+            // waiting pump makes and through the big buffer it takes when that fills.
+            let (mut tx, rx) = tokio::io::duplex(3 * WAKE_READ);
             let writer = {
                 let input = input.clone();
                 tokio::spawn(async move {
                     let mut rest = &input[..];
                     let mut rng = Rng(7);
                     while !rest.is_empty() {
-                        let n = (1 + rng.below(700) as usize).min(rest.len());
+                        let n = (1 + rng.below(2500) as usize).min(rest.len());
                         tx.write_all(&rest[..n]).await.unwrap();
                         rest = &rest[n..];
                         if rng.below(4) == 0 {

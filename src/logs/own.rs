@@ -31,6 +31,12 @@ pub const MAX_SIZE: u64 = 10 << 20;
 /// Rotated drover.logs kept.
 pub const RETAIN: u32 = 5;
 
+/// Lines queued for the writer thread before new ones are dropped. tracing-appender's
+/// default (128,000) allocates and touches its whole queue up front: 4 MB, a third of
+/// an idle supervisor's memory, for a log that gets a few lines a minute. A burst this
+/// long (a thousand workers crashing at once) still fits.
+const QUEUED_LINES: usize = 8192;
+
 /// tracing's writer for `log` (`$DROVER_HOME/drover.log`), when it is this process's
 /// stderr; `None` otherwise (a terminal, journald, `drover run`), where stderr stays as
 /// it is. Keep the guard for the life of the process: dropping it writes what is queued.
@@ -52,6 +58,7 @@ fn start(log: &Path) -> Option<(NonBlocking, WorkerGuard)> {
     Some(
         NonBlockingBuilder::default()
             .lossy(true)
+            .buffered_lines_limit(QUEUED_LINES)
             .thread_name("drover-log")
             .finish(own),
     )
