@@ -176,8 +176,9 @@ pub enum Command {
     /// The supervisor waits until no operation is under way, checks that the binary
     /// reads its state (`drover __upgrade-check`, within 5 s), then executes it in its
     /// own process: same pid, so the workers stay its children, with the same listeners,
-    /// log pipes, ids, restart counts and uptimes. If the binary cannot take over, the
-    /// running one goes on and this exits 1 with the reason. `drover ping` shows the
+    /// log pipes, ids, restart counts and uptimes. A binary that is missing or not
+    /// executable is refused (exit 2); if it cannot take over (another state format, a
+    /// crash, a hang), the running one goes on and this exits 1 with the reason. `drover ping` shows the
     /// last update. SIGUSR2 to the supervisor does the same with the binary it was
     /// started from. Unlike `pm2 update`, no app is stopped.
     Update(update::UpdateArgs),

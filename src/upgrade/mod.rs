@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub const STATE_FD_VAR: &str = "DROVER_UPGRADE_STATE_FD";
 
 /// How long the new binary may take to read the state in the check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a killed check's pipes may take to close before the supervisor goes on.
+const CHECK_KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// What `__upgrade-check` prints (one JSON line) when it can take the state over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,8 +111,11 @@ pub fn check(binary: &Path, state: &OwnedFd) -> Result<CheckAnswer, String> {
     input
         .seek(io::SeekFrom::Start(0))
         .map_err(|e| e.to_string())?;
+    // A group of its own, so a hung check is killed with whatever it started: a wrapper
+    // script's children would otherwise hold its stdout open after it is gone.
     let mut child = Command::new(binary)
         .arg(CHECK_ARG)
+        .process_group(0)
         .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,12 +140,16 @@ pub fn check(binary: &Path, state: &OwnedFd) -> Result<CheckAnswer, String> {
         (status, out, err)
     });
     if exited.recv_timeout(CHECK_TIMEOUT).is_err() {
-        // Hung: killed, then its pipes close and the waiter ends.
-        let _ = nix::sys::signal::kill(
+        // Hung: its group is killed, then its pipes close and the waiter ends. A process
+        // that left the group (setsid) may still hold them: the waiter is then left to
+        // end when it does, and the supervisor goes on without it.
+        let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let _ = waiter.join();
+        if exited.recv_timeout(CHECK_KILL_GRACE).is_ok() {
+            let _ = waiter.join();
+        }
         return Err(format!(
             "{shown} did not read the state within {} s (killed)",
             CHECK_TIMEOUT.as_secs()

@@ -314,6 +314,14 @@ fn each_failing_binary_leaves_the_old_supervisor_serving() {
     );
     let crashes = script(&d, "drover-crashes", "kill -SEGV $$");
     let hangs = script(&d, "drover-hangs", "exec sleep 60");
+    // A wrapper whose child outlives it, holding its stdout: the check is killed with
+    // that child, so the supervisor waits 5 s, not the child's 120.
+    let orphan_pid = d.home.path().join("orphan.pid");
+    let hangs_with_a_child = script(
+        &d,
+        "drover-hangs-with-a-child",
+        &format!("sleep 120 &\necho $! > {}\nwait", orphan_pid.display()),
+    );
     // Passes the check (it is drover), then is gone when the supervisor executes it.
     let vanishes = script(
         &d,
@@ -338,6 +346,11 @@ fn each_failing_binary_leaves_the_old_supervisor_serving() {
         ),
         (&crashes, 1, "crashed reading the state (SIGSEGV)"),
         (&hangs, 1, "did not read the state within 5 s (killed)"),
+        (
+            &hangs_with_a_child,
+            1,
+            "did not read the state within 5 s (killed)",
+        ),
         (&vanishes, 1, "cannot execute"),
     ];
     for (bad, code, reason) in cases {
@@ -370,6 +383,23 @@ fn each_failing_binary_leaves_the_old_supervisor_serving() {
         assert_eq!(pids_and_restarts(&d), workers_before, "{}", bad.display());
         assert_eq!(exe_of(pid), PathBuf::from(DROVER));
     }
+    let orphan: i32 = std::fs::read_to_string(&orphan_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for("the hung check's child killed", DEADLINE, || {
+        // Gone, or a zombie its new parent has yet to reap.
+        std::fs::read_to_string(format!("/proc/{orphan}/stat"))
+            .map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .then_some(())
+    });
     let tally = load.finish();
     assert!(
         tally.clean(),
