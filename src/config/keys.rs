@@ -394,7 +394,7 @@ pub(crate) const KNOWN: &[Known] = &[
     },
     Known {
         key: "health",
-        ty: "map: `http: PATH` or `exec: COMMAND`, and `interval` (5s), `timeout` (2s), `failures` (3)",
+        ty: "map: `http: PATH` or `exec: COMMAND`, and `interval` (5s), `timeout` (2s, or the interval if shorter), `failures` (3)",
         unset: Unset::Means("no check"),
         example: "{http: /health, interval: 5s, timeout: 2s, failures: 3}",
         example_with: "listen: 3000",

@@ -413,7 +413,10 @@ fn resolve_health(
         }
     };
     let interval = raw.interval.map_or(defaults::HEALTH_INTERVAL, |m| m.0);
-    let timeout = raw.timeout.map_or(defaults::HEALTH_TIMEOUT, |m| m.0);
+    // The default timeout fits a shorter interval: `interval: 1s` alone is a whole check.
+    let timeout = raw
+        .timeout
+        .map_or(defaults::HEALTH_TIMEOUT.min(interval), |m| m.0);
     if interval < MIN_HEALTH_PERIOD {
         return Err(at(
             "interval",

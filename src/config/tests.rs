@@ -1548,6 +1548,13 @@ fn health_checks_and_their_mistakes() {
         (health.interval, health.timeout, health.failures),
         (Duration::from_secs(2), Duration::from_secs(2), 3)
     );
+    // `interval` alone, shorter than the default timeout: the timeout shrinks to it.
+    let app = f.one("- script: app.js\n  health:\n    exec: run.sh\n    interval: 1s\n");
+    let health = app.health.unwrap();
+    assert_eq!(
+        (health.interval, health.timeout),
+        (Duration::from_secs(1), Duration::from_secs(1))
+    );
     let app = f.one("- script: app.js\n  health:\n    exec: run.sh --quick\n");
     assert_eq!(
         app.health.unwrap().check,
@@ -1586,6 +1593,10 @@ fn health_checks_and_their_mistakes() {
         (
             "- script: app.js\n  health:\n    exec: run.sh\n    interval: 1s\n    timeout: 2s\n",
             "ecosystem.yaml:5: app \"app\": health.timeout: 2000 ms: it must be more than 0 and at most the interval (1000 ms)",
+        ),
+        (
+            "- script: app.js\n  health:\n    exec: run.sh\n    interval: 1s\n    timeout: 0s\n",
+            "ecosystem.yaml:5: app \"app\": health.timeout: 0 ms: it must be more than 0",
         ),
         (
             "- script: app.js\n  health:\n    exec: run.sh\n    failures: 0\n",
