@@ -206,6 +206,7 @@ impl Supervisor {
                     fd: pass(listener),
                 }),
                 log_counts: log_counts_record(self.shared.logs().counts()),
+                stopped_on_request: self.stopped_on_request.keys().copied().collect(),
             },
             apps,
             pumps: pumps
@@ -369,6 +370,12 @@ impl Supervisor {
             }
         }
         self.next_id = supervisor.next_id;
+        // An update waits for every stop to finish: each of them is at rest.
+        self.stopped_on_request = supervisor
+            .stopped_on_request
+            .iter()
+            .map(|&id| (id, true))
+            .collect();
         self.history = supervisor.history;
         for name in supervisor.reloads_due {
             let _ = self.triggered.send(Trigger::HeldBack(name));

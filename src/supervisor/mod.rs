@@ -229,6 +229,11 @@ pub(crate) struct Supervisor {
     lock_fd: Option<RawFd>,
     /// The metrics endpoint, and the table it reads.
     metrics: metrics::Metrics,
+    /// Workers a `stop` asked for that have not run since: while any is left, a
+    /// `drover run` supervisor does not count its workers as "all stopped on their own"
+    /// and stays up for a `start` (see [`Supervisor::done_on_its_own`]). By slot id:
+    /// whether it has come to rest since (until then it is still on its way down).
+    stopped_on_request: BTreeMap<u32, bool>,
 }
 
 /// Whether the main loop goes on after a request.
@@ -389,6 +394,7 @@ impl Supervisor {
             },
             host: opts.host,
             lock_fd: opts.lock_fd,
+            stopped_on_request: BTreeMap::new(),
         };
         Ok((
             sup,
@@ -473,7 +479,7 @@ impl Supervisor {
             });
         tokio::pin!(shutdown);
         let end = loop {
-            if self.options.exit_when_idle && self.all_at_rest() && self.update.is_none() {
+            if self.options.exit_when_idle && self.done_on_its_own() && self.update.is_none() {
                 break LoopEnd::Stop { all_done: true };
             }
             if self.update_can_start() {
@@ -644,6 +650,29 @@ impl Supervisor {
         self.apps
             .iter()
             .all(|a| a.slots.iter().all(|s| s.handle.status.borrow().at_rest))
+    }
+
+    /// Whether every worker has ended by itself (exited for good, or errored): when a
+    /// `drover run` supervisor exits, as pm2-runtime does. Not while a worker stopped by
+    /// `drover stop` is among them, nor once `drover delete` has emptied the table: the
+    /// user is in charge then, and `drover start` (or `drover kill`) comes next.
+    fn done_on_its_own(&mut self) -> bool {
+        // A worker that came to rest after its stop and runs again (start, restart,
+        // reload) is out of the user's hands again; a deleted one is gone.
+        let apps = &self.apps;
+        self.stopped_on_request.retain(|&id, rested| {
+            let Some(slot) = apps
+                .iter()
+                .flat_map(|a| a.slots.iter())
+                .find(|s| s.id == id)
+            else {
+                return false;
+            };
+            let at_rest = slot.handle.status.borrow().at_rest;
+            *rested |= at_rest;
+            at_rest || !*rested
+        });
+        !self.apps.is_empty() && self.stopped_on_request.is_empty() && self.all_at_rest()
     }
 
     fn slot_ids(&self) -> impl Iterator<Item = u32> + '_ {

@@ -91,6 +91,9 @@ pub struct SupervisorState {
     /// What the log hub counted, so the metrics' counters go on from where they were.
     #[serde(default)]
     pub log_counts: LogCountsRecord,
+    /// Workers stopped by `drover stop` that have not run since (slot ids).
+    #[serde(default)]
+    pub stopped_on_request: Vec<u32>,
 }
 
 /// The metrics endpoint: what was asked for, and its listener.
@@ -975,6 +978,7 @@ mod tests {
                     dropped: vec![("/dev/full".into(), 2)],
                     dropped_total: 2,
                 },
+                stopped_on_request: vec![1],
             },
             apps: vec![AppState {
                 config: app_config("api", 2),

@@ -283,6 +283,43 @@ fn a_crash_loop_ends_in_errored_after_max_restarts() {
     );
 }
 
+/// `drover stop` is the user's doing, not the app's: `drover run` does not take it for
+/// "every worker has stopped on its own" (and exit), but stays up for a `start`, also
+/// once `delete` has emptied it; a signal still ends it.
+#[test]
+fn a_stop_or_a_delete_leaves_drover_run_up_for_a_start() {
+    let home = Home::new();
+    let eco = node_worker_app(&home, "");
+    let mut running = home.run(&[eco.to_str().unwrap()]);
+    let addr = running.listen_addr("web");
+    wait_serving(addr);
+    let stop = home.output(&["stop", "web"]);
+    assert!(stop.status.success(), "{}", stop.stderr);
+    let start = home.output(&["start", "web"]);
+    assert!(
+        start.status.success(),
+        "{}{}\n{}",
+        start.stdout,
+        start.stderr,
+        running.stderr()
+    );
+    wait_serving(addr);
+    let delete = home.output(&["delete", "web"]);
+    assert!(delete.status.success(), "{}", delete.stderr);
+    let again = home.output(&["start", eco.to_str().unwrap()]);
+    assert!(
+        again.status.success(),
+        "{}{}\n{}",
+        again.stdout,
+        again.stderr,
+        running.stderr()
+    );
+    assert!(running.stderr().lines().all(|l| !l.contains("exiting")));
+    running.signal(Signal::SIGTERM);
+    let status = running.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{}", running.stderr());
+}
+
 #[test]
 fn sigterm_stops_every_worker_and_grandchild_and_exits_0() {
     let home = Home::new();

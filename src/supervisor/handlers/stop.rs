@@ -10,6 +10,8 @@ impl Supervisor {
         let ids = self.resolve(target)?;
         self.refuse_if_deleting(&ids)?;
         let stopped = self.stop_slots(&ids);
+        self.stopped_on_request
+            .extend(ids.iter().map(|&id| (id, false)));
         let cap = self.stop_cap();
         let target = target.clone();
         Ok(Answer::Later(Box::pin(async move {
