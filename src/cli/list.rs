@@ -142,9 +142,11 @@ mod tests {
                 keys,
                 [
                     "cpu",
+                    "errored_why",
                     "health",
                     "id",
                     "instance",
+                    "last_exit",
                     "listen",
                     "memory",
                     "mode",

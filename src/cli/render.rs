@@ -345,6 +345,8 @@ pub(crate) mod tests {
             ready: true,
             health: None,
             restarts_by_cause: Default::default(),
+            last_exit: None,
+            errored_why: None,
         }
     }
 

@@ -387,6 +387,12 @@ pub struct WorkerInfo {
     /// `restarts` by cause (absent from older peers: zeros).
     #[serde(default)]
     pub restarts_by_cause: RestartCauses,
+    /// How its last worker process ended ("exit code 1", "signal SIGSEGV"), if one did.
+    #[serde(default)]
+    pub last_exit: Option<String>,
+    /// Why it is errored (its crash loop, in numbers), or null.
+    #[serde(default)]
+    pub errored_why: Option<String>,
 }
 
 /// Replacements of a worker by cause; their sum is `restarts`.

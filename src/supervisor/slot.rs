@@ -750,7 +750,9 @@ impl Slot {
             "{} pid {pid} is unhealthy: {why}; it takes no new connection and is replaced",
             self.label()
         );
-        self.watch.problem = Some(why);
+        // With its pid: it stays shown while its successor boots, and must not look like
+        // the successor's.
+        self.watch.problem = Some(format!("pid {pid}: {why}"));
         self.watch.next_check = None;
         Some(Event::Unhealthy { pid })
     }

@@ -529,6 +529,40 @@ fn update_env_takes_the_callers_environment_anew() {
     });
 }
 
+/// Why an app is errored is told where a PM2 user looks, not only in drover.log:
+/// `describe` names the last exit and the crash loop, `list --json` has both.
+#[test]
+fn describe_and_list_tell_why_a_worker_is_errored() {
+    let d = Daemon::new();
+    let count = d.home.path().join("starts");
+    let eco = d.home.write(
+        "crashy.yaml",
+        &format!(
+            "apps:\n  - name: crashy\n    script: {}\n    max_restarts: 2\n    env:\n      CRASH_COUNT_FILE: {}\n",
+            fixture("crasher.sh").display(),
+            count.display()
+        ),
+    );
+    d.ok(&["start", eco.to_str().unwrap()]);
+    let worker = wait_for("crashy errored", DEADLINE, || {
+        d.list()
+            .into_iter()
+            .find(|w| w["name"] == "crashy" && w["status"] == "errored")
+    });
+    assert_eq!(worker["last_exit"], "exit code 1", "{worker}");
+    assert!(
+        worker["errored_why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("2 restarts in a row")),
+        "{worker}"
+    );
+    let described = d.ok(&["describe", "crashy"]);
+    assert!(
+        described.contains("crashy#0 errored (last: exit code 1): 2 restarts in a row, each after a run shorter than min_uptime"),
+        "{described}"
+    );
+}
+
 #[test]
 fn list_and_stop_work_against_a_foreground_run() {
     let home = Home::new();
