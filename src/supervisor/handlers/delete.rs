@@ -24,6 +24,10 @@ impl Supervisor {
             }
         }
         let stopped = self.stop_slots(&ids);
+        // Stopped on request too: their coming to rest before they leave the table is
+        // no reason for `drover run` to exit.
+        self.stopped_on_request
+            .extend(ids.iter().map(|&id| (id, false)));
         let cap = self.stop_cap();
         let target = target.clone();
         Ok(Answer::Later(Box::pin(async move {
