@@ -320,6 +320,36 @@ fn a_stop_or_a_delete_leaves_drover_run_up_for_a_start() {
     assert_eq!(status.code(), Some(0), "{}", running.stderr());
 }
 
+/// The README's first command, `drover run ecosystem.example.yaml`: the file as shipped,
+/// but on a port from the OS, answers from both workers.
+#[test]
+fn the_readme_example_cluster_answers_from_both_workers() {
+    let home = Home::new();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ecosystem.example.yaml"),
+    )
+    .unwrap();
+    assert!(shipped.contains("listen: 127.0.0.1:3000") && shipped.contains("./examples/hello.js"));
+    let eco = home.write(
+        "ecosystem.example.yaml",
+        &shipped
+            .replace("listen: 127.0.0.1:3000", "listen: 127.0.0.1:0")
+            .replace("./examples/hello.js", example("hello.js").to_str().unwrap()),
+    );
+    let running = home.run(&[eco.to_str().unwrap()]);
+    let addr = running.listen_addr("hello");
+    let mut pids = BTreeSet::new();
+    wait_for("both workers answering", DEADLINE, || {
+        if let Reply::Ok(body) = get(addr, "/") {
+            // "hello from worker 0 pid 1234"
+            let pid: i32 = body.trim().rsplit(' ').next()?.parse().ok()?;
+            running.remember(pid);
+            pids.insert(pid);
+        }
+        (pids.len() == 2).then_some(())
+    });
+}
+
 #[test]
 fn sigterm_stops_every_worker_and_grandchild_and_exits_0() {
     let home = Home::new();
