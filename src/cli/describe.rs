@@ -197,25 +197,7 @@ fn app_block(app: &AppInfo, color: bool) -> String {
     text.push_str(&render::key_values(&pairs, 2));
     text.push('\n');
     text.push_str(&render::workers_table(&app.workers, color));
-    for w in &app.workers {
-        if let Some(why) = &w.health {
-            let line = format!("{}#{} health: {why}", app.spec.name, w.instance);
-            text.push_str(&render::paint(&line, style::RED, color));
-            text.push('\n');
-        }
-        if let Some(why) = &w.errored_why {
-            let last = w
-                .last_exit
-                .as_deref()
-                .map_or(String::new(), |e| format!(" (last: {e})"));
-            let line = format!(
-                "{}#{} errored{last}: {why}; `drover restart {}` starts it again",
-                app.spec.name, w.instance, app.spec.name
-            );
-            text.push_str(&render::paint(&line, style::RED, color));
-            text.push('\n');
-        }
-    }
+    text.push_str(&render::worker_problems(&app.workers, color));
     text
 }
 

@@ -105,6 +105,7 @@ pub(crate) fn pretty_json(workers: &[WorkerInfo]) -> String {
 /// The table, or its header and a hint when nothing runs.
 pub(crate) fn human(workers: &[WorkerInfo], color: bool) -> String {
     let mut text = render::workers_table(workers, color);
+    text.push_str(&render::worker_problems(workers, color));
     if workers.is_empty() {
         text.push_str(&render::paint(
             "no apps yet: `drover start <script | ecosystem.yaml>` starts some\n",

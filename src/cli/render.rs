@@ -324,6 +324,33 @@ pub(crate) fn unexpected(expected: &str, got: &Response) -> Error {
     ))
 }
 
+/// A line under the table for each worker in trouble: why its health check failed
+/// (shown until its successor passes one), or why it is errored. What PM2 users read
+/// `pm2 ls` for; the details are in `describe` and drover.log.
+pub(crate) fn worker_problems(workers: &[WorkerInfo], color: bool) -> String {
+    let mut text = String::new();
+    for w in workers {
+        if let Some(why) = &w.health {
+            let line = format!("{}#{} health: {why}", w.name, w.instance);
+            text.push_str(&paint(&line, style::RED, color));
+            text.push('\n');
+        }
+        if let Some(why) = &w.errored_why {
+            let last = w
+                .last_exit
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (last: {e})"));
+            let line = format!(
+                "{}#{} errored{last}: {why}; `drover restart {}` starts it again",
+                w.name, w.instance, w.name
+            );
+            text.push_str(&paint(&line, style::RED, color));
+            text.push('\n');
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -348,6 +375,24 @@ pub(crate) mod tests {
             last_exit: None,
             errored_why: None,
         }
+    }
+
+    #[test]
+    fn workers_in_trouble_get_a_line_each_under_the_table() {
+        let healthy = worker(0, "api");
+        let mut sick = worker(1, "api");
+        sick.health = Some("pid 4243: GET /health: HTTP/1.1 503".into());
+        let mut errored = worker(2, "api");
+        errored.status = WorkerStatus::Errored;
+        errored.pid = None;
+        errored.last_exit = Some("exit code 1".into());
+        errored.errored_why = Some("16 restarts in a row".into());
+        assert_eq!(worker_problems(std::slice::from_ref(&healthy), false), "");
+        assert_eq!(
+            worker_problems(&[healthy, sick, errored], false),
+            "api#1 health: pid 4243: GET /health: HTTP/1.1 503\n\
+             api#2 errored (last: exit code 1): 16 restarts in a row; `drover restart api` starts it again\n"
+        );
     }
 
     fn width(line: &str) -> usize {

@@ -556,6 +556,11 @@ fn describe_and_list_tell_why_a_worker_is_errored() {
             .is_some_and(|w| w.starts_with("2 restarts in a row")),
         "{worker}"
     );
+    let listed = d.ok(&["list"]);
+    assert!(
+        listed.contains("crashy#0 errored (last: exit code 1): 2 restarts in a row"),
+        "{listed}"
+    );
     let described = d.ok(&["describe", "crashy"]);
     assert!(
         described.contains("crashy#0 errored (last: exit code 1): 2 restarts in a row, each after a run shorter than min_uptime"),
