@@ -193,6 +193,16 @@ fn the_unit_on_the_page_is_the_one_startup_writes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The name and place the page gives are what startup says it would install.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("drover: this is drover-root-shop.service; `drover startup` without --print installs it as /etc/systemd/system/drover-root-shop.service"),
+        "{said}"
+    );
+    assert!(
+        text.contains("That writes and enables `drover-shop-shop.service`"),
+        "the page names the unit -u shop gets"
+    );
     let unit = String::from_utf8(out.stdout).unwrap();
     let binary = std::fs::canonicalize(DROVER).unwrap();
     let written = unit

@@ -384,6 +384,25 @@ fn install(home: &Home, dir: &std::path::Path, args: &[&str]) -> (PathBuf, Strin
     assert_eq!(path.parent(), Some(dir));
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text, printed.stdout, "--print shows what is written");
+    // --print says on stderr what the unit is called and where it would go without
+    // --unit-dir: systemd's own directory for its scope.
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let systemd_dir = match args.contains(&"--user") {
+        true => std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|c| !c.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".config"))
+            .join("systemd/user"),
+        false => PathBuf::from("/etc/systemd/system"),
+    };
+    assert!(
+        printed.stderr.contains(&format!(
+            "drover: this is {name}; `drover startup` without --print installs it as {}\n",
+            systemd_dir.join(name).display()
+        )),
+        "{}",
+        printed.stderr
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o644);

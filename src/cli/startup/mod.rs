@@ -77,7 +77,8 @@ pub struct StartupArgs {
     /// With --ecosystem: run the file with `--env NAME` (its env_NAME).
     #[arg(long, value_name = "NAME", requires = "ecosystem")]
     pub env: Option<String>,
-    /// Print the unit on stdout; write nothing.
+    /// Print the unit on stdout, and on stderr its name and where `drover startup`
+    /// would install it; write nothing.
     #[arg(long, conflicts_with = "unit_dir")]
     pub print: bool,
 }
@@ -113,6 +114,13 @@ pub fn startup(args: StartupArgs) -> Result<(), Error> {
     let plan = plan(&args.unit, args.hp.as_deref(), args.env.clone(), true)?;
     let text = plan.unit.render();
     if args.print {
+        // stdout stays the unit alone (it is redirected into a file); where it would go
+        // is said on stderr.
+        eprintln!(
+            "drover: this is {}; `drover startup` without --print installs it as {}",
+            plan.name,
+            plan.dir.join(&plan.name).display()
+        );
         print!("{text}");
         return Ok(());
     }
