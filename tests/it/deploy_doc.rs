@@ -203,6 +203,8 @@ fn the_unit_on_the_page_is_the_one_startup_writes() {
         text.contains("That writes and enables `drover-shop-shop.service`"),
         "the page names the unit -u shop gets"
     );
+    // A home under /root lasts: no warning about it.
+    assert!(!said.contains("warning: DROVER_HOME"), "{said}");
     let unit = String::from_utf8(out.stdout).unwrap();
     let binary = std::fs::canonicalize(DROVER).unwrap();
     let written = unit

@@ -121,6 +121,7 @@ pub fn startup(args: StartupArgs) -> Result<(), Error> {
             plan.name,
             plan.dir.join(&plan.name).display()
         );
+        warn_volatile(&plan);
         print!("{text}");
         return Ok(());
     }
@@ -139,6 +140,7 @@ pub fn startup(args: StartupArgs) -> Result<(), Error> {
         ))
     })?;
     println!("wrote {}", path.display());
+    warn_volatile(&plan);
     let scope = plan.unit.scope;
     if plan.systemd_dir {
         systemctl(scope, &["daemon-reload"])?;
@@ -251,7 +253,10 @@ fn plan(
         Some(dir) => (absolute(dir)?, false),
         None => (default_unit_dir(scope)?, true),
     };
-    let path = std::env::var("PATH").ok().filter(|p| !p.is_empty());
+    let path = std::env::var("PATH")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| unit::without_duplicates(&p));
     let unit = Unit {
         scope,
         runs,
@@ -432,6 +437,32 @@ fn unit_name(
         })
         .collect();
     Ok(format!("{name}.service"))
+}
+
+/// Directories whose contents a reboot (tmpfs) or systemd-tmpfiles' age cleaning removes.
+const VOLATILE: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Warns (on stderr) about each path the unit depends on that lies in a [`VOLATILE`]
+/// directory: the unit is written all the same (a test, a dev checkout), but at boot
+/// its binary, home (the dump) or file may be gone.
+fn warn_volatile(plan: &Plan) {
+    let mut paths = vec![
+        ("drover's binary", plan.unit.drover.clone()),
+        ("DROVER_HOME", plan.unit.drover_home.clone()),
+    ];
+    if let Runs::Ecosystem { file, .. } = &plan.unit.runs {
+        paths.push(("the ecosystem file", file.clone()));
+    }
+    for (what, path) in paths {
+        // The real place: /tmp reached through a symlink is still /tmp.
+        let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        if let Some(dir) = VOLATILE.iter().find(|dir| real.starts_with(dir)) {
+            eprintln!(
+                "drover: warning: {what} {} is under {dir}, which may not survive a reboot: the unit would not find it",
+                path.display()
+            );
+        }
+    }
 }
 
 /// systemd's directory for units an administrator (or a user) writes.
