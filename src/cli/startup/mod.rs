@@ -51,9 +51,11 @@ pub struct UnitArgs {
         conflicts_with = "user"
     )]
     pub username: Option<String>,
-    /// A unit that runs `drover run FILE` (one stack), named after the file, with a
-    /// DROVER_HOME of its own ($DROVER_HOME/stacks/<name>), instead of the supervisor
-    /// with the apps of `drover save`.
+    /// A unit that runs `drover run FILE` (one stack), with a DROVER_HOME of its own
+    /// ($DROVER_HOME/stacks/<stack>), instead of the supervisor with the apps of `drover
+    /// save`. The stack is named after the file's name up to its first dot (shop.yaml:
+    /// shop), or after its directory when that is `ecosystem` (ecosystem.config.js,
+    /// ecosystem.yaml, ecosystem.prod.yaml).
     #[arg(long, value_name = "FILE")]
     pub ecosystem: Option<PathBuf>,
     /// The unit's name (default: drover-<user>, drover-<user>-<stack>; drover or
@@ -362,9 +364,11 @@ fn check_ecosystem(file: &Path, home: &Path, env: Option<String>) -> Result<(), 
     Ok(())
 }
 
-/// The stack's name, from its file: `shop.yaml` → shop; PM2's usual `ecosystem.config.js`
-/// (or `ecosystem.yaml`) → the name of its directory. Characters a unit name cannot hold
-/// become `-`.
+/// The stack's name, from its file: the name up to its first dot (`shop.yaml`,
+/// `shop.prod.yaml` → shop); when that is `ecosystem` (any case: PM2's usual
+/// `ecosystem.config.js`, `ecosystem.yaml`, `ecosystem.example.yaml`) or nothing
+/// (`.yaml`), the name of its directory. Characters a unit name cannot hold become `-`,
+/// and leading or trailing `-` and `.` go.
 fn stack_name(file: &Path) -> Result<String, Error> {
     let stem = file
         .file_name()
@@ -681,5 +685,29 @@ fn print_next_steps(plan: &Plan) {
             "a user unit starts at boot only with lingering on: loginctl enable-linger {}",
             plan.account.name
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule drover-startup(1), README and docs/deploy.md state.
+    #[test]
+    fn a_stack_is_named_after_its_file_or_an_ecosystem_files_directory() {
+        for (file, stack) in [
+            ("/srv/shop/shop.yaml", "shop"),
+            ("/srv/x/shop.prod.yaml", "shop"),
+            ("/srv/x/api.config.js", "api"),
+            ("/srv/shop/ecosystem.config.js", "shop"),
+            ("/srv/shop/ecosystem.yaml", "shop"),
+            ("/home/me/newcomer/ecosystem.example.yaml", "newcomer"),
+            ("/srv/shop/Ecosystem.json", "shop"),
+            ("/srv/my shop/.yaml", "my-shop"),
+            ("/srv/x/my app!.yml", "my-app"),
+        ] {
+            assert_eq!(stack_name(Path::new(file)).unwrap(), stack, "{file}");
+        }
+        assert!(stack_name(Path::new("/ecosystem.yaml")).is_err());
     }
 }
