@@ -28,6 +28,7 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
 /// One field of a cron expression: what it is called, the numbers it takes, the names
 /// that stand for numbers (from `min` on) and what a mistake is told.
 struct Field {
+    kind: Kind,
     name: &'static str,
     min: u64,
     max: u64,
@@ -35,7 +36,19 @@ struct Field {
     range: &'static str,
 }
 
+/// Which field: the day fields take forms of their own (L, W, #).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Second,
+    Minute,
+    Hour,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+}
+
 const SECOND: Field = Field {
+    kind: Kind::Second,
     name: "seconds",
     min: 0,
     max: 59,
@@ -43,6 +56,7 @@ const SECOND: Field = Field {
     range: "0-59",
 };
 const MINUTE: Field = Field {
+    kind: Kind::Minute,
     name: "minute",
     min: 0,
     max: 59,
@@ -50,6 +64,7 @@ const MINUTE: Field = Field {
     range: "0-59",
 };
 const HOUR: Field = Field {
+    kind: Kind::Hour,
     name: "hour",
     min: 0,
     max: 23,
@@ -57,6 +72,7 @@ const HOUR: Field = Field {
     range: "0-23",
 };
 const DAY_OF_MONTH: Field = Field {
+    kind: Kind::DayOfMonth,
     name: "day of month",
     min: 1,
     max: 31,
@@ -64,6 +80,7 @@ const DAY_OF_MONTH: Field = Field {
     range: "1-31",
 };
 const MONTH: Field = Field {
+    kind: Kind::Month,
     name: "month",
     min: 1,
     max: 12,
@@ -73,6 +90,7 @@ const MONTH: Field = Field {
     range: "1-12 or JAN-DEC",
 };
 const DAY_OF_WEEK: Field = Field {
+    kind: Kind::DayOfWeek,
     name: "day of week",
     min: 0,
     max: 7,
@@ -129,11 +147,11 @@ impl Field {
                 && let (Some(a), Some(b)) = (self.number(from), self.number(to))
                 // SAT-SUN ends on Sunday as 7.
                 && a > b
-                && !(self.name == "day of week" && b == 0)
+                && !(self.kind == Kind::DayOfWeek && b == 0)
             {
                 return Some(held(&format!("runs backwards (write {to}-{from})")));
             }
-            if self.name == "day of week"
+            if self.kind == Kind::DayOfWeek
                 && let Some((_, nth)) = base.split_once('#')
                 && !nth.parse::<u64>().is_ok_and(|n| (1..=5).contains(&n))
             {
@@ -158,15 +176,15 @@ impl Field {
     /// cron has them) is wrong: None when it is right, or not surely wrong.
     fn bad_value(&self, value: &str) -> Option<String> {
         let upper = value.to_ascii_uppercase();
-        let number = match self.name {
+        let number = match self.kind {
             // 15W (the weekday closest to the 15th), L and LW (the last day).
-            "day of month" => upper.strip_suffix('W').unwrap_or(&upper),
+            Kind::DayOfMonth => upper.strip_suffix('W').unwrap_or(&upper),
             // 5#2 (the second Friday), 5L (the last Friday).
-            "day of week" => {
+            Kind::DayOfWeek => {
                 let v = upper.split('#').next().unwrap_or_default();
                 v.strip_suffix('L').unwrap_or(v)
             }
-            _ => &upper,
+            Kind::Second | Kind::Minute | Kind::Hour | Kind::Month => &upper,
         };
         if number.is_empty() || matches!(number, "*" | "?" | "L") {
             return None;
