@@ -10,6 +10,7 @@
 //! starts, naming the sysctl, not a silent miss; one that runs out for a directory
 //! created later is logged.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -115,6 +116,34 @@ impl Ignore {
     }
 }
 
+/// One quiet end of a burst of changes: the app, the first file that changed (what
+/// the log names, so a watch that keeps firing shows its cause) and how many others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    pub app: String,
+    pub first: PathBuf,
+    pub more: usize,
+}
+
+/// The paths a burst of changes touched, the first apart.
+#[derive(Default)]
+struct Burst {
+    first: Option<PathBuf>,
+    others: HashSet<PathBuf>,
+}
+
+impl Burst {
+    fn add(&mut self, path: &Path) {
+        match &self.first {
+            None => self.first = Some(path.to_path_buf()),
+            Some(first) if first == path => {}
+            Some(_) => {
+                self.others.insert(path.to_path_buf());
+            }
+        }
+    }
+}
+
 /// A running watch of one app; dropping it stops it.
 pub struct AppWatch {
     _watcher: Arc<Mutex<RecommendedWatcher>>,
@@ -127,13 +156,13 @@ impl Drop for AppWatch {
     }
 }
 
-/// Watches `spec` for app `name`; each quiet end of a burst of changes sends `name` on
-/// `changed`. Must be called on the supervisor's runtime.
+/// Watches `spec` for app `name`; each quiet end of a burst of changes sends what
+/// changed on `changed`. Must be called on the supervisor's runtime.
 pub fn start(
     name: &str,
     spec: &WatchSpec,
     logs: Vec<(PathBuf, String)>,
-    changed: mpsc::UnboundedSender<String>,
+    changed: mpsc::UnboundedSender<Changed>,
 ) -> Result<AppWatch, String> {
     let ignore = Arc::new(Ignore::new(&spec.ignore, logs));
     let (events_tx, mut events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
@@ -161,20 +190,28 @@ pub fn start(
             let Some(event) = events.recv().await else {
                 return;
             };
-            if !counts(&event, &roots, &ignore, &tree, &app) {
+            let mut burst = Burst::default();
+            counts(&event, &roots, &ignore, &tree, &app, &mut burst);
+            let Some(first) = burst.first.clone() else {
                 continue;
-            }
+            };
             // …then for `delay` without one.
             loop {
                 match tokio::time::timeout(delay, events.recv()).await {
-                    Ok(Some(event)) => {
-                        counts(&event, &roots, &ignore, &tree, &app);
-                    }
+                    Ok(Some(event)) => counts(&event, &roots, &ignore, &tree, &app, &mut burst),
                     Ok(None) => return,
                     Err(_) => break,
                 }
             }
-            if changed.send(app.clone()).is_err() {
+            let more = burst.others.len();
+            if changed
+                .send(Changed {
+                    app: app.clone(),
+                    first,
+                    more,
+                })
+                .is_err()
+            {
                 return;
             }
         }
@@ -185,25 +222,25 @@ pub fn start(
     })
 }
 
-/// Whether `event` is a change of a watched file; a new directory gets watched.
+/// Adds to `burst` the watched files `event` changed; a new directory gets watched.
 fn counts(
     event: &notify::Result<notify::Event>,
     roots: &[PathBuf],
     ignore: &Ignore,
     watcher: &Mutex<RecommendedWatcher>,
     app: &str,
-) -> bool {
+    burst: &mut Burst,
+) {
     let event = match event {
         Ok(event) => event,
         Err(e) => {
             warn!("{app}: file watch error: {e}");
-            return false;
+            return;
         }
     };
     if matches!(event.kind, EventKind::Access(_) | EventKind::Other) {
-        return false;
+        return;
     }
-    let mut counted = false;
     for path in &event.paths {
         let Some(root) = roots.iter().find(|r| path.starts_with(r)) else {
             continue;
@@ -211,7 +248,7 @@ fn counts(
         if ignore.ignores(root, path) {
             continue;
         }
-        counted = true;
+        burst.add(path);
         if matches!(event.kind, EventKind::Create(_))
             && path.is_dir()
             && let Err((e, done)) = add_tree(watcher, root, path, ignore)
@@ -219,7 +256,6 @@ fn counts(
             warn!("{}", describe(app, e, done));
         }
     }
-    counted
 }
 
 /// Watches `dir` and every directory under it that is not ignored (not following

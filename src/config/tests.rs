@@ -585,10 +585,59 @@ fn malformed_inputs() {
             vec!["ecosystem.yaml:4:", "ignore_watch: \"[bad\""],
         ),
         (
+            "- name: api\n  script: app.js\n  cron_restart: \"60 * * * * *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"60 * * * * *\": the seconds field \"60\" is out of range (0-59)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"61 * * * *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"61 * * * *\": the minute field \"61\" is out of range (0-59)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 24 * * *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 24 * * *\": the hour field \"24\" is out of range (0-23)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 0 32 * *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 0 32 * *\": the day of month field \"32\" is out of range (1-31)",
+            ],
+        ),
+        (
             "- name: api\n  script: app.js\n  cron_restart: \"0 * * 13 *\"\n",
             vec![
                 "ecosystem.yaml:3:",
-                "cron_restart: \"0 * * 13 *\" is not a cron expression",
+                "cron_restart: \"0 * * 13 *\": the month field \"13\" is out of range (1-12 or JAN-DEC)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 0 * * 8\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 0 * * 8\": the day of week field \"8\" is out of range (0-7 or SUN-SAT)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 0 * JUNE *\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 0 * JUNE *\": the month field \"JUNE\" is not a month (1-12 or JAN-DEC)",
+            ],
+        ),
+        (
+            "- name: api\n  script: app.js\n  cron_restart: \"0 0 * * MON-FRY\"\n",
+            vec![
+                "ecosystem.yaml:3:",
+                "cron_restart: \"0 0 * * MON-FRY\": the day of week field \"MON-FRY\" holds \"FRY\", which is not a day of week (0-7 or SUN-SAT)",
             ],
         ),
         (

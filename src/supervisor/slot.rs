@@ -175,8 +175,29 @@ pub struct WorkerEnv {
 /// How the reload of one slot ended: a line for the user either way.
 pub type ReloadOutcome = Result<String, String>;
 
-/// How the restart of one slot ended: a line for the user either way.
-pub type RestartOutcome = Result<String, String>;
+/// How the restart of one slot ended: what it replaced, or a line saying why not.
+pub type RestartOutcome = Result<Restarted, String>;
+
+/// A slot's restart that took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restarted {
+    /// `app#instance`.
+    pub label: String,
+    /// The slot was at rest (stopped, errored) when the restart came: it is started,
+    /// nothing is restarted.
+    pub was_at_rest: bool,
+    /// The worker it replaced (None: none ran, e.g. at rest or in a crash backoff).
+    pub old: Option<Pid>,
+    /// The worker that runs now (None: the new one waits out a crash backoff).
+    pub new: Option<Pid>,
+}
+
+/// Who waits for a restart, with the slot as the restart found it.
+struct RestartWaiter {
+    done: oneshot::Sender<RestartOutcome>,
+    was_at_rest: bool,
+    old: Option<Pid>,
+}
 
 /// How the stop of one slot ended: at rest, or why not.
 pub type StopOutcome = Result<(), String>;
@@ -223,7 +244,7 @@ pub struct Slot {
     /// Who waits for the slot to come to rest (`stop`, `delete`, scale-down, shutdown).
     stop_waiters: Vec<oneshot::Sender<StopOutcome>>,
     /// Who waits for the restart in progress to have started its new worker.
-    restart_waiters: Vec<oneshot::Sender<RestartOutcome>>,
+    restart_waiters: Vec<RestartWaiter>,
     /// What the listeners were last told of this slot taking connections (None: not
     /// yet, e.g. before a cluster app's first listen binds them).
     taking: Option<bool>,
@@ -470,7 +491,12 @@ impl Slot {
                         for waiter in self.stop_waiters.drain(..) {
                             let _ = waiter.send(Err(why.clone()));
                         }
-                        self.restart_waiters.extend(done);
+                        let (was_at_rest, old) = (self.policy.is_at_rest(), self.policy.pid());
+                        self.restart_waiters.extend(done.map(|done| RestartWaiter {
+                            done,
+                            was_at_rest,
+                            old,
+                        }));
                         Event::RestartRequested
                     }
                     Some(SlotMsg::Listen { pid, addr, seq }) => {
@@ -834,16 +860,23 @@ impl Slot {
         if self.restart_waiters.is_empty() || self.policy.status() == Status::Stopping {
             return;
         }
-        let outcome = match (self.policy.pid(), self.policy.is_at_rest()) {
-            (Some(pid), _) => Ok(format!("{}: pid {pid}", self.label())),
-            (None, false) => Ok(format!("{}: waiting to restart", self.label())),
+        let label = self.label();
+        let new = match (self.policy.pid(), self.policy.is_at_rest()) {
+            (Some(pid), _) => Ok(Some(pid)),
+            (None, false) => Ok(None),
             (None, true) if self.policy.status() == Status::Errored => {
-                Err(format!("{}: errored", self.label()))
+                Err(format!("{label}: errored"))
             }
-            (None, true) => Err(format!("{}: stopped", self.label())),
+            (None, true) => Err(format!("{label}: stopped")),
         };
         for waiter in self.restart_waiters.drain(..) {
-            let _ = waiter.send(outcome.clone());
+            let outcome = new.clone().map(|new| Restarted {
+                label: label.clone(),
+                was_at_rest: waiter.was_at_rest,
+                old: waiter.old,
+                new,
+            });
+            let _ = waiter.done.send(outcome);
         }
     }
 

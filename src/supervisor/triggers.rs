@@ -4,6 +4,7 @@
 //! `drover reload` would (never waiting on it), or passes when the app is stopped or
 //! busy with another change.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Local;
@@ -17,7 +18,13 @@ use crate::watch::{self, AppWatch};
 /// Why an app is to be reloaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Trigger {
-    FilesChanged(String),
+    /// The app's files changed: the first (relative to the app's cwd when under it)
+    /// and how many more.
+    FilesChanged {
+        app: String,
+        first: String,
+        more: usize,
+    },
     Scheduled(String),
     /// One of the above that came while drover was being updated in place, handed
     /// over to the new image.
@@ -27,16 +34,24 @@ pub(crate) enum Trigger {
 impl Trigger {
     pub fn app(&self) -> &str {
         match self {
-            Trigger::FilesChanged(app) | Trigger::Scheduled(app) | Trigger::HeldBack(app) => app,
+            Trigger::FilesChanged { app, .. }
+            | Trigger::Scheduled(app)
+            | Trigger::HeldBack(app) => app,
         }
     }
 
-    pub fn reason(&self) -> &'static str {
+    /// Why, for the log: `its files changed (src/app.js and 3 more)`.
+    pub fn reason(&self) -> String {
         match self {
-            Trigger::FilesChanged(_) => "its files changed",
-            Trigger::Scheduled(_) => "its cron_restart time came",
+            Trigger::FilesChanged { first, more: 0, .. } => {
+                format!("its files changed ({first})")
+            }
+            Trigger::FilesChanged { first, more, .. } => {
+                format!("its files changed ({first} and {more} more)")
+            }
+            Trigger::Scheduled(_) => "its cron_restart time came".into(),
             Trigger::HeldBack(_) => {
-                "its files changed or its cron_restart time came during the update"
+                "its files changed or its cron_restart time came during the update".into()
             }
         }
     }
@@ -64,7 +79,7 @@ pub(crate) fn arm(
 ) -> Result<Triggers, String> {
     let mut triggers = Triggers::default();
     if let Some(watch) = &spec.watch {
-        let (changed_tx, mut changed) = mpsc::unbounded_channel::<String>();
+        let (changed_tx, mut changed) = mpsc::unbounded_channel::<watch::Changed>();
         triggers._watch = Some(watch::start(
             &spec.name,
             watch,
@@ -72,10 +87,16 @@ pub(crate) fn arm(
             changed_tx,
         )?);
         let to = to.clone();
+        let cwd = spec.cwd.clone();
         // The watcher's own channel, forwarded: it knows nothing of triggers.
         tokio::spawn(async move {
-            while let Some(app) = changed.recv().await {
-                if to.send(Trigger::FilesChanged(app)).is_err() {
+            while let Some(changed) = changed.recv().await {
+                let trigger = Trigger::FilesChanged {
+                    app: changed.app,
+                    first: shown(&changed.first, &cwd),
+                    more: changed.more,
+                };
+                if to.send(trigger).is_err() {
                     return;
                 }
             }
@@ -100,4 +121,36 @@ pub(crate) fn arm(
         }));
     }
     Ok(triggers)
+}
+
+/// A changed path as the log shows it: relative to the app's cwd when under it (a
+/// watched directory may lie elsewhere: then absolute).
+fn shown(path: &Path, cwd: &Path) -> String {
+    match path.strip_prefix(cwd) {
+        Ok(relative) if !relative.as_os_str().is_empty() => relative.display().to_string(),
+        _ => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_change_names_the_first_path_under_the_cwd_and_how_many_more() {
+        let cwd = Path::new("/srv/app");
+        assert_eq!(shown(Path::new("/srv/app/src/app.js"), cwd), "src/app.js");
+        assert_eq!(shown(Path::new("/etc/app.conf"), cwd), "/etc/app.conf");
+        assert_eq!(shown(Path::new("/srv/app"), cwd), "/srv/app");
+        let changed = |more| Trigger::FilesChanged {
+            app: "wapp".into(),
+            first: "src/app.js".into(),
+            more,
+        };
+        assert_eq!(changed(0).reason(), "its files changed (src/app.js)");
+        assert_eq!(
+            changed(3).reason(),
+            "its files changed (src/app.js and 3 more)"
+        );
+    }
 }

@@ -797,18 +797,41 @@ fn start_of_a_known_name_or_id_restarts_it_and_names_come_before_ids() {
     let web_id = d.list().iter().find(|w| w["name"] == "web").unwrap()["id"].clone();
     d.ok(&["stop", "web"]);
     assert_eq!(d.statuses("web"), ["stopped"]);
-    // PM2: `start <name>` of a stopped app starts it again (no script named web here).
+    // PM2: `start <name>` of a stopped app starts it again (no script named web here):
+    // it was stopped, so it is started, not restarted.
     let out = d.ok(&["start", "web"]);
-    assert!(out.contains("restarted web"), "{out}");
+    let pid = d.wait_online("web", 1)[0]["pid"].clone();
+    assert_eq!(
+        out.trim(),
+        format!("started web: web#0: pid {pid}"),
+        "{out}"
+    );
+    // So is the script given again for the stopped app.
+    d.ok(&["stop", "web"]);
+    let out = d.ok(&[
+        "start",
+        script.to_str().unwrap(),
+        "--name",
+        "web",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(out.contains("started web again"), "{out}");
     d.wait_online("web", 1);
     // `stop 1` is the app named 1, not worker id 1.
     let out = d.ok(&["stop", "1"]);
     assert!(out.contains("stopped 1"), "{out}");
     assert_eq!(d.statuses("1"), ["stopped"]);
     assert_eq!(d.statuses("web"), ["online"]);
-    // And `start <id>` restarts by id.
+    // And `start <id>` restarts by id, saying the old and the new pid.
+    let old = d.list().iter().find(|w| w["name"] == "web").unwrap()["pid"].clone();
     let out = d.ok(&["start", &web_id.to_string()]);
-    assert!(out.contains("restarted"), "{out}");
+    let new = d.list().iter().find(|w| w["name"] == "web").unwrap()["pid"].clone();
+    assert_eq!(
+        out.trim(),
+        format!("restarted {web_id}: web#0: pid {old} → {new}"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -1267,7 +1290,9 @@ fn restart_with_more_instances_says_how_many_there_are() {
     d.wait_online("tick", 1);
     let out = d.ok(&["restart", "tick", "-i", "3"]);
     assert!(
-        out.contains("restarted tick (1 worker); tick now has 3 workers"),
+        out.starts_with("restarted tick: tick#0: pid ")
+            && out.contains(" → ")
+            && out.trim_end().ends_with("; tick now has 3 workers"),
         "{out}"
     );
     let workers = d.wait_online("tick", 3);

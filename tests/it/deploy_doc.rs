@@ -2,8 +2,8 @@
 //! command line in it parses as drover's CLI (clap, the real definitions), the unit it
 //! shows is the one `drover startup` writes for the flags it shows (but for the paths,
 //! user and PATH it substitutes) and passes `systemd-analyze verify`, the ecosystem
-//! file loads, and every drover invocation in the Dockerfiles and the Kubernetes
-//! manifest parses. Docker and kubectl do not run here: the images are not built and
+//! file loads, every drover invocation in the Dockerfiles and the Kubernetes manifest
+//! parses, and the man page install lines (here and in README) install pages man finds. Docker and kubectl do not run here: the images are not built and
 //! the manifest is not applied; what they ask of drover is checked.
 
 use std::path::Path;
@@ -193,6 +193,18 @@ fn the_unit_on_the_page_is_the_one_startup_writes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The name and place the page gives are what startup says it would install.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("drover: this is drover-root-shop.service; `drover startup` without --print installs it as /etc/systemd/system/drover-root-shop.service"),
+        "{said}"
+    );
+    assert!(
+        text.contains("That writes and enables `drover-shop-shop.service`"),
+        "the page names the unit -u shop gets"
+    );
+    // A home under /root lasts: no warning about it.
+    assert!(!said.contains("warning: DROVER_HOME"), "{said}");
     let unit = String::from_utf8(out.stdout).unwrap();
     let binary = std::fs::canonicalize(DROVER).unwrap();
     let written = unit
@@ -245,4 +257,60 @@ fn words_are_split_as_a_shell_would() {
         drover_words("drover export nginx api > /etc/x.conf").unwrap(),
         ["drover", "export", "nginx", "api"]
     );
+}
+
+/// The man page install lines of this page and README work from the checkout: run with
+/// a temp dir for /usr/local, `man` finds drover(1), a command's page and
+/// drover-ecosystem(5) there.
+#[test]
+fn the_man_pages_install_where_man_finds_them() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for page in ["docs/deploy.md", "README.md"] {
+        let text = std::fs::read_to_string(checkout.join(page)).unwrap();
+        let prefix = tempfile::tempdir().unwrap();
+        let prefix_text = prefix.path().to_str().unwrap();
+        let mut installs = 0;
+        for (info, body) in blocks(&text) {
+            if info != "sh" {
+                continue;
+            }
+            for line in body.lines() {
+                let words = shell_words(line);
+                if !(words.starts_with(&["sudo".into(), "install".into()])
+                    && line.contains("/usr/local/share/man/"))
+                {
+                    continue;
+                }
+                let line = line
+                    .trim_start_matches("sudo ")
+                    .replace("/usr/local", prefix_text);
+                let out = Command::new("sh")
+                    .args(["-c", &line])
+                    .current_dir(checkout)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{page}: {line}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                installs += 1;
+            }
+        }
+        assert_eq!(installs, 2, "{page}: man1 and man5");
+        for name in ["drover", "drover-run", "drover-ecosystem"] {
+            let out = Command::new("man")
+                .arg("-M")
+                .arg(prefix.path().join("share/man"))
+                .args(["-w", name])
+                .output()
+                .expect("man (Debian's man-db; .ci/run installs it)");
+            let found = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && found.starts_with(prefix_text),
+                "{page}: man -w {name}: {found}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

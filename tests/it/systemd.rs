@@ -384,6 +384,34 @@ fn install(home: &Home, dir: &std::path::Path, args: &[&str]) -> (PathBuf, Strin
     assert_eq!(path.parent(), Some(dir));
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text, printed.stdout, "--print shows what is written");
+    // --print says on stderr what the unit is called and where it would go without
+    // --unit-dir: systemd's own directory for its scope.
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let systemd_dir = match args.contains(&"--user") {
+        true => std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|c| !c.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".config"))
+            .join("systemd/user"),
+        false => PathBuf::from("/etc/systemd/system"),
+    };
+    assert!(
+        printed.stderr.contains(&format!(
+            "drover: this is {name}; `drover startup` without --print installs it as {}\n",
+            systemd_dir.join(name).display()
+        )),
+        "{}",
+        printed.stderr
+    );
+    // The home is a temp dir under /tmp: both say it may not outlive a reboot.
+    let volatile = format!("drover: warning: DROVER_HOME {}", home.path().display());
+    for said in [&printed.stderr, &out.stderr] {
+        let warning = said.lines().find(|l| l.starts_with(&volatile));
+        assert!(
+            warning.is_some_and(|l| l.contains(" is under /tmp, which may not survive a reboot")),
+            "{said}"
+        );
+    }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o644);
@@ -454,6 +482,8 @@ fn every_unit_startup_writes_passes_systemd_analyze_verify() {
         assert!(text.contains("\nKillMode=mixed\n"), "{text}");
         assert!(text.contains(" reload all\n"), "{text}");
         assert_eq!(text.contains("\nUser="), !user, "{text}");
+        // A user manager has no network.target to order after.
+        assert_eq!(text.contains("\nAfter=network.target\n"), !user, "{text}");
         if args.contains(&"--ecosystem") {
             assert!(exec_start.contains(&format!(" run {eco}")), "{exec_start}");
             // A stack has a home of its own: two stacks never share a supervisor.
@@ -502,6 +532,31 @@ fn every_unit_startup_writes_passes_systemd_analyze_verify() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect::<Vec<_>>()
+    );
+}
+
+/// The unit's PATH is the caller's with each directory once, in its first place (a
+/// shell profile that adds a directory twice writes it once).
+#[test]
+fn the_units_path_has_each_directory_once() {
+    let home = Home::new();
+    let out = home
+        .command(&["startup", "--print"])
+        .env(
+            "PATH",
+            "/usr/local/bin:/usr/bin:/usr/local/bin:/bin:/usr/bin",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\nEnvironment=\"PATH=/usr/local/bin:/usr/bin:/bin\"\n"),
+        "{stdout}"
     );
 }
 

@@ -456,7 +456,7 @@ fn an_update_waits_for_a_reload_and_is_the_only_one() {
     wait_for("the change held back", DEADLINE, || {
         d.home
             .read("drover.log")
-            .contains("slow: its files changed: reloading after the update")
+            .contains("slow: its files changed (src/changed.js): reloading after the update")
             .then_some(())
     });
     let reloaded = reload.join().unwrap();

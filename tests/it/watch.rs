@@ -69,8 +69,17 @@ fn a_burst_of_a_thousand_changes_is_one_reload_without_a_dropped_request() {
     d.wait_online("web", 2);
     let tally = load.finish();
     assert!(tally.clean(), "{tally:?}");
+    // Each reload names the first file that changed (relative to the app's cwd, app/)
+    // and how many others did.
     let log = d.home.read("drover.log");
-    assert!(log.contains("web: its files changed: reloading"), "{log}");
+    assert!(
+        log.contains("web: its files changed (src/f0.js and 999 more): reloading"),
+        "{log}"
+    );
+    assert!(
+        log.contains("web: its files changed (src/one.js): reloading"),
+        "{log}"
+    );
 }
 
 #[test]

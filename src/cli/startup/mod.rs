@@ -51,9 +51,11 @@ pub struct UnitArgs {
         conflicts_with = "user"
     )]
     pub username: Option<String>,
-    /// A unit that runs `drover run FILE` (one stack), named after the file, with a
-    /// DROVER_HOME of its own ($DROVER_HOME/stacks/<name>), instead of the supervisor
-    /// with the apps of `drover save`.
+    /// A unit that runs `drover run FILE` (one stack), with a DROVER_HOME of its own
+    /// ($DROVER_HOME/stacks/<stack>), instead of the supervisor with the apps of `drover
+    /// save`. The stack is named after the file's name up to its first dot (shop.yaml:
+    /// shop), or after its directory when that is `ecosystem` (ecosystem.config.js,
+    /// ecosystem.yaml, ecosystem.prod.yaml).
     #[arg(long, value_name = "FILE")]
     pub ecosystem: Option<PathBuf>,
     /// The unit's name (default: drover-<user>, drover-<user>-<stack>; drover or
@@ -77,7 +79,8 @@ pub struct StartupArgs {
     /// With --ecosystem: run the file with `--env NAME` (its env_NAME).
     #[arg(long, value_name = "NAME", requires = "ecosystem")]
     pub env: Option<String>,
-    /// Print the unit on stdout; write nothing.
+    /// Print the unit on stdout, and on stderr its name and where `drover startup`
+    /// would install it; write nothing.
     #[arg(long, conflicts_with = "unit_dir")]
     pub print: bool,
 }
@@ -113,6 +116,14 @@ pub fn startup(args: StartupArgs) -> Result<(), Error> {
     let plan = plan(&args.unit, args.hp.as_deref(), args.env.clone(), true)?;
     let text = plan.unit.render();
     if args.print {
+        // stdout stays the unit alone (it is redirected into a file); where it would go
+        // is said on stderr.
+        eprintln!(
+            "drover: this is {}; `drover startup` without --print installs it as {}",
+            plan.name,
+            plan.dir.join(&plan.name).display()
+        );
+        warn_volatile(&plan);
         print!("{text}");
         return Ok(());
     }
@@ -131,6 +142,7 @@ pub fn startup(args: StartupArgs) -> Result<(), Error> {
         ))
     })?;
     println!("wrote {}", path.display());
+    warn_volatile(&plan);
     let scope = plan.unit.scope;
     if plan.systemd_dir {
         systemctl(scope, &["daemon-reload"])?;
@@ -243,7 +255,10 @@ fn plan(
         Some(dir) => (absolute(dir)?, false),
         None => (default_unit_dir(scope)?, true),
     };
-    let path = std::env::var("PATH").ok().filter(|p| !p.is_empty());
+    let path = std::env::var("PATH")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| unit::without_duplicates(&p));
     let unit = Unit {
         scope,
         runs,
@@ -349,9 +364,11 @@ fn check_ecosystem(file: &Path, home: &Path, env: Option<String>) -> Result<(), 
     Ok(())
 }
 
-/// The stack's name, from its file: `shop.yaml` → shop; PM2's usual `ecosystem.config.js`
-/// (or `ecosystem.yaml`) → the name of its directory. Characters a unit name cannot hold
-/// become `-`.
+/// The stack's name, from its file: the name up to its first dot (`shop.yaml`,
+/// `shop.prod.yaml` → shop); when that is `ecosystem` (any case: PM2's usual
+/// `ecosystem.config.js`, `ecosystem.yaml`, `ecosystem.example.yaml`) or nothing
+/// (`.yaml`), the name of its directory. Characters a unit name cannot hold become `-`,
+/// and leading or trailing `-` and `.` go.
 fn stack_name(file: &Path) -> Result<String, Error> {
     let stem = file
         .file_name()
@@ -424,6 +441,32 @@ fn unit_name(
         })
         .collect();
     Ok(format!("{name}.service"))
+}
+
+/// Directories whose contents a reboot (tmpfs) or systemd-tmpfiles' age cleaning removes.
+const VOLATILE: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Warns (on stderr) about each path the unit depends on that lies in a [`VOLATILE`]
+/// directory: the unit is written all the same (a test, a dev checkout), but at boot
+/// its binary, home (the dump) or file may be gone.
+fn warn_volatile(plan: &Plan) {
+    let mut paths = vec![
+        ("drover's binary", plan.unit.drover.clone()),
+        ("DROVER_HOME", plan.unit.drover_home.clone()),
+    ];
+    if let Runs::Ecosystem { file, .. } = &plan.unit.runs {
+        paths.push(("the ecosystem file", file.clone()));
+    }
+    for (what, path) in paths {
+        // The real place: /tmp reached through a symlink is still /tmp.
+        let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
+        if let Some(dir) = VOLATILE.iter().find(|dir| real.starts_with(dir)) {
+            eprintln!(
+                "drover: warning: {what} {} is under {dir}, which may not survive a reboot: the unit would not find it",
+                path.display()
+            );
+        }
+    }
 }
 
 /// systemd's directory for units an administrator (or a user) writes.
@@ -642,5 +685,29 @@ fn print_next_steps(plan: &Plan) {
             "a user unit starts at boot only with lingering on: loginctl enable-linger {}",
             plan.account.name
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule drover-startup(1), README and docs/deploy.md state.
+    #[test]
+    fn a_stack_is_named_after_its_file_or_an_ecosystem_files_directory() {
+        for (file, stack) in [
+            ("/srv/shop/shop.yaml", "shop"),
+            ("/srv/x/shop.prod.yaml", "shop"),
+            ("/srv/x/api.config.js", "api"),
+            ("/srv/shop/ecosystem.config.js", "shop"),
+            ("/srv/shop/ecosystem.yaml", "shop"),
+            ("/home/me/newcomer/ecosystem.example.yaml", "newcomer"),
+            ("/srv/shop/Ecosystem.json", "shop"),
+            ("/srv/my shop/.yaml", "my-shop"),
+            ("/srv/x/my app!.yml", "my-app"),
+        ] {
+            assert_eq!(stack_name(Path::new(file)).unwrap(), stack, "{file}");
+        }
+        assert!(stack_name(Path::new("/ecosystem.yaml")).is_err());
     }
 }

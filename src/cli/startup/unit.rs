@@ -93,8 +93,11 @@ impl Unit {
             .iter()
             .map(|e| format!("Environment={e}\n"))
             .collect();
-        let (account, limits, wanted_by) = match self.scope {
+        // A user manager has no network.target (systemd.special(7)): a user unit
+        // orders itself after nothing.
+        let (after, account, limits, wanted_by) = match self.scope {
             Scope::System => (
+                "After=network.target\n",
                 format!(
                     "User={}\nGroup={}\n",
                     escape_specifiers(&self.user),
@@ -103,7 +106,7 @@ impl Unit {
                 "LimitNOFILE=65536\n",
                 "multi-user.target",
             ),
-            Scope::User => (String::new(), "", "default.target"),
+            Scope::User => ("", String::new(), "", "default.target"),
         };
         format!(
             "{MARKER}; `drover unstartup` removes it.
@@ -124,8 +127,7 @@ impl Unit {
 # all`); drover says RELOADING=1, then READY=1 when it is done.
 [Unit]
 Description={description}
-After=network.target
-
+{after}
 [Service]
 Type=notify
 {account}{environment}ExecStart={start}
@@ -142,6 +144,16 @@ WantedBy={wanted_by}
             reload = exe(&["reload", "all"]),
         )
     }
+}
+
+/// A PATH with each directory once, where it first appears (the later ones are never
+/// searched: a shell that adds ~/.cargo/bin twice has the same PATH).
+pub fn without_duplicates(path: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    path.split(':')
+        .filter(|dir| seen.insert(*dir))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// `%` starts a specifier in every unit setting: a literal one is `%%`.
@@ -247,9 +259,23 @@ mod tests {
         assert!(text.contains("\nWantedBy=multi-user.target\n"), "{text}");
         assert!(!text.lines().any(|l| l.starts_with("ExecStop=")), "{text}");
 
+        assert!(text.contains("\nAfter=network.target\n"), "{text}");
+
         let text = unit(Scope::User, Runs::Daemon).render();
         assert!(!text.contains("User="), "{text}");
+        // A user manager has no network.target.
+        assert!(!text.contains("After="), "{text}");
         assert!(text.contains("\nWantedBy=default.target\n"), "{text}");
+    }
+
+    #[test]
+    fn a_path_keeps_each_directory_once_in_its_first_place() {
+        assert_eq!(
+            without_duplicates("/root/.cargo/bin:/root/.cargo/bin:/usr/bin:/bin:/usr/bin"),
+            "/root/.cargo/bin:/usr/bin:/bin"
+        );
+        assert_eq!(without_duplicates("/usr/bin"), "/usr/bin");
+        assert_eq!(without_duplicates("/b:/a:/b:/a:/c"), "/b:/a:/c");
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl Supervisor {
         let mut redeploys: Vec<Redeploy> = Vec::new();
         let mut refused = Vec::new();
         let mut fresh = Vec::new();
-        let mut restarted = Vec::new();
+        // Stopped apps started again: nothing ran, so nothing is restarted.
+        let mut started_again = Vec::new();
         let mut running = Vec::new();
         let mut busy = Vec::new();
         for spec in apps {
@@ -109,7 +110,7 @@ impl Supervisor {
                 (*app.env).clone()
             };
             if app.spec.listen == spec.listen && app.spec.socket == spec.socket {
-                restarted.push(spec.name.clone());
+                started_again.push(spec.name.clone());
                 self.start_stopped(i, spec, new_env);
             } else {
                 // A new address: a new app in its place.
@@ -128,8 +129,8 @@ impl Supervisor {
         if !started.is_empty() {
             parts.push(format!("started {}", started.join(", ")));
         }
-        if !restarted.is_empty() {
-            parts.push(format!("restarted {}", restarted.join(", ")));
+        if !started_again.is_empty() {
+            parts.push(format!("started {} again", started_again.join(", ")));
         }
         let nothing_done = parts.is_empty();
         if !running.is_empty() {
