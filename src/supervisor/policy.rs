@@ -39,6 +39,16 @@ use nix::unistd::Pid;
 use crate::config::{RestartSpec, StopSpec, defaults};
 use crate::os::ExitKind;
 
+/// Why a slot is errored, in the terms of the rule that made it so (the log line,
+/// `describe`, `list --json`).
+pub fn errored_reason(restart: &RestartSpec) -> String {
+    format!(
+        "{} restarts in a row, each after a run shorter than min_uptime ({} ms)",
+        restart.max_restarts,
+        restart.min_uptime.as_millis()
+    )
+}
+
 /// When a new worker counts as ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyRule {

@@ -630,10 +630,9 @@ impl Slot {
             }
             if !was_errored && self.policy.phase() == Phase::Errored {
                 error!(
-                    "{} errored: {} restarts in a row, each after a run shorter than min_uptime ({} ms); not restarting",
+                    "{} errored: {}; not restarting",
                     self.label(),
-                    self.app.restart.max_restarts,
-                    self.app.restart.min_uptime.as_millis()
+                    super::policy::errored_reason(&self.app.restart)
                 );
             }
         }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::Reply;
 use crate::protocol::{Response, RestartCauses, WorkerInfo};
 use crate::supervisor::Supervisor;
-use crate::supervisor::policy::Status;
+use crate::supervisor::policy::{self, Status};
 use crate::sync::lock;
 
 impl Supervisor {
@@ -47,14 +47,8 @@ impl Supervisor {
                     ready: status.ready,
                     health: status.health.clone(),
                     last_exit: status.last_exit.map(|e| e.to_string()),
-                    errored_why: (status.status == Status::Errored).then(|| {
-                        let restart = &app.spec.restart;
-                        format!(
-                            "{} restarts in a row, each after a run shorter than min_uptime ({} ms)",
-                            restart.max_restarts,
-                            restart.min_uptime.as_millis()
-                        )
-                    }),
+                    errored_why: (status.status == Status::Errored)
+                        .then(|| policy::errored_reason(&app.spec.restart)),
                     restarts_by_cause: {
                         let by = status.restarts_by_cause;
                         RestartCauses {
